@@ -1,0 +1,30 @@
+"""Checksums in the one format the vault uses everywhere: ``sha256:<hex>``.
+
+Every stored object, every record span and every artifact carries a checksum in this format,
+so a value read from the catalog can be compared with a hash of the bytes without any
+translation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+PREFIX = "sha256:"
+
+
+def sha256_hex(data: bytes | memoryview) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def checksum(data: bytes | memoryview) -> str:
+    """The vault checksum of ``data``: ``sha256:`` followed by the lowercase hex digest."""
+    return PREFIX + hashlib.sha256(data).hexdigest()
+
+
+def hex_of(value: str) -> str:
+    """The hex digest inside a vault checksum; raises ValueError for anything else."""
+    if not value.startswith(PREFIX) or len(value) != len(PREFIX) + 64:
+        raise ValueError(f"not a vault checksum (expected 'sha256:<64 hex>'): {value!r}")
+    digest = value[len(PREFIX):]
+    int(digest, 16)
+    return digest

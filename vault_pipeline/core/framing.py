@@ -1,0 +1,132 @@
+"""Finding record boundaries inside a provider's response body without re-serialising it.
+
+A provider page is stored exactly as received; each record is then addressed as a byte range
+(offset, length) of that stored object. The body is split with msgspec's ``Raw`` type, which
+hands back each element's exact bytes without decoding it, and each slice is located in the
+body in order (between two records there is only whitespace and a comma, so the first match
+from the previous end is the record itself). NDJSON is split on newlines. Decoding keeps
+integers of any size exact and rejects numbers it cannot represent instead of rounding them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+import numpy as np
+
+_MEMBERS = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_ELEMENTS = msgspec.json.Decoder(list[msgspec.Raw])
+_ANY = msgspec.json.Decoder()
+
+
+class FramingError(ValueError):
+    """The body is not the JSON shape the provider is configured to return."""
+
+
+class RecordDecodeError(ValueError):
+    """One record's bytes are not a JSON value the vault can read."""
+
+
+@dataclass(frozen=True, slots=True)
+class FramedRecord:
+    offset: int  # byte offset of the record inside the stored body
+    length: int  # byte length of the record
+
+
+@dataclass(slots=True)
+class FramedPage:
+    records: list[FramedRecord]
+    # Top-level members of the body other than the record array (cursors, totals, ...).
+    envelope: dict[str, Any] = field(default_factory=dict)
+
+    def slices(self, body: bytes) -> list[bytes]:
+        return [body[r.offset : r.offset + r.length] for r in self.records]
+
+
+def frame_records(body: bytes, records_at: str) -> FramedPage:
+    """Split ``body`` into records.
+
+    ``records_at`` is a top-level JSON key holding the record array, ``"$"`` for a body that
+    is itself an array, or ``"ndjson"`` for one JSON value per line.
+    """
+    if body.startswith(b"\xef\xbb\xbf"):
+        raise FramingError("body starts with a UTF-8 byte-order mark; JSON from providers must not")
+    if records_at == "ndjson":
+        return FramedPage(_frame_ndjson(body))
+    if records_at == "$":
+        return FramedPage(_locate(body, _decode(_ELEMENTS, body, "a JSON array of records"), 0))
+    members = _decode(_MEMBERS, body, f"a JSON object holding '{records_at}'")
+    if records_at not in members:
+        raise FramingError(f"the body has no '{records_at}' member; members: {sorted(members)[:10]}")
+    envelope = {}
+    for name, raw in members.items():
+        if name != records_at:
+            envelope[name] = _ANY.decode(raw)
+    array = members[records_at]
+    elements = _decode(_ELEMENTS, array, f"'{records_at}' to be an array of records")
+    return FramedPage(_locate(body, elements, _offset_of(body, array)), envelope)
+
+
+def decode_record(data: bytes | memoryview) -> Any:
+    """The parsed value of one record's bytes (big integers stay exact)."""
+    try:
+        return _ANY.decode(data)
+    except msgspec.DecodeError as exc:
+        raise RecordDecodeError(str(exc)) from exc
+
+
+def _decode(decoder: msgspec.json.Decoder, body: bytes, expected: str) -> Any:
+    try:
+        return decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        raise FramingError(f"expected {expected}: {exc}") from exc
+    except msgspec.DecodeError as exc:
+        stripped = body.lstrip()[:1]
+        if not body.strip():
+            raise FramingError("the body is empty") from exc
+        if stripped == b"<":
+            raise FramingError("the body is HTML, not JSON (an error page?)") from exc
+        raise FramingError(f"invalid JSON: {exc} (truncated or malformed body)") from exc
+
+
+def _offset_of(body: bytes, view: msgspec.Raw) -> int:
+    """Where a zero-copy ``Raw`` view starts inside ``body``.
+
+    A text search could match an identical byte sequence earlier in the body (a key or an
+    envelope member), so the offset is taken from the view's address instead, and checked.
+    """
+    offset = int(np.frombuffer(view, np.uint8).ctypes.data) - int(np.frombuffer(body, np.uint8).ctypes.data)
+    length = len(memoryview(view))
+    if length and not (0 <= offset <= len(body) - length and body[offset : offset + length] == bytes(view)):
+        raise FramingError("internal: could not locate the record array inside the body")
+    return offset
+
+
+def _locate(body: bytes, elements: list[msgspec.Raw], cursor: int) -> list[FramedRecord]:
+    records = []
+    find = body.find
+    for raw in elements:
+        piece = bytes(raw)
+        offset = find(piece, cursor)
+        records.append(FramedRecord(offset, len(piece)))
+        cursor = offset + len(piece)
+    return records
+
+
+def _frame_ndjson(body: bytes) -> list[FramedRecord]:
+    records = []
+    offset = 0
+    for number, line in enumerate(body.split(b"\n"), start=1):
+        content = line.rstrip(b"\r")
+        stripped = content.strip(b" \t")
+        if stripped:
+            start = offset + (len(content) - len(content.lstrip(b" \t")))
+            try:
+                _ANY.decode(stripped)
+            except msgspec.DecodeError as exc:
+                raise FramingError(f"NDJSON line {number} is not valid JSON: {exc}") from exc
+            records.append(FramedRecord(start, len(stripped)))
+        offset += len(line) + 1
+    return records

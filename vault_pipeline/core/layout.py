@@ -1,0 +1,43 @@
+"""Where things live in the object store: the key layout every stage agrees on.
+
+``raw/`` holds provider pages byte-exact and content-addressed; ``dlq/`` bodies that could
+not be used and validation rejects; ``snapshots/`` the landing snapshot each integrity diff
+starts from; ``reports/`` validation and integrity reports. All keys of one partition share
+the ``{provider}/{YYYY}/{MM}/{DD}/{HH}`` part, so a partition is one prefix per zone.
+"""
+
+from __future__ import annotations
+
+from vault_pipeline.core.windows import HourWindow
+
+
+def partition_path(provider: str, window: HourWindow) -> str:
+    return f"{provider}/{window.object_prefix()}"
+
+
+def raw_prefix(provider: str, window: HourWindow) -> str:
+    return f"raw/{partition_path(provider, window)}/"
+
+
+def raw_key(provider: str, window: HourWindow, sha256_hex: str) -> str:
+    return f"raw/{partition_path(provider, window)}/{sha256_hex}.json"
+
+
+def dlq_body_key(provider: str, window: HourWindow, sha256_hex: str) -> str:
+    return f"dlq/{partition_path(provider, window)}/{sha256_hex}.body"
+
+
+def dlq_report_key(provider: str, window: HourWindow) -> str:
+    return f"dlq/{partition_path(provider, window)}/input-validation.json"
+
+
+def snapshot_records_key(provider: str, window: HourWindow) -> str:
+    return f"snapshots/{partition_path(provider, window)}/landing-records.parquet"
+
+
+def snapshot_objects_key(provider: str, window: HourWindow) -> str:
+    return f"snapshots/{partition_path(provider, window)}/landing-objects.json"
+
+
+def report_key(provider: str, window: HourWindow, name: str) -> str:
+    return f"reports/{partition_path(provider, window)}/{name}.json"

@@ -1,0 +1,75 @@
+"""The landing snapshot: what a partition's landing stored, record by record.
+
+Written once by landing (checksums computed from the bytes as received) and compared later
+against what the object store, the catalog and the lake hold. It is a Parquet table of record
+spans plus a JSON list of the objects, so it stays compact for a million-record hour and can
+be streamed back in batches.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+RECORD_SCHEMA = pa.schema(
+    [
+        ("log_id", pa.string()),
+        ("natural_id", pa.string()),
+        ("object_key", pa.string()),
+        ("offset", pa.int64()),
+        ("length", pa.int64()),
+        ("checksum", pa.string()),
+        ("timestamp", pa.string()),
+        ("page", pa.int32()),
+    ]
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LandedObject:
+    key: str
+    checksum: str
+    size: int
+    page: int
+    records: int
+    source: str  # request URL without secrets
+
+
+class SnapshotWriter:
+    """Accumulates record spans page by page into Parquet row groups."""
+
+    def __init__(self) -> None:
+        self._buffer = io.BytesIO()
+        self._writer = pq.ParquetWriter(self._buffer, RECORD_SCHEMA, compression="zstd")
+        self.rows = 0
+
+    def add_page(self, columns: dict[str, list]) -> None:
+        batch = pa.RecordBatch.from_pydict(columns, schema=RECORD_SCHEMA)
+        if batch.num_rows:
+            self._writer.write_batch(batch)
+            self.rows += batch.num_rows
+
+    def finish(self) -> bytes:
+        self._writer.close()
+        return self._buffer.getvalue()
+
+
+def read_snapshot_batches(data: bytes, columns: list[str] | None = None, batch_size: int = 100_000) -> Iterator[pa.RecordBatch]:
+    yield from pq.ParquetFile(io.BytesIO(data)).iter_batches(batch_size=batch_size, columns=columns)
+
+
+def read_snapshot(data: bytes, columns: list[str] | None = None) -> pa.Table:
+    return pq.read_table(io.BytesIO(data), columns=columns, use_threads=False)
+
+
+def encode_objects(objects: list[LandedObject]) -> bytes:
+    return json.dumps([asdict(o) for o in objects], indent=1).encode()
+
+
+def decode_objects(data: bytes) -> list[LandedObject]:
+    return [LandedObject(**entry) for entry in json.loads(data)]

@@ -1,0 +1,41 @@
+"""The vault's Dagster definitions, built when a code location loads.
+
+``vault.yaml`` (``VAULT_CONFIG``) is read here, not at import, so the provider dimension of the
+partitions is always the file's current content, and resources are chosen from ``VAULT_ENV``
+(see ``defs.resources``). ``build_definitions`` is also what tests call with their own
+resources.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from vault_pipeline.defs.analytics.assets import build_analytics_assets
+from vault_pipeline.defs.ingestion.assets import build_ingestion_assets
+from vault_pipeline.defs.integrity.assets import build_integrity_assets
+from vault_pipeline.defs.partitions import hourly_partitions
+from vault_pipeline.defs.resources import resources_for_env
+from vault_pipeline.defs.schedules import build_hourly_job, build_hourly_schedule
+from vault_pipeline.providers.config import VaultConfig, load_config
+
+
+def build_definitions(config: VaultConfig | None = None, resources: dict[str, object] | None = None) -> dg.Definitions:
+    config = config or load_config()
+    providers = sorted(config.providers)
+    partitions = hourly_partitions(providers)
+    (raw_landing, record_index), ingestion_checks = build_ingestion_assets(partitions, config.policies.input_pass_rate)
+    (normalised_records,), analytics_checks = build_analytics_assets(partitions, record_index, config.policies.output_pass_rate)
+    (integrity_report, artifact_index), integrity_checks = build_integrity_assets(partitions, normalised_records)
+    job = build_hourly_job(partitions)
+    return dg.Definitions(
+        assets=[raw_landing, record_index, normalised_records, integrity_report, artifact_index],
+        asset_checks=[*ingestion_checks, *analytics_checks, *integrity_checks],
+        jobs=[job],
+        schedules=[build_hourly_schedule(job, providers)],
+        resources=resources if resources is not None else resources_for_env(),
+    )
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return build_definitions()

@@ -1,0 +1,1 @@
+"""Analytics: normalised Delta fact tables per kind, and their output validation."""

@@ -1,0 +1,75 @@
+"""Dagster assets of analytics: normalised Delta fact tables (stage 4) and their output check (5)."""
+
+
+import dagster as dg
+
+from vault_pipeline.core.kinds import fact_table_name
+from vault_pipeline.core.layout import report_key
+from vault_pipeline.defs.analytics.normalisation import normalise_partition, partitions_of
+from vault_pipeline.defs.ingestion.assets import NETWORK_RETRY, fetch_window_of, suite_runner
+from vault_pipeline.defs.ingestion.validation import failure_markdown, outcome_report
+from vault_pipeline.defs.partitions import partition_of
+from vault_pipeline.defs.resources import VaultResource
+
+
+def build_analytics_assets(partitions: dg.PartitionsDefinition, record_index: dg.AssetsDefinition, output_pass_rate: float):
+    @dg.asset(
+        partitions_def=partitions,
+        group_name="hourly",
+        deps=[record_index],
+        retry_policy=NETWORK_RETRY,
+        kinds={"deltalake"},
+        description="Validated records as typed rows, merged on log_id into the kind's Delta fact table (partitioned by date, hour).",
+    )
+    def normalised_records(context: dg.AssetExecutionContext, vault: VaultResource) -> dg.MaterializeResult:
+        partition, name, window = partition_of(context)
+        kind = vault.vault_config().provider(name).kind
+        lake = vault.lake()
+        summary = normalise_partition(
+            store=vault.object_store(), catalog=vault.catalog(), lake=lake, kind=kind, provider=name,
+            window=window, partition=partition, run_id=context.run.run_id,
+        )
+        return dg.MaterializeResult(
+            metadata={
+                "table": summary.table,
+                "rows": summary.rows,
+                "inserted": summary.inserted,
+                "unchanged": summary.unchanged,
+                "skipped_dead_letters": summary.skipped_dead_letters,
+                "table_version": summary.version if summary.version is not None else -1,
+                "location": dg.MetadataValue.url(lake.table_uri(summary.table)),
+            }
+        )
+
+    @dg.asset_check(
+        asset=normalised_records,
+        blocking=True,
+        description="GX output suite of the kind on the partition's rows as read back from the Delta table.",
+    )
+    def output_validation(context: dg.AssetCheckExecutionContext, vault: VaultResource) -> dg.AssetCheckResult:
+        partition, name, window = partition_of(context)
+        kind = vault.vault_config().provider(name).kind
+        fetch_window = fetch_window_of(vault, name, window)
+        rows = vault.lake().read(fact_table_name(kind), partitions=partitions_of(fetch_window), provider=name)
+        frame = rows.to_pandas() if rows.num_columns else None
+        if frame is None or frame.empty:
+            return dg.AssetCheckResult(passed=True, metadata={"evaluated": 0, "note": "no rows for this window"})
+        outcome = suite_runner().run(f"{kind}.output", frame)
+        vault.object_store().put(
+            report_key(name, window, "output-validation"),
+            outcome_report(outcome, context.op_execution_context.run.run_id), overwrite=True,
+        )
+        passed = outcome.pass_rate >= output_pass_rate and not outcome.errors
+        return dg.AssetCheckResult(
+            passed=passed,
+            severity=dg.AssetCheckSeverity.ERROR,
+            metadata={
+                "suite": outcome.suite,
+                "evaluated": outcome.evaluated,
+                "pass_rate": dg.MetadataValue.float(round(outcome.pass_rate, 6)),
+                "failing_expectations": [e.describe() for e in outcome.expectations if not e.success],
+                "failing_records": dg.MetadataValue.md(failure_markdown(outcome)),
+            },
+        )
+
+    return [normalised_records], [output_validation]

@@ -1,0 +1,1 @@
+"""Ingestion: raw landing, input validation and indexing of each hour x provider partition."""

@@ -1,0 +1,67 @@
+"""Reading a landed partition back: its snapshot rows joined with their stored bytes.
+
+Every stage after landing (validation, indexing, normalisation, integrity) walks the
+partition through this reader, in snapshot batches, so memory stays bounded by a batch and
+one stored page, however large the hour is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from vault_pipeline.core.layout import snapshot_objects_key, snapshot_records_key
+from vault_pipeline.core.snapshot import LandedObject, decode_objects, read_snapshot_batches
+from vault_pipeline.core.windows import HourWindow
+from vault_pipeline.storage.object_store import ObjectMissingError, ObjectStore
+
+
+class NotLandedError(RuntimeError):
+    """The partition has no landing snapshot: materialize raw_landing first."""
+
+
+@dataclass(frozen=True, slots=True)
+class LandedRow:
+    log_id: str
+    natural_id: str
+    object_key: str
+    offset: int
+    length: int
+    checksum: str
+    timestamp: str | None
+
+
+class LandedPartition:
+    def __init__(self, store: ObjectStore, provider: str, window: HourWindow) -> None:
+        self.store, self.provider, self.window = store, provider, window
+        try:
+            self._snapshot = store.get(snapshot_records_key(provider, window))
+            self.objects: list[LandedObject] = decode_objects(store.get(snapshot_objects_key(provider, window)))
+        except ObjectMissingError:
+            raise NotLandedError(
+                f"partition {window.hour_key}|{provider} has not been landed (no snapshot); materialize raw_landing first"
+            ) from None
+
+    def row_batches(self, batch_size: int = 100_000) -> Iterator[list[LandedRow]]:
+        for batch in read_snapshot_batches(self._snapshot, batch_size=batch_size):
+            columns = batch.to_pydict()
+            yield [
+                LandedRow(*values)
+                for values in zip(
+                    columns["log_id"], columns["natural_id"], columns["object_key"], columns["offset"],
+                    columns["length"], columns["checksum"], columns["timestamp"], strict=True,
+                )
+            ]
+
+    def with_bytes(self, rows: list[LandedRow]) -> Iterator[tuple[LandedRow, bytes]]:
+        """Each row with its record's bytes, reading each stored page once per batch."""
+        current_key, current = None, b""
+        for row in rows:
+            if row.object_key != current_key:
+                current_key, current = row.object_key, self.store.get(row.object_key)
+            yield row, current[row.offset : row.offset + row.length]
+
+    def snapshot_table(self, columns: list[str] | None = None):
+        from vault_pipeline.core.snapshot import read_snapshot
+
+        return read_snapshot(self._snapshot, columns)

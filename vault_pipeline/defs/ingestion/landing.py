@@ -1,0 +1,139 @@
+"""Raw landing: fetch a partition's window from its provider and keep every byte as received.
+
+Each response page is stored content-addressed under ``raw/``; its records are located as
+byte ranges, checksummed and named (``log_id``) into the landing snapshot. Nothing is indexed
+here, so a failure part-way leaves no half-ingested partition: the pages already stored are
+harmless (content-addressed, reused by the retry) and an unusable body is kept under ``dlq/``
+with a dead letter saying why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from vault_pipeline.core.checksums import PREFIX
+from vault_pipeline.core.identity import log_id_for, natural_id_from
+from vault_pipeline.core.key_fields import KeyFieldsDecoder
+from vault_pipeline.core.layout import dlq_body_key, raw_key, snapshot_objects_key, snapshot_records_key
+from vault_pipeline.core.snapshot import LandedObject, SnapshotWriter, encode_objects
+from vault_pipeline.core.windows import HourWindow, parse_timestamp
+from vault_pipeline.providers.base import Provider, ProviderError
+from vault_pipeline.storage.catalog import Catalog, DeadLetter, fixed_width_timestamp
+from vault_pipeline.storage.object_store import ObjectStore
+
+
+class LandingError(RuntimeError):
+    """The provider could not deliver the window; nothing of this run was indexed."""
+
+
+@dataclass(slots=True)
+class LandingSummary:
+    pages: int = 0
+    records: int = 0
+    bytes: int = 0
+    new_objects: int = 0
+    duplicate_records: int = 0  # same log_id seen twice within this fetch
+    missing_time: int = 0
+    newest_event: str | None = None
+    oldest_event: str | None = None
+    objects: list[LandedObject] = field(default_factory=list)
+
+
+def land_window(
+    *,
+    provider: Provider,
+    store: ObjectStore,
+    catalog: Catalog,
+    window: HourWindow,
+    partition: str,
+    run_id: str,
+) -> LandingSummary:
+    config = provider.config
+    name = config.name
+    fetch_window = window.with_lookback(config.lookback_hours)
+    keys = KeyFieldsDecoder(config.natural_id_field, config.event_time_field)
+    snapshot = SnapshotWriter()
+    summary = LandingSummary()
+    seen: set[str] = set()
+    try:
+        for page in provider.fetch_pages(fetch_window):
+            body = page.body
+            digest = hashlib.sha256(body).hexdigest()
+            key = raw_key(name, window, digest)
+            stored = store.put(key, body)
+            summary.new_objects += int(stored.created)
+            summary.pages += 1
+            summary.bytes += len(body)
+            columns = _frame_columns(name, key, page.number, body, page.framed.records, keys, seen, summary)
+            snapshot.add_page(columns)
+            summary.objects.append(
+                LandedObject(key, stored.checksum, len(body), page.number, len(page.framed.records), page.url)
+            )
+    except ProviderError as exc:
+        _keep_unusable_body(exc, store, catalog, window, partition, name)
+        raise LandingError(str(exc)) from exc
+    summary.records = snapshot.rows
+    store.put(snapshot_records_key(name, window), snapshot.finish(), overwrite=True)
+    store.put(snapshot_objects_key(name, window), encode_objects(summary.objects), overwrite=True)
+    return summary
+
+
+def _frame_columns(name, key, page_number, body, records, keys, seen, summary) -> dict[str, list]:
+    columns: dict[str, list] = {c: [] for c in ("log_id", "natural_id", "object_key", "offset", "length", "checksum", "timestamp", "page")}
+    sha256 = hashlib.sha256
+    for record in records:
+        data = body[record.offset : record.offset + record.length]
+        record_checksum = PREFIX + sha256(data).hexdigest()
+        natural_value, time_value, _is_object = keys.decode(data)
+        natural_id = natural_id_from(natural_value, record_checksum)
+        log_id = log_id_for(name, natural_id)
+        if log_id in seen:
+            summary.duplicate_records += 1
+        seen.add(log_id)
+        moment = parse_timestamp(time_value)
+        timestamp = fixed_width_timestamp(moment) if moment else None
+        if timestamp is None:
+            summary.missing_time += 1
+        else:
+            if summary.newest_event is None or timestamp > summary.newest_event:
+                summary.newest_event = timestamp
+            if summary.oldest_event is None or timestamp < summary.oldest_event:
+                summary.oldest_event = timestamp
+        columns["log_id"].append(log_id)
+        columns["natural_id"].append(natural_id)
+        columns["object_key"].append(key)
+        columns["offset"].append(record.offset)
+        columns["length"].append(record.length)
+        columns["checksum"].append(record_checksum)
+        columns["timestamp"].append(timestamp)
+        columns["page"].append(page_number)
+    return columns
+
+
+def _keep_unusable_body(exc: ProviderError, store, catalog, window, partition, name) -> None:
+    """Keep a body that could not be used, for forensics, and say why in a dead letter."""
+    body = exc.body
+    key = None
+    if body is not None:
+        digest = hashlib.sha256(body).hexdigest()
+        key = dlq_body_key(name, window, digest)
+        store.put(key, body)
+    identity = hashlib.sha256(f"landing|{partition}|{key or exc}".encode()).hexdigest()[:32]
+    catalog.add_dead_letters(
+        [
+            DeadLetter(
+                dead_letter_id=f"dl_{identity}",
+                provider=name,
+                partition=partition,
+                stage="landing",
+                reason=str(exc),
+                object_key=key,
+                length=len(body) if body is not None else None,
+                offset=0 if body is not None else None,
+                created_at=fixed_width_timestamp(datetime.now(UTC)),
+                detail={"url": exc.url, "retryable": exc.retryable},
+            )
+        ]
+    )

@@ -1,0 +1,82 @@
+"""Dagster assets of integrity: the snapshot diff (stage 6, blocking check) and the artifact index (7)."""
+
+
+import json
+from collections import Counter
+
+import dagster as dg
+
+from vault_pipeline.core.kinds import fact_table_name
+from vault_pipeline.core.layout import report_key
+from vault_pipeline.defs.ingestion.assets import fetch_window_of
+from vault_pipeline.defs.integrity.artifacts import index_artifacts
+from vault_pipeline.defs.integrity.snapshot_diff import diff_partition
+from vault_pipeline.defs.partitions import partition_of
+from vault_pipeline.defs.resources import VaultResource
+
+
+def build_integrity_assets(partitions: dg.PartitionsDefinition, normalised_records: dg.AssetsDefinition):
+    @dg.asset(
+        partitions_def=partitions,
+        group_name="hourly",
+        deps=[normalised_records],
+        kinds={"python"},
+        description="Landing snapshot vs re-read objects, catalog and lake: missing, changed, orphaned, miscounted.",
+    )
+    def integrity_report(context: dg.AssetExecutionContext, vault: VaultResource) -> dg.MaterializeResult:
+        partition, name, window = partition_of(context)
+        kind = vault.vault_config().provider(name).kind
+        report = diff_partition(
+            store=vault.object_store(), catalog=vault.catalog(), lake=vault.lake(), kind=kind, provider=name,
+            window=window, fetch_window=fetch_window_of(vault, name, window), partition=partition,
+        )
+        document = report.to_dict() | {"run_id": context.run.run_id}
+        key = report_key(name, window, "integrity")
+        vault.object_store().put(key, json.dumps(document, indent=1).encode(), overwrite=True)
+        return dg.MaterializeResult(
+            metadata={
+                "clean": report.clean,
+                "failing_findings": report.failing,
+                **{f"count_{k}": v for k, v in report.counts.items()},
+                "findings": dg.MetadataValue.json(dict(report.finding_counts)),
+                "preview": dg.MetadataValue.md(report.markdown()),
+                "report": dg.MetadataValue.url(vault.object_store().uri(key)),
+            }
+        )
+
+    @dg.asset_check(
+        asset=integrity_report,
+        blocking=True,
+        description="Fails when anything landed is missing, changed, orphaned or miscounted anywhere downstream.",
+    )
+    def integrity_clean(context: dg.AssetCheckExecutionContext, vault: VaultResource) -> dg.AssetCheckResult:
+        _partition, name, window = partition_of(context)
+        document = json.loads(vault.object_store().get(report_key(name, window, "integrity")))
+        counts = Counter(document["finding_counts"])
+        return dg.AssetCheckResult(
+            passed=bool(document["clean"]),
+            severity=dg.AssetCheckSeverity.ERROR,
+            metadata={
+                "finding_counts": dg.MetadataValue.json(dict(counts)),
+                "first_findings": dg.MetadataValue.json(document["findings"][:20]),
+            },
+        )
+
+    @dg.asset(
+        partitions_def=partitions,
+        group_name="hourly",
+        deps=[integrity_report],
+        kinds={"python"},
+        description="Every artifact of the partition with checksum, location and upstream lineage, in the catalog.",
+    )
+    def artifact_index(context: dg.AssetExecutionContext, vault: VaultResource) -> dg.MaterializeResult:
+        partition, name, window = partition_of(context)
+        kind = vault.vault_config().provider(name).kind
+        artifacts = index_artifacts(
+            store=vault.object_store(), catalog=vault.catalog(), lake=vault.lake(), table=fact_table_name(kind),
+            provider=name, window=window, partition=partition, run_id=context.run.run_id,
+        )
+        kinds = Counter(a.kind for a in artifacts)
+        return dg.MaterializeResult(metadata={"artifacts": len(artifacts), "by_kind": dg.MetadataValue.json(dict(kinds))})
+
+    return [integrity_report, artifact_index], [integrity_clean]

@@ -1,0 +1,183 @@
+"""The built-in simulator provider: realistic, deterministic records with no network.
+
+``make demo`` and the benchmarks use it. Records depend only on (seed, provider, hour), so a
+re-fetch returns identical bytes and ingestion can be shown to be idempotent. Each kind has
+realistic shapes (CloudTrail-like audit events, LLM generation events, CI test results) and
+the awkward parts real feeds have: unicode beyond the BMP, combining marks, integers above
+2**64, nested nulls, PII-looking values, uneven whitespace, and a configurable fraction of
+invalid records for the validation stage to catch. A small share of records is published
+late (after its hour closed), so only a lookback fetch sees it, as with real providers.
+
+Pages are assembled from pre-serialised record templates with only id and time filled in
+per record, so the simulator is not the bottleneck when measuring the pipeline.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from collections.abc import Iterator
+from datetime import timedelta
+
+from vault_pipeline.core.framing import frame_records
+from vault_pipeline.core.windows import HourWindow
+from vault_pipeline.providers.base import Page, Provider
+
+_TEMPLATES_PER_KIND = 257
+LATE_FRACTION = 0.01  # share of records published after their hour closed
+_HOUR = timedelta(hours=1)
+
+_NAMES = ["alice", "bob", "Zoë Ærøskøbing", "José", "李小龍", "Ωmega 𝔘𝔫𝔦𝔠𝔬𝔡𝔢", "e\u0301mile", "🦄 ops-bot"]
+_IPS = ["203.0.113.7", "198.51.100.23", "2001:db8::1", "192.0.2.44", "10.1.2.3"]
+_EVENTS = [("s3.amazonaws.com", "GetObject"), ("s3.amazonaws.com", "PutObject"), ("iam.amazonaws.com", "CreateUser"),
+           ("sts.amazonaws.com", "AssumeRole"), ("ec2.amazonaws.com", "RunInstances"), ("kms.amazonaws.com", "Decrypt")]
+_MODELS = [("openai", "gpt-4o"), ("anthropic", "claude-sonnet"), ("google", "gemini-pro"), ("local", "llama-3-70b")]
+_SUITES = ["checkout", "auth", "search", "payments", "ünïcode-suite"]
+
+
+def _audit_body(rng: random.Random, invalid: bool) -> tuple[dict, bool]:
+    source, name = rng.choice(_EVENTS)
+    user = rng.choice(_NAMES)
+    record = {
+        "eventVersion": "1.08",
+        "eventSource": source,
+        "eventName": name,
+        "awsRegion": rng.choice(["us-east-1", "eu-west-1", "ap-southeast-2"]),
+        "sourceIPAddress": rng.choice(_IPS),
+        "userAgent": "aws-cli/2.15.0 Python/3.11 \t(tab)  ",
+        "userIdentity": {
+            "type": rng.choice(["IAMUser", "AssumedRole", "Root"]),
+            "principalId": f"AIDA{rng.getrandbits(60):016X}",
+            "arn": f"arn:aws:iam::123456789012:user/{user}",
+            "accountId": "123456789012",
+            "userName": user,
+            "sessionContext": {"attributes": {"mfaAuthenticated": rng.choice(["true", "false"])}, "sourceIdentity": None},
+        },
+        "requestParameters": rng.choice([None, {"bucketName": "audit-α", "key": "reports/2026/𝒬4.pdf", "acl": None}]),
+        "responseElements": None,
+        "additionalEventData": {"bytesTransferredIn": rng.choice([0, 18446744073709551617, 2**70 + 3]), "x-amz-id-2": None},
+        "errorCode": rng.choice([None, None, None, "AccessDenied"]),
+        "readOnly": rng.random() < 0.6,
+        "recipientAccountId": "123456789012",
+        "contact": rng.choice([None, f"{user.split()[0].lower()}@example.com", "SSN 123-45-6789 on file"]),
+    }
+    if invalid:
+        flaw = rng.randrange(3)
+        if flaw == 0:
+            record["readOnly"] = "yes"  # wrong type
+        elif flaw == 1:
+            record["eventName"] = None  # required value missing
+        else:
+            return record, False  # event time missing
+    return record, True
+
+
+def _generation_body(rng: random.Random, invalid: bool) -> tuple[dict, bool]:
+    vendor, model = rng.choice(_MODELS)
+    prompt, completion = rng.randrange(5, 4000), rng.randrange(0, 2000)
+    success = rng.random() < 0.95
+    record = {
+        "provider": vendor,
+        "model": model,
+        "latency_ms": rng.randrange(40, 30_000),
+        "success": success,
+        "tokens": {"prompt": prompt, "completion": completion, "total": prompt + completion},
+        "cost_usd": round((prompt * 2.5 + completion * 10) / 1_000_000, 8),
+        "prompt_preview": rng.choice(["Summarise the Q3 report", "Call me at +1 (415) 555-0134", "Ünïcödé ⟨test⟩ 🧪", "card 4111 1111 1111 1111"]),
+        "error": None if success else {"message": rng.choice(["rate limited", "context too long", "timeout ⏱"]), "code": 429},
+        "request": {"temperature": rng.choice([0, 0.2, 0.7]), "stop": None, "seed": 2**64 + rng.randrange(10)},
+    }
+    if invalid:
+        flaw = rng.randrange(3)
+        if flaw == 0:
+            record["latency_ms"] = -rng.randrange(1, 100)  # out of range
+        elif flaw == 1:
+            record["model"] = None
+        else:
+            record["tokens"]["total"] = "many"  # wrong type
+    return record, True
+
+
+def _test_body(rng: random.Random, invalid: bool) -> tuple[dict, bool]:
+    status = rng.choices(["passed", "failed", "skipped", "error"], weights=[85, 8, 5, 2])[0]
+    record = {
+        "suite": rng.choice(_SUITES),
+        "test": f"test_{rng.choice(['login', 'refund', 'search_ranking', 'emoji_😀_names'])}_{rng.randrange(100)}",
+        "status": status,
+        "duration_ms": round(rng.uniform(0.5, 12_000), 3),
+        "error": None if status in ("passed", "skipped") else {"type": "AssertionError", "message": "expected 200, got 503\n  at step 3", "trace": None},
+        "ci": {"build": rng.randrange(1, 99_999), "branch": rng.choice(["main", "release/2.1", "feature/üñí"]), "runner": {"os": "linux", "labels": None}},
+        "owner": rng.choice(["qa-team@example.com", None, "Ωmega"]),
+    }
+    if invalid:
+        flaw = rng.randrange(3)
+        if flaw == 0:
+            record["status"] = "exploded"  # not an allowed value
+        elif flaw == 1:
+            record["duration_ms"] = -1.0
+        else:
+            record["suite"] = None
+    return record, True
+
+
+_BUILDERS = {"audit_event": _audit_body, "generation_event": _generation_body, "test_result": _test_body}
+
+
+class SimulatorProvider(Provider):
+    """Deterministic provider; see the module docstring."""
+
+    def fetch_pages(self, window: HourWindow) -> Iterator[Page]:
+        page_size = self.config.page_size
+        buffer: list[str] = []
+        number = 0
+        hour = window.start.replace(minute=0, second=0, microsecond=0)
+        while hour < window.end:
+            for record in self._records_visible(hour, window):
+                buffer.append(record)
+                if len(buffer) == page_size:
+                    number += 1
+                    yield self._page(number, window, buffer)
+                    buffer = []
+            hour += _HOUR
+        if buffer or number == 0:
+            yield self._page(number + 1, window, buffer)
+
+    def _page(self, number: int, window: HourWindow, records: list[str]) -> Page:
+        body = ('{"records": [\n  ' + ",\n  ".join(records) + '\n], "page": %d}\n' % number).encode("utf-8")
+        url = f"simulator://{self.config.name}/{window.hour_key}?page={number}"
+        return Page(number=number, url=url, body=body, framed=frame_records(body, "records"), content_type="application/json")
+
+    def _records_visible(self, hour, window: HourWindow) -> Iterator[str]:
+        """Records of ``hour`` that were published before the window closed."""
+        seed = int.from_bytes(hashlib.sha256(f"{self.config.seed}|{self.config.name}|{hour.isoformat()}".encode()).digest()[:8], "big")
+        rng = random.Random(seed)
+        templates = self._templates(rng)
+        count = self.config.records_per_hour
+        offsets = sorted(rng.randrange(3_600_000_000) for _ in range(count))
+        id_field, time_field = self.config.natural_id_field, self.config.event_time_field
+        hour_prefix = hour.strftime("%Y-%m-%dT%H:")
+        hour_end = hour + _HOUR
+        getrandbits, random_ = rng.getrandbits, rng.random
+        for micros in offsets:
+            template, has_time = templates[getrandbits(16) % len(templates)]
+            late = random_() < LATE_FRACTION
+            if late and window.end <= hour_end:
+                continue  # published after this window closed; a later lookback fetch will see it
+            uid = f"{getrandbits(128):032x}"
+            natural = f"{uid[:8]}-{uid[8:12]}-{uid[12:16]}-{uid[16:20]}-{uid[20:]}"
+            minutes, rest = divmod(micros, 60_000_000)
+            stamp = f"{hour_prefix}{minutes:02d}:{rest // 1_000_000:02d}.{rest % 1_000_000:06d}Z"
+            time_part = f'"{time_field}": "{stamp}", ' if has_time else ""
+            yield f'{{"{id_field}": "{natural}", {time_part}{template}'
+
+    def _templates(self, rng: random.Random) -> list[tuple[str, bool]]:
+        build = _BUILDERS[self.config.kind]
+        templates = []
+        invalid_every = self.config.invalid_fraction
+        for _ in range(_TEMPLATES_PER_KIND):
+            record, has_time = build(rng, rng.random() < invalid_every)
+            # Serialised once; the id and time are spliced in front per record.
+            text = json.dumps(record, ensure_ascii=rng.random() < 0.3, separators=(", ", ": "))
+            templates.append((text[1:], has_time))
+        return templates

@@ -1,0 +1,66 @@
+"""Frames that Great Expectations validates: records as the provider sent them, per kind.
+
+The input frame keeps each analysed field's JSON type next to its value (``latency_ms`` and
+``latency_ms__json_type``), so a suite can say both "is an integer" and "is between 0 and
+600000" without a wrongly typed value crashing the range check. Times are judged against
+the fetch window, so records from the wrong hour are caught.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import pandas as pd
+
+from vault_pipeline.core.identity import lookup
+from vault_pipeline.core.kinds import KIND_COLUMNS
+from vault_pipeline.core.windows import HourWindow
+from vault_pipeline.storage.catalog import fixed_width_timestamp
+
+TYPE_SUFFIX = "__json_type"
+
+
+def json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
+def input_frame(kind: str, window: HourWindow, rows: Iterable[tuple[str, str | None, Any]]) -> pd.DataFrame:
+    """``rows`` are (log_id, fixed-width event time or None, parsed record)."""
+    columns = KIND_COLUMNS[kind]
+    start, end = fixed_width_timestamp(window.start), fixed_width_timestamp(window.end)
+    data: dict[str, list] = {"log_id": [], "event_time": [], "in_window": [], "record_type": []}
+    for column in columns:
+        data[column.name] = []
+        data[column.name + TYPE_SUFFIX] = []
+    for log_id, timestamp, record in rows:
+        data["log_id"].append(log_id)
+        data["event_time"].append(timestamp)
+        data["in_window"].append(timestamp is not None and start <= timestamp < end)
+        data["record_type"].append(json_type(record))
+        for column in columns:
+            value = lookup(record, column.path)
+            kind_of_value = json_type(value)
+            data[column.name + TYPE_SUFFIX].append(kind_of_value)
+            if column.type in ("int", "float"):
+                value = float(value) if kind_of_value in ("integer", "number") else None
+            elif kind_of_value in ("object", "array"):
+                value = None
+            data[column.name].append(value)
+    frame = pd.DataFrame(data)
+    for column in columns:
+        if column.type in ("int", "float"):
+            frame[column.name] = frame[column.name].astype("float64")
+    return frame

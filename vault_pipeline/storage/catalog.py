@@ -1,0 +1,167 @@
+"""The Catalog port: the index of every record, dead letter, watermark and artifact.
+
+The catalog never holds record bytes, only where they are (object key, offset, length) and
+their checksum. Both adapters (SQLite for the embedded default, MongoDB for production)
+implement exactly this contract and are held to it by one shared test suite.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+VALID = "valid"
+DEAD_LETTER = "dead_letter"
+
+
+@dataclass(frozen=True, slots=True)
+class RecordEntry:
+    log_id: str
+    provider: str
+    partition: str  # the hour|provider partition that landed it first
+    natural_id: str
+    object_key: str
+    offset: int
+    length: int
+    checksum: str  # "sha256:<hex>" of the record's exact bytes
+    timestamp: str | None  # event time, ISO-8601 UTC, fixed width: 2026-01-01T00:00:00.000000Z
+    run_id: str
+    status: str = VALID  # VALID | DEAD_LETTER
+    ingested_at: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class UpsertResult:
+    inserted: int
+    unchanged: int
+    # log_ids already indexed with a different checksum: the first copy is kept, never replaced
+    conflicts: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordPage:
+    items: list[RecordEntry]
+    total_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    dead_letter_id: str  # deterministic, so re-running a partition does not duplicate
+    provider: str
+    partition: str
+    stage: str  # "landing" (unparseable body) | "input_validation" | "indexing"
+    reason: str
+    object_key: str | None = None
+    log_id: str | None = None
+    offset: int | None = None
+    length: int | None = None
+    created_at: str = ""
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Artifact:
+    artifact_id: str  # deterministic: kind + partition + location
+    kind: str  # raw_object | landing_snapshot | input_validation | output_validation | integrity_report | lake_table | dead_letter_body
+    provider: str
+    partition: str
+    location: str  # object key or URI
+    checksum: str | None
+    size: int | None
+    run_id: str
+    created_at: str
+    upstream: list[str] = field(default_factory=list)  # artifact_ids this one was derived from
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+class CatalogError(RuntimeError):
+    """The catalog is unreachable or refused an operation; the message says which."""
+
+
+class Catalog(ABC):
+    """Port implemented by SqliteCatalog and MongoCatalog."""
+
+    # records -----------------------------------------------------------------------------
+    @abstractmethod
+    def upsert_records(self, entries: Sequence[RecordEntry]) -> UpsertResult:
+        """Insert entries whose log_id is new. Existing log_ids are left untouched (counted as
+        unchanged when the checksum matches, reported as conflicts when it differs)."""
+
+    @abstractmethod
+    def get_record(self, log_id: str) -> RecordEntry | None: ...
+
+    @abstractmethod
+    def search_records(
+        self,
+        *,
+        provider: str | None = None,
+        start: str | None = None,
+        end: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> RecordPage:
+        """Records ordered by (timestamp, log_id); start inclusive, end exclusive (ISO strings in
+        the fixed-width format). Records without a timestamp sort first and are excluded by any
+        time filter. ``total_count`` counts every match, not just the page."""
+
+    @abstractmethod
+    def iter_partition_records(self, partition: str) -> Iterator[RecordEntry]:
+        """Every record first landed by ``partition``, ordered by log_id."""
+
+    @abstractmethod
+    def count_records(self, *, provider: str | None = None, partition: str | None = None) -> int: ...
+
+    @abstractmethod
+    def set_status(self, log_ids: Sequence[str], status: str) -> int:
+        """Mark records VALID or DEAD_LETTER; returns how many changed."""
+
+    # watermarks --------------------------------------------------------------------------
+    @abstractmethod
+    def get_watermark(self, provider: str) -> str | None: ...
+
+    @abstractmethod
+    def advance_watermark(self, provider: str, timestamp: str) -> str:
+        """Move the provider's watermark forward to ``timestamp`` (never backwards); returns
+        the watermark now in force."""
+
+    # dead letters ------------------------------------------------------------------------
+    @abstractmethod
+    def add_dead_letters(self, letters: Sequence[DeadLetter]) -> int:
+        """Store dead letters, replacing ones with the same id; returns how many were new."""
+
+    @abstractmethod
+    def list_dead_letters(
+        self, *, provider: str | None = None, partition: str | None = None, limit: int = 1000, offset: int = 0
+    ) -> list[DeadLetter]:
+        """Ordered by dead_letter_id."""
+
+    @abstractmethod
+    def count_dead_letters(self, *, provider: str | None = None, partition: str | None = None) -> int: ...
+
+    # artifact index ----------------------------------------------------------------------
+    @abstractmethod
+    def put_artifacts(self, artifacts: Sequence[Artifact]) -> None:
+        """Insert or replace artifacts by artifact_id."""
+
+    @abstractmethod
+    def search_artifacts(
+        self,
+        *,
+        provider: str | None = None,
+        partition: str | None = None,
+        kind: str | None = None,
+        limit: int = 1000,
+        offset: int = 0,
+    ) -> list[Artifact]:
+        """Ordered by (partition, kind, artifact_id)."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        pass
+
+
+def fixed_width_timestamp(moment: datetime) -> str:
+    """The catalog's timestamp format: lexicographic order equals chronological order."""
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -1,0 +1,282 @@
+"""The Lake adapter: the vault's analytics fact tables as Delta tables (delta-rs).
+
+Normalised records of every kind land in Delta tables partitioned by event ``date`` and
+``hour``, under a local directory (``$VAULT_HOME/lake``) or an ``s3://bucket/prefix`` root.
+Loading is an idempotent merge on the record id, so re-running an hourly partition never
+duplicates a row and, when nothing is new, does not even add a table version. Reads go through
+the pyarrow dataset path single-threaded, never ``DeltaTable.to_pyarrow_table`` (which makes
+the process abort at exit on deltalake 1.6). Maintenance (compaction, vacuum) uses delta-rs's
+own commands.
+
+S3 roots take delta-rs ``storage_options`` from the caller, e.g. ``AWS_REGION``,
+``AWS_ENDPOINT_URL`` and ``AWS_ALLOW_HTTP`` for an S3-compatible endpoint. deltalake 1.x commits
+with S3 conditional puts (``If-None-Match``), so no DynamoDB lock and no
+``AWS_S3_ALLOW_UNSAFE_RENAME`` are needed, even with concurrent writers.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as pds
+from deltalake import DeltaTable
+from deltalake.exceptions import DeltaError, TableNotFoundError
+
+PARTITION_COLUMNS = ("date", "hour")
+_TABLE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+_COLUMN_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_HOUR = re.compile(r"^(?:[01]\d|2[0-3])$")
+_STRING_TYPES = (pa.string(), pa.large_string(), pa.string_view())
+
+
+class LakeError(RuntimeError):
+    """A lake operation failed; the message names the table and the cause."""
+
+
+@dataclass(frozen=True, slots=True)
+class MergeStats:
+    inserted: int
+    unchanged: int  # source rows already in the table (or repeated within the source)
+    version: int | None  # table version after the merge; None when the table does not exist
+
+
+class DeltaLake:
+    def __init__(self, root: str, storage_options: dict[str, str] | None = None) -> None:
+        root = str(root)
+        if "://" in root:
+            scheme = root.split("://", 1)[0].lower()
+            if scheme not in ("s3", "s3a"):
+                raise ValueError(f"unsupported lake root {root!r}: use a local directory or s3://bucket/prefix")
+            self.root = root.rstrip("/")
+        else:
+            self.root = str(Path(root).resolve())
+        self.storage_options = dict(storage_options or {})
+
+    def __repr__(self) -> str:  # never show storage_options: they may hold credentials
+        return f"DeltaLake({self.root!r})"
+
+    def table_uri(self, table: str) -> str:
+        if not isinstance(table, str) or not _TABLE_NAME.match(table):
+            raise ValueError(f"invalid lake table name {table!r}: expected ^[a-z][a-z0-9_]{{0,62}}$")
+        return f"{self.root}/{table}"
+
+    def _open(self, table: str) -> DeltaTable | None:
+        uri = self.table_uri(table)
+        try:
+            return DeltaTable(uri, storage_options=self.storage_options or None)
+        except TableNotFoundError:
+            return None
+        except (DeltaError, OSError) as exc:
+            raise LakeError(f"cannot open lake table {table!r} at {uri}: {exc}") from exc
+
+    def _require(self, table: str) -> DeltaTable:
+        dt = self._open(table)
+        if dt is None:
+            raise LakeError(f"lake table {table!r} does not exist at {self.table_uri(table)}")
+        return dt
+
+    def exists(self, table: str) -> bool:
+        return DeltaTable.is_deltatable(self.table_uri(table), self.storage_options or None)
+
+    def version(self, table: str) -> int | None:
+        dt = self._open(table)
+        return None if dt is None else dt.version()
+
+    # -- writing -------------------------------------------------------------------------
+
+    def merge(self, table: str, rows: pa.Table, key: str = "log_id") -> MergeStats:
+        """Insert the rows whose ``key`` is not in the table yet; never update or delete.
+
+        The table is created (partitioned by date, hour) on first use. Rows repeating a key
+        within ``rows`` are collapsed to the first one.
+        """
+        uri = self.table_uri(table)
+        if not _COLUMN_NAME.match(key):
+            raise ValueError(f"invalid merge key column {key!r}")
+        if rows.num_rows == 0:
+            return MergeStats(0, 0, self.version(table))
+        source_rows = rows.num_rows
+        rows = _dedupe(self._checked(table, rows, key), key)
+
+        dt = self._open(table) or self._create(table, rows.schema)
+        rows = self._conform(table, dt, rows)
+        # Partition columns in the predicate let delta-rs prune target files to the hours
+        # present in the source; that pruning needs streamed_exec=False (source stats).
+        predicate = " AND ".join(f"t.{c} = s.{c}" for c in (*PARTITION_COLUMNS, key))
+        try:
+            metrics = (
+                dt.merge(source=rows, predicate=predicate, source_alias="s", target_alias="t", streamed_exec=False)
+                .when_not_matched_insert_all()
+                .execute()
+            )
+        except (DeltaError, OSError, pa.ArrowException) as exc:
+            raise LakeError(f"merge into lake table {table!r} at {uri} failed: {exc}") from exc
+        inserted = int(metrics.get("num_target_rows_inserted", 0))
+        return MergeStats(inserted=inserted, unchanged=source_rows - inserted, version=dt.version())
+
+    def _checked(self, table: str, rows: pa.Table, key: str) -> pa.Table:
+        missing = [c for c in (*PARTITION_COLUMNS, key) if c not in rows.column_names]
+        if missing:
+            raise LakeError(f"rows for lake table {table!r} lack required columns {missing}")
+        for column in PARTITION_COLUMNS:
+            if rows.schema.field(column).type not in _STRING_TYPES:
+                raise LakeError(
+                    f"rows for lake table {table!r}: partition column {column!r} must be a string "
+                    f"(e.g. '2026-01-01' / '07'), got {rows.schema.field(column).type}"
+                )
+        for column in (*PARTITION_COLUMNS, key):
+            # A null never equals anything in the merge predicate, so it would be re-inserted
+            # on every run: refuse it instead of silently breaking idempotency.
+            if rows.column(column).null_count:
+                raise LakeError(f"rows for lake table {table!r} have nulls in {column!r}")
+        return rows
+
+    def _create(self, table: str, schema: pa.Schema) -> DeltaTable:
+        uri = self.table_uri(table)
+        try:
+            return DeltaTable.create(
+                uri,
+                schema,
+                mode="ignore",
+                partition_by=list(PARTITION_COLUMNS),
+                storage_options=self.storage_options or None,
+            )
+        except (DeltaError, OSError) as exc:
+            # A concurrent run may have created it first; that is fine, merge into theirs.
+            existing = self._open(table)
+            if existing is not None:
+                return existing
+            raise LakeError(f"cannot create lake table {table!r} at {uri}: {exc}") from exc
+
+    def _conform(self, table: str, dt: DeltaTable, rows: pa.Table) -> pa.Table:
+        """Cast ``rows`` to the table's schema, or say exactly how they differ.
+
+        delta-rs would otherwise insert nulls for missing columns and drop unknown ones.
+        """
+        target = pa.schema(dt.schema().to_arrow())
+        missing = [n for n in target.names if n not in rows.column_names]
+        extra = [n for n in rows.column_names if n not in target.names]
+        if missing or extra:
+            raise LakeError(
+                f"rows do not match the schema of lake table {table!r}: missing columns {missing}, "
+                f"unexpected columns {extra}"
+            )
+        try:
+            return rows.select(target.names).cast(target)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+            found = {f.name: str(f.type) for f in rows.schema}
+            wanted = {f.name: str(f.type) for f in target}
+            diff = {n: f"{found[n]} -> {wanted[n]}" for n in wanted if found[n] != wanted[n]}
+            raise LakeError(f"rows do not match the schema of lake table {table!r}: {diff}: {exc}") from exc
+
+    # -- reading -------------------------------------------------------------------------
+
+    def _dataset(
+        self, table: str, partitions: list[tuple[str, str]] | None, provider: str | None
+    ) -> tuple[pds.Dataset, pc.Expression | None] | None:
+        pairs = None if partitions is None else [_partition(table, p) for p in partitions]
+        dt = self._open(table)
+        if dt is None:
+            return None
+        pruning: Any = None
+        row_filter: pc.Expression | None = None
+        if pairs is not None:
+            if pairs:
+                pruning = [[("date", "=", d), ("hour", "=", h)] for d, h in pairs]
+                for d, h in pairs:
+                    term = (pc.field("date") == d) & (pc.field("hour") == h)
+                    row_filter = term if row_filter is None else row_filter | term
+            else:
+                row_filter = pc.scalar(False)
+        try:
+            dataset = dt.to_pyarrow_dataset(file_pruning_predicate=pruning)
+        except (DeltaError, OSError) as exc:
+            raise LakeError(f"cannot read lake table {table!r}: {exc}") from exc
+        if provider is not None:
+            if "provider" not in dataset.schema.names:
+                raise LakeError(f"lake table {table!r} has no 'provider' column to filter on")
+            term = pc.field("provider") == provider
+            row_filter = term if row_filter is None else row_filter & term
+        return dataset, row_filter
+
+    def read(
+        self,
+        table: str,
+        *,
+        columns: list[str] | None = None,
+        partitions: list[tuple[str, str]] | None = None,
+        provider: str | None = None,
+    ) -> pa.Table:
+        """Rows of ``table``, optionally only some ``(date, hour)`` partitions and one provider.
+
+        A table that does not exist yet reads as an empty table with no columns (``num_rows``
+        0), so callers can treat "never loaded" like "nothing loaded".
+        """
+        opened = self._dataset(table, partitions, provider)
+        if opened is None:
+            return pa.table({})
+        dataset, row_filter = opened
+        try:
+            # use_threads=False: part of avoiding delta-rs's abort-at-exit (see module doc).
+            return dataset.to_table(columns=columns, filter=row_filter, use_threads=False)
+        except (pa.ArrowException, OSError) as exc:
+            raise LakeError(f"cannot read lake table {table!r}: {exc}") from exc
+
+    def count(self, table: str, *, partitions: list[tuple[str, str]] | None = None, provider: str | None = None) -> int:
+        opened = self._dataset(table, partitions, provider)
+        if opened is None:
+            return 0
+        dataset, row_filter = opened
+        try:
+            return dataset.count_rows(filter=row_filter, use_threads=False)
+        except (pa.ArrowException, OSError) as exc:
+            raise LakeError(f"cannot count lake table {table!r}: {exc}") from exc
+
+    # -- maintenance ---------------------------------------------------------------------
+
+    def optimize(self, table: str) -> dict[str, Any]:
+        """Compact small files (one per merge and hour) into larger ones; delta-rs metrics."""
+        dt = self._require(table)
+        try:
+            return dt.optimize.compact()
+        except (DeltaError, OSError) as exc:
+            raise LakeError(f"optimize of lake table {table!r} failed: {exc}") from exc
+
+    def vacuum(self, table: str, retention_hours: int = 168, *, dry_run: bool = False) -> list[str]:
+        """Delete files no longer referenced and older than ``retention_hours``; their paths."""
+        dt = self._require(table)
+        try:
+            return dt.vacuum(retention_hours=retention_hours, dry_run=dry_run, enforce_retention_duration=True)
+        except (DeltaError, OSError) as exc:
+            raise LakeError(f"vacuum of lake table {table!r} failed: {exc}") from exc
+
+
+def _partition(table: str, value: tuple[str, str]) -> tuple[str, str]:
+    try:
+        date, hour = value
+    except (TypeError, ValueError):
+        raise ValueError(f"partition for lake table {table!r} must be a (date, hour) pair, got {value!r}") from None
+    if not (isinstance(date, str) and _DATE.match(date) and isinstance(hour, str) and _HOUR.match(hour)):
+        raise ValueError(f"partition for lake table {table!r} must look like ('2026-01-01', '07'), got {value!r}")
+    return date, hour
+
+
+def _dedupe(rows: pa.Table, key: str) -> pa.Table:
+    """Keep the first row of each key (a lookback window can fetch a record twice)."""
+    if pc.count_distinct(rows.column(key)).as_py() == rows.num_rows:
+        return rows
+    first = (
+        rows.select([key])
+        .append_column("__row", pa.array(range(rows.num_rows), pa.int64()))
+        .group_by(key, use_threads=False)
+        .aggregate([("__row", "min")])
+        .column("__row_min")
+        .combine_chunks()
+    )
+    return rows.take(first.take(pc.sort_indices(first)))

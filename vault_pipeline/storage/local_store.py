@@ -1,0 +1,80 @@
+"""LocalObjectStore: the embedded default, a directory under ``$VAULT_HOME/objects``.
+
+Writes go to a temporary file in the same directory and are renamed into place, so a crash
+never leaves a half-written object under a real key.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from vault_pipeline.storage.object_store import ObjectMissingError, ObjectStore, ObjectStoreError
+
+
+class LocalObjectStore(ObjectStore):
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root).resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if not path.is_relative_to(self.root):
+            raise ObjectStoreError(f"object key {key!r} resolves outside the store")
+        return path
+
+    def uri(self, key: str = "") -> str:
+        return (self.root / key).as_uri() if key else self.root.as_uri() + "/"
+
+    def _size(self, key: str) -> int | None:
+        try:
+            return self._path(key).stat().st_size
+        except FileNotFoundError:
+            return None
+
+    def _read(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError:
+            raise ObjectMissingError(f"object {key!r} is missing from {self.root}") from None
+
+    def _read_range(self, key: str, offset: int, length: int) -> bytes:
+        try:
+            with open(self._path(key), "rb") as handle:
+                handle.seek(offset)
+                data = handle.read(length)
+        except FileNotFoundError:
+            raise ObjectMissingError(f"object {key!r} is missing from {self.root}") from None
+        if len(data) != length:
+            raise ObjectStoreError(f"object {key!r} is shorter than the range {offset}+{length}")
+        return data
+
+    def _write(self, key: str, data: bytes) -> None:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def _list(self, prefix: str) -> Iterator[str]:
+        base = self.root
+        start = self._path(prefix.rsplit("/", 1)[0]) if "/" in prefix else base
+        keys = []
+        for dirpath, _dirnames, filenames in os.walk(start):
+            for name in filenames:
+                if name.startswith(".tmp-"):
+                    continue
+                key = Path(dirpath, name).relative_to(base).as_posix()
+                if key.startswith(prefix):
+                    keys.append(key)
+        return iter(sorted(keys))
+
+    def _delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)

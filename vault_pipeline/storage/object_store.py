@@ -1,0 +1,123 @@
+"""The ObjectStore port: byte-exact, content-addressed object storage.
+
+Raw provider pages, dead-letter bodies, snapshots and reports live here. Keys are validated
+(no traversal, no absolute paths) before any backend sees them; a put of an existing key with
+identical bytes is a no-op, and a put that would silently change stored bytes is refused.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from vault_pipeline.core.checksums import checksum
+
+_SAFE_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._=:+\-]*(/[A-Za-z0-9_][A-Za-z0-9._=:+\-]*)*$")
+
+
+class ObjectStoreError(RuntimeError):
+    """The object store could not do what was asked; the message names the key and cause."""
+
+
+class ObjectMissingError(ObjectStoreError):
+    pass
+
+
+class ObjectConflictError(ObjectStoreError):
+    """A put would replace different bytes already stored under the same key."""
+
+
+class InvalidKeyError(ObjectStoreError, ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class PutResult:
+    key: str
+    checksum: str
+    size: int
+    created: bool  # False when identical bytes were already stored
+
+
+def validate_key(key: str) -> str:
+    if not isinstance(key, str) or len(key) > 1024 or not _SAFE_KEY.match(key) or ".." in key.split("/"):
+        raise InvalidKeyError(f"invalid object key {key!r}: use relative '/'-separated names of [A-Za-z0-9._=:+-]")
+    return key
+
+
+class ObjectStore(ABC):
+    """Port implemented by LocalObjectStore and S3ObjectStore."""
+
+    def put(self, key: str, data: bytes, *, overwrite: bool = False) -> PutResult:
+        """Store ``data`` under ``key``.
+
+        Identical bytes already present: no write, ``created=False``. Different bytes present:
+        ObjectConflictError unless ``overwrite`` (used only for derived, re-computable objects
+        such as reports; raw objects are never overwritten).
+        """
+        validate_key(key)
+        digest = checksum(data)
+        existing_size = self._size(key)
+        if existing_size is not None:
+            if existing_size == len(data) and checksum(self._read(key)) == digest:
+                return PutResult(key, digest, len(data), created=False)
+            if not overwrite:
+                raise ObjectConflictError(
+                    f"object {key!r} already exists with different bytes; refusing to overwrite stored data"
+                )
+        self._write(key, data)
+        return PutResult(key, digest, len(data), created=True)
+
+    def get(self, key: str) -> bytes:
+        return self._read(validate_key(key))
+
+    def get_range(self, key: str, offset: int, length: int) -> bytes:
+        validate_key(key)
+        if offset < 0 or length < 0:
+            raise ValueError(f"invalid byte range offset={offset} length={length}")
+        if length == 0:
+            return b""
+        return self._read_range(key, offset, length)
+
+    def exists(self, key: str) -> bool:
+        return self._size(validate_key(key)) is not None
+
+    def size(self, key: str) -> int | None:
+        return self._size(validate_key(key))
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        """Keys under ``prefix`` in lexicographic order."""
+        if prefix:
+            validate_key(prefix.rstrip("/"))
+        return self._list(prefix)
+
+    @abstractmethod
+    def uri(self, key: str = "") -> str:
+        """Where a key (or prefix) lives, as a ``file://`` or ``s3://`` URI."""
+
+    @abstractmethod
+    def _size(self, key: str) -> int | None: ...
+
+    @abstractmethod
+    def _read(self, key: str) -> bytes: ...
+
+    @abstractmethod
+    def _read_range(self, key: str, offset: int, length: int) -> bytes: ...
+
+    @abstractmethod
+    def _write(self, key: str, data: bytes) -> None: ...
+
+    @abstractmethod
+    def _list(self, prefix: str) -> Iterator[str]: ...
+
+    def delete(self, key: str) -> None:
+        """Remove an object (maintenance and tests only; the pipeline never deletes)."""
+        self._delete(validate_key(key))
+
+    @abstractmethod
+    def _delete(self, key: str) -> None: ...
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        pass

@@ -1,0 +1,168 @@
+"""S3ObjectStore: the production home of every raw provider page, dead letter and report.
+
+Each object is written once with server-side encryption (SSE-S3 by default, SSE-KMS when a
+key is configured) and with its SHA-256 sent as ``ChecksumSHA256``, so S3 itself refuses a
+body that was damaged in transit before the vault records its ``sha256:`` checksum. Record
+spans are served with ranged GETs. Throttling (503 SlowDown) and transient network failures
+are retried by botocore's standard retry mode, configured in ``s3_client_config``; there is
+deliberately no retry loop here. Errors name the bucket, key and cause, never credentials.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from vault_pipeline.storage.object_store import ObjectMissingError, ObjectStore, ObjectStoreError, validate_key
+
+_SSE_MODES = ("AES256", "aws:kms", "aws:kms:dsse")
+_MISSING_CODES = {"404", "NoSuchKey", "NotFound"}
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", "Unknown"))
+
+
+def s3_client_config(max_attempts: int = 5) -> Config:
+    """botocore config for the vault's S3 traffic.
+
+    Standard mode retries throttling (503 SlowDown, 429), 5xx and connection errors with
+    jittered exponential backoff. In botocore's ``retries`` dict ``max_attempts`` counts the
+    retries after the first try, so a request is sent at most ``max_attempts + 1`` times.
+    """
+    if max_attempts < 0:
+        raise ValueError(f"max_attempts must be >= 0, got {max_attempts}")
+    return Config(
+        retries={"mode": "standard", "max_attempts": max_attempts},
+        connect_timeout=10,
+        # Large raw pages on a slow link must not hang a run forever, but must not time out
+        # mid-body either: 60 s between bytes is generous for S3.
+        read_timeout=60,
+        tcp_keepalive=True,
+    )
+
+
+def make_s3_client(max_attempts: int = 5, endpoint_url: str | None = None, region_name: str | None = None) -> Any:
+    """A boto3 S3 client with the vault's retry policy.
+
+    Credentials, region and ``AWS_ENDPOINT_URL`` come from boto3's usual chain when not given.
+    """
+    return boto3.client(
+        "s3", config=s3_client_config(max_attempts), endpoint_url=endpoint_url, region_name=region_name
+    )
+
+
+class S3ObjectStore(ObjectStore):
+    def __init__(
+        self,
+        client: Any,
+        bucket: str,
+        prefix: str = "",
+        sse: str = "AES256",
+        kms_key_id: str | None = None,
+    ) -> None:
+        if not bucket:
+            raise ValueError("S3ObjectStore needs a bucket name")
+        if sse not in _SSE_MODES:
+            raise ValueError(f"unsupported server-side encryption {sse!r}; use one of {', '.join(_SSE_MODES)}")
+        if kms_key_id and not sse.startswith("aws:kms"):
+            raise ValueError("kms_key_id is only meaningful with sse='aws:kms' or 'aws:kms:dsse'")
+        prefix = prefix.strip("/")
+        if prefix:
+            validate_key(prefix)
+        self.client = client
+        self.bucket = bucket
+        self.prefix = prefix + "/" if prefix else ""
+        self._sse_args: dict[str, str] = {"ServerSideEncryption": sse}
+        if kms_key_id:
+            self._sse_args["SSEKMSKeyId"] = kms_key_id
+
+    def uri(self, key: str = "") -> str:
+        return f"s3://{self.bucket}/{self.prefix}{key}"
+
+    def _object_key(self, key: str) -> str:
+        return self.prefix + key
+
+    def _error(self, action: str, key: str, exc: Exception) -> ObjectStoreError:
+        where = self.uri(key)
+        if isinstance(exc, ClientError):
+            code = _code(exc)
+            message = exc.response.get("Error", {}).get("Message") or "no message"
+            if code in _MISSING_CODES:
+                return ObjectMissingError(f"object {key!r} is missing from {where}")
+            return ObjectStoreError(f"S3 {action} of {where} failed: {code}: {message}")
+        # BotoCoreError messages describe endpoints and timeouts, never secrets.
+        return ObjectStoreError(f"S3 {action} of {where} failed: {type(exc).__name__}: {exc}")
+
+    def _size(self, key: str) -> int | None:
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=self._object_key(key))
+        except ClientError as exc:
+            if _code(exc) in _MISSING_CODES:
+                return None
+            raise self._error("HEAD", key, exc) from exc
+        except BotoCoreError as exc:
+            raise self._error("HEAD", key, exc) from exc
+        return int(head["ContentLength"])
+
+    def _get(self, key: str, **extra: str) -> bytes:
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=self._object_key(key), **extra)
+            body = response["Body"]
+            try:
+                return body.read()
+            finally:
+                body.close()
+        except ClientError as exc:
+            if extra and _code(exc) == "InvalidRange":
+                raise ObjectStoreError(f"object {key!r} at {self.uri(key)} is shorter than the requested range") from exc
+            raise self._error("ranged GET" if extra else "GET", key, exc) from exc
+        except BotoCoreError as exc:
+            raise self._error("ranged GET" if extra else "GET", key, exc) from exc
+
+    def _read(self, key: str) -> bytes:
+        return self._get(key)
+
+    def _read_range(self, key: str, offset: int, length: int) -> bytes:
+        data = self._get(key, Range=f"bytes={offset}-{offset + length - 1}")
+        if len(data) != length:
+            raise ObjectStoreError(f"object {key!r} is shorter than the range {offset}+{length}")
+        return data
+
+    def _write(self, key: str, data: bytes) -> None:
+        sha256_b64 = base64.b64encode(hashlib.sha256(data).digest()).decode("ascii")
+        try:
+            self.client.put_object(
+                Bucket=self.bucket,
+                Key=self._object_key(key),
+                Body=data,
+                ContentLength=len(data),
+                ChecksumSHA256=sha256_b64,
+                **self._sse_args,
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error("PUT", key, exc) from exc
+
+    def _list(self, prefix: str) -> Iterator[str]:
+        # S3 lists keys in UTF-8 byte order, which for the ASCII-only keys validate_key
+        # allows is the lexicographic order the port promises, so pages stream unsorted.
+        paginator = self.client.get_paginator("list_objects_v2")
+        strip = len(self.prefix)
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix):
+                for item in page.get("Contents", ()):
+                    yield item["Key"][strip:]
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error("LIST", prefix, exc) from exc
+
+    def _delete(self, key: str) -> None:
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=self._object_key(key))
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error("DELETE", key, exc) from exc

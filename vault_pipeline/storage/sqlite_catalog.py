@@ -1,0 +1,374 @@
+"""SqliteCatalog: the embedded default index of the vault, a single file at ``$VAULT_HOME/catalog.db``.
+
+It answers the same questions as the production MongoDB catalog (which records landed, where
+their bytes live, their checksums, dead letters, watermarks and the artifact index) from one
+SQLite file, so a laptop or a CI job runs the whole vault without a database server. The file
+is opened in WAL mode so the HTTP API's thread pool and Dagster's step subprocesses can read
+while an hourly partition is being indexed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import fields
+from operator import attrgetter
+from pathlib import Path
+from typing import Any
+
+from vault_pipeline.storage.catalog import (
+    DEAD_LETTER,
+    VALID,
+    Artifact,
+    Catalog,
+    CatalogError,
+    DeadLetter,
+    RecordEntry,
+    RecordPage,
+    UpsertResult,
+)
+
+SCHEMA_VERSION = 1
+
+RECORD_FIELDS = tuple(f.name for f in fields(RecordEntry))
+DEAD_LETTER_FIELDS = tuple(f.name for f in fields(DeadLetter))
+ARTIFACT_FIELDS = tuple(f.name for f in fields(Artifact))
+
+# SQLite allows 32766 bound parameters per statement; stay far below so IN-lists stay cheap.
+IN_CHUNK = 500
+# iter_partition_records pages by log_id so no lock is held while the caller works on a page.
+PARTITION_PAGE = 1000
+
+
+def _columns(names: Sequence[str]) -> str:
+    # "partition" and "offset" are SQL keywords, so every column name is quoted.
+    return ", ".join(f'"{name}"' for name in names)
+
+
+def _placeholders(count: int) -> str:
+    return ", ".join("?" * count)
+
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS records (
+    "log_id" TEXT PRIMARY KEY NOT NULL,
+    "provider" TEXT NOT NULL,
+    "partition" TEXT NOT NULL,
+    "natural_id" TEXT NOT NULL,
+    "object_key" TEXT NOT NULL,
+    "offset" INTEGER NOT NULL,
+    "length" INTEGER NOT NULL,
+    "checksum" TEXT NOT NULL,
+    "timestamp" TEXT,
+    "run_id" TEXT NOT NULL,
+    "status" TEXT NOT NULL DEFAULT '{VALID}',
+    "ingested_at" TEXT NOT NULL DEFAULT ''
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS records_by_time ON records ("timestamp", "log_id");
+CREATE INDEX IF NOT EXISTS records_by_provider_time ON records ("provider", "timestamp", "log_id");
+CREATE INDEX IF NOT EXISTS records_by_partition ON records ("partition", "log_id");
+
+CREATE TABLE IF NOT EXISTS watermarks (
+    "provider" TEXT PRIMARY KEY NOT NULL,
+    "watermark" TEXT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS dead_letters (
+    "dead_letter_id" TEXT PRIMARY KEY NOT NULL,
+    "provider" TEXT NOT NULL,
+    "partition" TEXT NOT NULL,
+    "stage" TEXT NOT NULL,
+    "reason" TEXT NOT NULL,
+    "object_key" TEXT,
+    "log_id" TEXT,
+    "offset" INTEGER,
+    "length" INTEGER,
+    "created_at" TEXT NOT NULL,
+    "detail" TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS dead_letters_by_provider ON dead_letters ("provider", "partition", "dead_letter_id");
+CREATE INDEX IF NOT EXISTS dead_letters_by_partition ON dead_letters ("partition", "dead_letter_id");
+
+CREATE TABLE IF NOT EXISTS artifacts (
+    "artifact_id" TEXT PRIMARY KEY NOT NULL,
+    "kind" TEXT NOT NULL,
+    "provider" TEXT NOT NULL,
+    "partition" TEXT NOT NULL,
+    "location" TEXT NOT NULL,
+    "checksum" TEXT,
+    "size" INTEGER,
+    "run_id" TEXT NOT NULL,
+    "created_at" TEXT NOT NULL,
+    "upstream" TEXT NOT NULL,
+    "metadata" TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS artifacts_by_partition ON artifacts ("partition", "kind", "artifact_id");
+CREATE INDEX IF NOT EXISTS artifacts_by_provider ON artifacts ("provider", "partition", "kind", "artifact_id");
+"""
+
+
+def _to_json(value: Any) -> str:
+    # Plain json (not orjson) so integers beyond 2**64 keep their precision.
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _where(conditions: dict[str, Any]) -> tuple[str, list[Any]]:
+    """An AND of equality conditions, skipping the ones whose value is None (no filter)."""
+    clauses = [f'"{column}" = ?' for column, value in conditions.items() if value is not None]
+    params = [value for value in conditions.values() if value is not None]
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
+
+
+def _check_page(limit: int, offset: int) -> None:
+    if limit < 0 or offset < 0:
+        raise ValueError(f"limit and offset must not be negative (limit={limit}, offset={offset})")
+
+
+class SqliteCatalog(Catalog):
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # One connection shared by every thread; the lock serialises all use of it so a
+        # reader never sees another thread's half-finished write transaction. Other
+        # processes (Dagster step subprocesses) coordinate through WAL and busy_timeout.
+        self._lock = threading.RLock()
+        try:
+            self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode = WAL")
+            # NORMAL is crash-safe under WAL; a power cut can lose only the last commits, and
+            # re-running a partition re-indexes them idempotently.
+            self._db.execute("PRAGMA synchronous = NORMAL")
+            self._db.execute("PRAGMA cache_size = -65536")  # 64 MiB: keeps the indexes hot while indexing
+            self._db.execute("PRAGMA temp_store = MEMORY")
+            with self._write():
+                self._create_schema()
+        except sqlite3.Error as exc:
+            raise CatalogError(f"cannot open SQLite catalog at {self.path}: {exc}") from exc
+
+    def _create_schema(self) -> None:
+        for statement in _SCHEMA.split(";"):
+            if statement.strip():
+                self._db.execute(statement)
+        self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; IMMEDIATE takes the file's write lock up front, so two
+        processes never deadlock trying to upgrade read locks."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            try:
+                return self._db.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise CatalogError(f"SQLite catalog {self.path}: {exc}") from exc
+
+    # records -----------------------------------------------------------------------------
+    def upsert_records(self, entries: Sequence[RecordEntry]) -> UpsertResult:
+        if not entries:
+            return UpsertResult(inserted=0, unchanged=0, conflicts=[])
+        rows = list(map(attrgetter(*RECORD_FIELDS), entries))
+        insert = (
+            f"INSERT INTO records ({_columns(RECORD_FIELDS)}) VALUES ({_placeholders(len(RECORD_FIELDS))}) "
+            'ON CONFLICT("log_id") DO NOTHING'
+        )
+        try:
+            with self._write() as db:
+                inserted = db.executemany(insert, rows).rowcount
+                conflicts = self._conflicting_ids(db, entries) if inserted < len(entries) else []
+        except sqlite3.Error as exc:
+            raise CatalogError(f"SQLite catalog {self.path}: upsert failed: {exc}") from exc
+        return UpsertResult(inserted=inserted, unchanged=len(entries) - inserted - len(conflicts), conflicts=conflicts)
+
+    @staticmethod
+    def _conflicting_ids(db: sqlite3.Connection, entries: Sequence[RecordEntry]) -> list[str]:
+        """Entries whose log_id is stored with another checksum. Entries inserted a moment ago
+        match their own checksum, so only copies that lost to an earlier one show up here."""
+        conflicts: list[str] = []
+        for start in range(0, len(entries), IN_CHUNK):
+            chunk = entries[start : start + IN_CHUNK]
+            stored = dict(
+                db.execute(
+                    f'SELECT "log_id", "checksum" FROM records WHERE "log_id" IN ({_placeholders(len(chunk))})',
+                    [entry.log_id for entry in chunk],
+                ).fetchall()
+            )
+            conflicts.extend(entry.log_id for entry in chunk if stored[entry.log_id] != entry.checksum)
+        return conflicts
+
+    def get_record(self, log_id: str) -> RecordEntry | None:
+        rows = self._read(f'SELECT {_columns(RECORD_FIELDS)} FROM records WHERE "log_id" = ?', (log_id,))
+        return RecordEntry(*rows[0]) if rows else None
+
+    def search_records(
+        self,
+        *,
+        provider: str | None = None,
+        start: str | None = None,
+        end: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> RecordPage:
+        _check_page(limit, offset)
+        where, params = _where({"provider": provider})
+        # Comparisons with NULL are never true, so any time bound drops untimed records.
+        bounds = [(">=", start), ("<", end)]
+        extra = [f'"timestamp" {op} ?' for op, value in bounds if value is not None]
+        params += [value for _, value in bounds if value is not None]
+        if extra:
+            where = (where + " AND " if where else " WHERE ") + " AND ".join(extra)
+        # The page's log_ids come from the (provider,) timestamp, log_id index alone, so the
+        # rows skipped by OFFSET are never read from the table; only the page is.
+        page_ids = f'SELECT "log_id" FROM records{where} ORDER BY "timestamp", "log_id" LIMIT ? OFFSET ?'
+        sql = (
+            f"SELECT {_columns(RECORD_FIELDS)} FROM records "
+            f'WHERE "log_id" IN ({page_ids}) ORDER BY "timestamp", "log_id"'
+        )
+        with self._lock:
+            total = self._read(f"SELECT COUNT(*) FROM records{where}", params)[0][0]
+            rows = self._read(sql, [*params, limit, offset]) if limit and offset < total else []
+        return RecordPage(items=[RecordEntry(*row) for row in rows], total_count=total)
+
+    def iter_partition_records(self, partition: str) -> Iterator[RecordEntry]:
+        after = ""
+        sql = (
+            f"SELECT {_columns(RECORD_FIELDS)} FROM records "
+            f'WHERE "partition" = ? AND "log_id" > ? ORDER BY "log_id" LIMIT {PARTITION_PAGE}'
+        )
+        while True:
+            rows = self._read(sql, (partition, after))
+            yield from (RecordEntry(*row) for row in rows)
+            if len(rows) < PARTITION_PAGE:
+                return
+            after = rows[-1][0]
+
+    def count_records(self, *, provider: str | None = None, partition: str | None = None) -> int:
+        where, params = _where({"provider": provider, "partition": partition})
+        return self._read(f"SELECT COUNT(*) FROM records{where}", params)[0][0]
+
+    def set_status(self, log_ids: Sequence[str], status: str) -> int:
+        if status not in (VALID, DEAD_LETTER):
+            raise ValueError(f"unknown record status {status!r}; expected {VALID!r} or {DEAD_LETTER!r}")
+        unique_ids = list(dict.fromkeys(log_ids))
+        changed = 0
+        try:
+            with self._write() as db:
+                for start in range(0, len(unique_ids), IN_CHUNK):
+                    chunk = unique_ids[start : start + IN_CHUNK]
+                    changed += db.execute(
+                        f'UPDATE records SET "status" = ? WHERE "status" != ? AND "log_id" IN ({_placeholders(len(chunk))})',
+                        [status, status, *chunk],
+                    ).rowcount
+        except sqlite3.Error as exc:
+            raise CatalogError(f"SQLite catalog {self.path}: set_status failed: {exc}") from exc
+        return changed
+
+    # watermarks --------------------------------------------------------------------------
+    def get_watermark(self, provider: str) -> str | None:
+        rows = self._read('SELECT "watermark" FROM watermarks WHERE "provider" = ?', (provider,))
+        return rows[0][0] if rows else None
+
+    def advance_watermark(self, provider: str, timestamp: str) -> str:
+        try:
+            with self._write() as db:
+                # SQLite's two-argument max() compares text lexicographically, which is
+                # chronological for fixed-width timestamps.
+                db.execute(
+                    'INSERT INTO watermarks ("provider", "watermark") VALUES (?, ?) '
+                    'ON CONFLICT("provider") DO UPDATE SET "watermark" = max("watermark", excluded."watermark")',
+                    (provider, timestamp),
+                )
+                return db.execute('SELECT "watermark" FROM watermarks WHERE "provider" = ?', (provider,)).fetchone()[0]
+        except sqlite3.Error as exc:
+            raise CatalogError(f"SQLite catalog {self.path}: advance_watermark failed: {exc}") from exc
+
+    # dead letters ------------------------------------------------------------------------
+    def add_dead_letters(self, letters: Sequence[DeadLetter]) -> int:
+        if not letters:
+            return 0
+        rows = [(*attrgetter(*DEAD_LETTER_FIELDS[:-1])(letter), _to_json(letter.detail)) for letter in letters]
+        updates = ", ".join(f'"{name}" = excluded."{name}"' for name in DEAD_LETTER_FIELDS[1:])
+        upsert = (
+            f"INSERT INTO dead_letters ({_columns(DEAD_LETTER_FIELDS)}) VALUES ({_placeholders(len(DEAD_LETTER_FIELDS))}) "
+            f'ON CONFLICT("dead_letter_id") DO UPDATE SET {updates}'
+        )
+        unique_ids = list(dict.fromkeys(letter.dead_letter_id for letter in letters))
+        try:
+            with self._write() as db:
+                existing = 0
+                for start in range(0, len(unique_ids), IN_CHUNK):
+                    chunk = unique_ids[start : start + IN_CHUNK]
+                    existing += db.execute(
+                        f'SELECT COUNT(*) FROM dead_letters WHERE "dead_letter_id" IN ({_placeholders(len(chunk))})', chunk
+                    ).fetchone()[0]
+                db.executemany(upsert, rows)
+        except sqlite3.Error as exc:
+            raise CatalogError(f"SQLite catalog {self.path}: add_dead_letters failed: {exc}") from exc
+        return len(unique_ids) - existing
+
+    def list_dead_letters(
+        self, *, provider: str | None = None, partition: str | None = None, limit: int = 1000, offset: int = 0
+    ) -> list[DeadLetter]:
+        _check_page(limit, offset)
+        where, params = _where({"provider": provider, "partition": partition})
+        rows = self._read(
+            f'SELECT {_columns(DEAD_LETTER_FIELDS)} FROM dead_letters{where} ORDER BY "dead_letter_id" LIMIT ? OFFSET ?',
+            [*params, limit, offset],
+        )
+        return [DeadLetter(*row[:-1], detail=json.loads(row[-1])) for row in rows]
+
+    def count_dead_letters(self, *, provider: str | None = None, partition: str | None = None) -> int:
+        where, params = _where({"provider": provider, "partition": partition})
+        return self._read(f"SELECT COUNT(*) FROM dead_letters{where}", params)[0][0]
+
+    # artifact index ----------------------------------------------------------------------
+    def put_artifacts(self, artifacts: Sequence[Artifact]) -> None:
+        if not artifacts:
+            return
+        rows = [
+            (*attrgetter(*ARTIFACT_FIELDS[:-2])(artifact), _to_json(list(artifact.upstream)), _to_json(artifact.metadata))
+            for artifact in artifacts
+        ]
+        try:
+            with self._write() as db:
+                db.executemany(
+                    f"INSERT OR REPLACE INTO artifacts ({_columns(ARTIFACT_FIELDS)}) "
+                    f"VALUES ({_placeholders(len(ARTIFACT_FIELDS))})",
+                    rows,
+                )
+        except sqlite3.Error as exc:
+            raise CatalogError(f"SQLite catalog {self.path}: put_artifacts failed: {exc}") from exc
+
+    def search_artifacts(
+        self,
+        *,
+        provider: str | None = None,
+        partition: str | None = None,
+        kind: str | None = None,
+        limit: int = 1000,
+        offset: int = 0,
+    ) -> list[Artifact]:
+        _check_page(limit, offset)
+        where, params = _where({"provider": provider, "partition": partition, "kind": kind})
+        rows = self._read(
+            f"SELECT {_columns(ARTIFACT_FIELDS)} FROM artifacts{where} "
+            'ORDER BY "partition", "kind", "artifact_id" LIMIT ? OFFSET ?',
+            [*params, limit, offset],
+        )
+        return [Artifact(*row[:-2], upstream=json.loads(row[-2]), metadata=json.loads(row[-1])) for row in rows]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

@@ -1,0 +1,5 @@
+"""Shared pytest configuration: fixture modules for the whole suite are registered here."""
+
+pytest_plugins = [
+    "vault_pipeline_tests.fixtures.aws",
+]

@@ -1,0 +1,234 @@
+"""Lake adapter tests: normalised records merge idempotently into Delta fact tables partitioned
+by date and hour, locally and on S3 (moto server), read back through the safe read path, and
+a process that reads the lake exits cleanly (the deltalake 1.6 abort-at-exit trap)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from deltalake import DeltaTable
+
+from vault_pipeline.storage.lake import DeltaLake, LakeError, MergeStats
+from vault_pipeline_tests.fixtures.aws import MotoS3
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+
+def rows(ids: range | list[int], *, providers: tuple[str, ...] = ("acme", "demo")) -> pa.Table:
+    """Audit-event rows; id i falls in hour i % 3 of 2026-01-01 or 2026-01-02 (i % 2)."""
+    ids = list(ids)
+    stamps = [T0 + timedelta(days=i % 2, hours=i % 3, seconds=i) for i in ids]
+    return pa.table(
+        {
+            "log_id": pa.array([f"log-{i:06d}" for i in ids]),
+            "date": pa.array([t.strftime("%Y-%m-%d") for t in stamps]),
+            "hour": pa.array([t.strftime("%H") for t in stamps]),
+            "provider": pa.array([providers[i % len(providers)] for i in ids]),
+            "event_ts": pa.array(stamps, pa.timestamp("us", tz="UTC")),
+            "actor": pa.array([f"user-{i % 7}" for i in ids]),
+            "bytes": pa.array([i * 10 for i in ids], pa.int64()),
+        }
+    )
+
+
+def expected(ids: range | list[int], date: str, hour: str, provider: str | None = None) -> set[str]:
+    table = rows(ids)
+    return {
+        r["log_id"]
+        for r in table.to_pylist()
+        if r["date"] == date and r["hour"] == hour and (provider is None or r["provider"] == provider)
+    }
+
+
+@pytest.fixture
+def lake(tmp_path: Path) -> DeltaLake:
+    return DeltaLake(str(tmp_path / "lake"))
+
+
+def test_merge_creates_a_partitioned_table(lake: DeltaLake) -> None:
+    assert not lake.exists("audit_events") and lake.version("audit_events") is None
+    stats = lake.merge("audit_events", rows(range(60)))
+    assert stats == MergeStats(inserted=60, unchanged=0, version=stats.version) and stats.version is not None
+    assert lake.exists("audit_events")
+    dt = DeltaTable(lake.table_uri("audit_events"))
+    assert dt.metadata().partition_columns == ["date", "hour"]
+    assert Path(lake.table_uri("audit_events"), "date=2026-01-02", "hour=01").is_dir()
+    assert lake.count("audit_events") == 60
+    assert sorted(lake.read("audit_events", columns=["log_id"]).column("log_id").to_pylist()) == sorted(
+        rows(range(60)).column("log_id").to_pylist()
+    )
+
+
+def test_remerge_of_the_same_rows_changes_nothing(lake: DeltaLake) -> None:
+    first = lake.merge("audit_events", rows(range(60)))
+    again = lake.merge("audit_events", rows(range(60)))
+    assert again.inserted == 0 and again.unchanged == 60
+    assert again.version == first.version  # delta-rs skips the commit when nothing changes
+    assert lake.count("audit_events") == 60
+
+
+def test_overlapping_merge_inserts_only_new_ids(lake: DeltaLake) -> None:
+    lake.merge("audit_events", rows(range(0, 40)))
+    stats = lake.merge("audit_events", rows(range(30, 50)))
+    assert (stats.inserted, stats.unchanged) == (10, 10)
+    ids = lake.read("audit_events", columns=["log_id"]).column("log_id").to_pylist()
+    assert len(ids) == len(set(ids)) == 50
+
+
+def test_keys_repeated_within_one_batch_are_inserted_once(lake: DeltaLake) -> None:
+    batch = pa.concat_tables([rows(range(10)), rows([3, 4, 5])])
+    stats = lake.merge("audit_events", batch)
+    assert (stats.inserted, stats.unchanged) == (10, 3)
+    assert lake.count("audit_events") == 10
+
+
+def test_read_and_count_with_partition_and_provider_filters(lake: DeltaLake) -> None:
+    lake.merge("audit_events", rows(range(120)))
+    one_hour = lake.read("audit_events", partitions=[("2026-01-01", "02")])
+    assert set(one_hour.column("log_id").to_pylist()) == expected(range(120), "2026-01-01", "02")
+    assert set(one_hour.column("hour").to_pylist()) == {"02"}
+
+    two = [("2026-01-01", "00"), ("2026-01-02", "01")]
+    want = expected(range(120), *two[0]) | expected(range(120), *two[1])
+    assert set(lake.read("audit_events", partitions=two, columns=["log_id"]).column("log_id").to_pylist()) == want
+    assert lake.count("audit_events", partitions=two) == len(want)
+
+    acme = expected(range(120), "2026-01-01", "02", provider="acme")
+    narrowed = lake.read("audit_events", partitions=[("2026-01-01", "02")], provider="acme", columns=["log_id"])
+    assert narrowed.column_names == ["log_id"] and set(narrowed.column("log_id").to_pylist()) == acme
+    assert lake.count("audit_events", provider="acme") == 60
+    assert lake.count("audit_events", provider="nobody") == 0
+    assert lake.count("audit_events", partitions=[("2030-01-01", "00")]) == 0
+
+    nothing = lake.read("audit_events", partitions=[])
+    assert nothing.num_rows == 0 and "log_id" in nothing.column_names
+
+
+def test_a_missing_table_reads_as_empty(lake: DeltaLake) -> None:
+    assert lake.read("never_loaded").num_rows == 0
+    assert lake.count("never_loaded", provider="acme") == 0
+    assert lake.version("never_loaded") is None
+    with pytest.raises(LakeError, match="never_loaded"):
+        lake.optimize("never_loaded")
+
+
+def test_empty_rows_are_a_no_op(lake: DeltaLake) -> None:
+    assert lake.merge("audit_events", rows([])) == MergeStats(0, 0, None)
+    assert not lake.exists("audit_events")
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda t: t.append_column("surprise", pa.array(["x"] * t.num_rows)),
+        lambda t: t.drop_columns(["actor"]),
+        lambda t: t.set_column(t.schema.get_field_index("bytes"), "bytes", pa.array(["many"] * t.num_rows)),
+    ],
+    ids=["extra-column", "missing-column", "wrong-type"],
+)
+def test_schema_mismatch_is_a_clear_error_naming_the_table(lake: DeltaLake, change) -> None:
+    lake.merge("audit_events", rows(range(10)))
+    version = lake.version("audit_events")
+    with pytest.raises(LakeError, match="audit_events"):
+        lake.merge("audit_events", change(rows(range(10, 20))))
+    assert lake.version("audit_events") == version and lake.count("audit_events") == 10
+
+
+def test_compatible_types_are_cast_to_the_table_schema(lake: DeltaLake) -> None:
+    lake.merge("audit_events", rows(range(10)))
+    narrow = rows(range(10, 20))
+    narrow = narrow.set_column(narrow.schema.get_field_index("bytes"), "bytes", narrow.column("bytes").cast(pa.int32()))
+    assert lake.merge("audit_events", narrow).inserted == 10
+
+
+def test_bad_input_is_rejected(lake: DeltaLake) -> None:
+    for name in ["Audit", "../x", "1abc", "", "a-b", "a" * 64]:
+        with pytest.raises(ValueError):
+            lake.table_uri(name)
+    for partition in [("2026-1-1", "07"), ("2026-01-01", "7"), ("2026-01-01", "24"), ("2026-01-01",)]:
+        with pytest.raises(ValueError):
+            lake.read("audit_events", partitions=[partition])  # type: ignore[list-item]
+    null_ids = rows(range(3)).set_column(0, "log_id", pa.array(["a", None, "c"]))
+    with pytest.raises(LakeError, match="nulls in 'log_id'"):
+        lake.merge("audit_events", null_ids)
+    with pytest.raises(LakeError, match="lack required columns"):
+        lake.merge("audit_events", rows(range(3)).drop_columns(["hour"]))
+    with pytest.raises(ValueError):
+        DeltaLake("gs://bucket/lake")
+
+
+def test_optimize_and_vacuum(lake: DeltaLake) -> None:
+    for start in range(0, 60, 10):
+        lake.merge("audit_events", rows(range(start, start + 10)))
+    before = len(DeltaTable(lake.table_uri("audit_events")).file_uris())
+    metrics = lake.optimize("audit_events")
+    assert metrics["numFilesRemoved"] > 0
+    assert len(DeltaTable(lake.table_uri("audit_events")).file_uris()) < before
+    assert lake.count("audit_events") == 60
+    assert lake.vacuum("audit_events", dry_run=True) == []  # compacted files are within retention
+    assert lake.vacuum("audit_events") == []
+    assert lake.count("audit_events") == 60
+
+
+def test_delta_on_s3(moto_s3: MotoS3) -> None:
+    lake = DeltaLake(f"s3://{moto_s3.bucket}/lake", storage_options=moto_s3.storage_options)
+    assert lake.table_uri("audit_events") == f"s3://{moto_s3.bucket}/lake/audit_events"
+    assert lake.read("audit_events").num_rows == 0
+    assert lake.merge("audit_events", rows(range(40))).inserted == 40
+    again = lake.merge("audit_events", rows(range(20, 50)))
+    assert (again.inserted, again.unchanged) == (10, 20)
+    assert lake.merge("audit_events", rows(range(50))).inserted == 0
+    assert lake.count("audit_events") == 50
+    hour = lake.read("audit_events", partitions=[("2026-01-02", "01")], provider="demo", columns=["log_id"])
+    assert set(hour.column("log_id").to_pylist()) == expected(range(50), "2026-01-02", "01", provider="demo")
+    keys = [o["Key"] for o in moto_s3.client.list_objects_v2(Bucket=moto_s3.bucket, Prefix="lake/")["Contents"]]
+    assert "lake/audit_events/_delta_log/00000000000000000000.json" in keys
+    assert any(k.startswith("lake/audit_events/date=2026-01-01/hour=00/") for k in keys)
+
+
+_READ_AND_EXIT = textwrap.dedent(
+    """
+    import sys
+    import pyarrow as pa
+    from vault_pipeline.storage.lake import DeltaLake
+
+    lake = DeltaLake(sys.argv[1])
+    rows = pa.table({
+        "log_id": [f"id-{i}" for i in range(50)],
+        "date": ["2026-01-01"] * 50,
+        "hour": [f"{i % 4:02d}" for i in range(50)],
+        "provider": ["acme", "demo"] * 25,
+        "n": list(range(50)),
+    })
+    lake.merge("events", rows)
+    assert lake.read("events").num_rows == 50
+    assert lake.read("events", partitions=[("2026-01-01", "01")], provider="demo").num_rows > 0
+    assert lake.count("events") == 50
+    """
+)
+
+
+def test_reading_the_lake_does_not_abort_the_process_at_exit(tmp_path: Path) -> None:
+    # DeltaTable.to_pyarrow_table() aborts ~half of such processes at exit (rc 134); five
+    # clean exits in a row make a regression to it all but certain to show.
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _READ_AND_EXIT, str(tmp_path / f"lake{i}")],
+            cwd=REPO_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for i in range(5)
+    ]
+    results = []
+    for proc in procs:
+        _out, err = proc.communicate(timeout=120)
+        results.append((proc.returncode, err.decode()[-2000:]))
+    assert [rc for rc, _ in results] == [0] * 5, results
