@@ -2,4 +2,5 @@
 
 pytest_plugins = [
     "vault_pipeline_tests.fixtures.aws",
+    "vault_pipeline_tests.fixtures.catalogs",
 ]

@@ -40,6 +40,9 @@ ARTIFACT_FIELDS = tuple(f.name for f in fields(Artifact))
 
 # SQLite allows 32766 bound parameters per statement; stay far below so IN-lists stay cheap.
 IN_CHUNK = 500
+# Upserts go in slices so that a batch overlapping earlier ones (a lookback window) only
+# re-reads checksums for the slices where something was already indexed.
+UPSERT_CHUNK = 5000
 # iter_partition_records pages by log_id so no lock is held while the caller works on a page.
 PARTITION_PAGE = 1000
 
@@ -53,9 +56,12 @@ def _placeholders(count: int) -> str:
     return ", ".join("?" * count)
 
 
+# records is an ordinary rowid table: new rows append at the end of the table b-tree and only
+# the small log_id index takes random inserts, which keeps indexing fast as the file grows to
+# many millions of records (a table keyed by log_id rewrites random 300-byte rows instead).
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS records (
-    "log_id" TEXT PRIMARY KEY NOT NULL,
+    "log_id" TEXT NOT NULL UNIQUE,
     "provider" TEXT NOT NULL,
     "partition" TEXT NOT NULL,
     "natural_id" TEXT NOT NULL,
@@ -67,7 +73,7 @@ CREATE TABLE IF NOT EXISTS records (
     "run_id" TEXT NOT NULL,
     "status" TEXT NOT NULL DEFAULT '{VALID}',
     "ingested_at" TEXT NOT NULL DEFAULT ''
-) WITHOUT ROWID;
+);
 CREATE INDEX IF NOT EXISTS records_by_time ON records ("timestamp", "log_id");
 CREATE INDEX IF NOT EXISTS records_by_provider_time ON records ("provider", "timestamp", "log_id");
 CREATE INDEX IF NOT EXISTS records_by_partition ON records ("partition", "log_id");
@@ -177,17 +183,21 @@ class SqliteCatalog(Catalog):
 
     # records -----------------------------------------------------------------------------
     def upsert_records(self, entries: Sequence[RecordEntry]) -> UpsertResult:
-        if not entries:
-            return UpsertResult(inserted=0, unchanged=0, conflicts=[])
-        rows = list(map(attrgetter(*RECORD_FIELDS), entries))
         insert = (
             f"INSERT INTO records ({_columns(RECORD_FIELDS)}) VALUES ({_placeholders(len(RECORD_FIELDS))}) "
             'ON CONFLICT("log_id") DO NOTHING'
         )
+        record_row = attrgetter(*RECORD_FIELDS)
+        inserted = 0
+        conflicts: list[str] = []
         try:
             with self._write() as db:
-                inserted = db.executemany(insert, rows).rowcount
-                conflicts = self._conflicting_ids(db, entries) if inserted < len(entries) else []
+                for start in range(0, len(entries), UPSERT_CHUNK):
+                    chunk = entries[start : start + UPSERT_CHUNK]
+                    added = db.executemany(insert, map(record_row, chunk)).rowcount
+                    inserted += added
+                    if added < len(chunk):
+                        conflicts += self._conflicting_ids(db, chunk)
         except sqlite3.Error as exc:
             raise CatalogError(f"SQLite catalog {self.path}: upsert failed: {exc}") from exc
         return UpsertResult(inserted=inserted, unchanged=len(entries) - inserted - len(conflicts), conflicts=conflicts)
@@ -229,12 +239,12 @@ class SqliteCatalog(Catalog):
         params += [value for _, value in bounds if value is not None]
         if extra:
             where = (where + " AND " if where else " WHERE ") + " AND ".join(extra)
-        # The page's log_ids come from the (provider,) timestamp, log_id index alone, so the
-        # rows skipped by OFFSET are never read from the table; only the page is.
-        page_ids = f'SELECT "log_id" FROM records{where} ORDER BY "timestamp", "log_id" LIMIT ? OFFSET ?'
+        # The page's rowids come from the (provider,) timestamp, log_id index alone, so the
+        # entries skipped by OFFSET are never looked up in the table; only the page is.
+        page_rowids = f'SELECT rowid FROM records{where} ORDER BY "timestamp", "log_id" LIMIT ? OFFSET ?'
         sql = (
             f"SELECT {_columns(RECORD_FIELDS)} FROM records "
-            f'WHERE "log_id" IN ({page_ids}) ORDER BY "timestamp", "log_id"'
+            f'WHERE rowid IN ({page_rowids}) ORDER BY "timestamp", "log_id"'
         )
         with self._lock:
             total = self._read(f"SELECT COUNT(*) FROM records{where}", params)[0][0]

@@ -1,0 +1,349 @@
+"""MongoCatalog: the production index of the vault, kept in MongoDB.
+
+It holds the same entries as the embedded SQLite catalog (where each record's bytes live and
+their checksum, dead letters, per-provider watermarks, the artifact index) in four
+collections, keyed by the vault's own deterministic ids, so re-running a partition against
+production is as idempotent as it is on a laptop. The shared contract suite holds both
+adapters to identical answers.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import fields
+from typing import Any
+
+import pymongo
+from pymongo.collection import Collection
+from pymongo.database import Database
+from pymongo.errors import BulkWriteError, PyMongoError
+
+from vault_pipeline.storage.catalog import (
+    DEAD_LETTER,
+    VALID,
+    Artifact,
+    Catalog,
+    CatalogError,
+    DeadLetter,
+    RecordEntry,
+    RecordPage,
+    UpsertResult,
+)
+
+DUPLICATE_KEY = 11000
+# Keep $in lists and insert_many payloads well below the 16 MiB BSON command limit.
+ID_CHUNK = 1000
+INSERT_CHUNK = 10_000
+
+RECORD_FIELDS = tuple(f.name for f in fields(RecordEntry) if f.name != "log_id")
+DEAD_LETTER_FIELDS = tuple(f.name for f in fields(DeadLetter) if f.name not in ("dead_letter_id", "detail"))
+ARTIFACT_FIELDS = tuple(f.name for f in fields(Artifact) if f.name not in ("artifact_id", "metadata"))
+
+RECORD_ORDER = [("timestamp", pymongo.ASCENDING), ("_id", pymongo.ASCENDING)]
+
+DEFAULT_CLIENT_OPTIONS: dict[str, Any] = {
+    "serverSelectionTimeoutMS": 5_000,
+    "connectTimeoutMS": 5_000,
+    "socketTimeoutMS": 60_000,
+    "retryWrites": True,
+    "appname": "vault_pipeline",
+}
+
+
+def redact_uri(uri: str) -> str:
+    """The URI with any password replaced by ``***``, safe for messages and logs."""
+    scheme, separator, rest = uri.partition("://")
+    if not separator:
+        return uri
+    authority_and_path, query_mark, query = rest.partition("?")
+    userinfo, at, hosts = authority_and_path.rpartition("@")
+    if not at or ":" not in userinfo:
+        return uri
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{hosts}{query_mark}{query}"
+
+
+def _to_json(value: Any) -> str:
+    # detail and metadata are stored as JSON text, as in SQLite: arbitrary keys ("$x", "a.b")
+    # and integers beyond int64 would be refused by BSON in production only.
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _check_page(limit: int, offset: int) -> None:
+    if limit < 0 or offset < 0:
+        raise ValueError(f"limit and offset must not be negative (limit={limit}, offset={offset})")
+
+
+def _equals(**conditions: Any) -> dict[str, Any]:
+    """A filter on the given fields, skipping the ones whose value is None (no filter)."""
+    return {name: value for name, value in conditions.items() if value is not None}
+
+
+class MongoCatalog(Catalog):
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        self._owns_client = False
+        self.records: Collection = database["records"]
+        self.watermarks: Collection = database["watermarks"]
+        self.dead_letters: Collection = database["dead_letters"]
+        self.artifacts: Collection = database["artifacts"]
+        with self._translated("create indexes"):
+            self.records.create_index(RECORD_ORDER, name="records_by_time")
+            self.records.create_index(
+                [("provider", pymongo.ASCENDING), *RECORD_ORDER], name="records_by_provider_time"
+            )
+            self.records.create_index(
+                [("partition", pymongo.ASCENDING), ("_id", pymongo.ASCENDING)], name="records_by_partition"
+            )
+            self.dead_letters.create_index(
+                [("provider", pymongo.ASCENDING), ("partition", pymongo.ASCENDING), ("_id", pymongo.ASCENDING)],
+                name="dead_letters_by_provider",
+            )
+            self.dead_letters.create_index(
+                [("partition", pymongo.ASCENDING), ("_id", pymongo.ASCENDING)], name="dead_letters_by_partition"
+            )
+            self.artifacts.create_index(
+                [("partition", pymongo.ASCENDING), ("kind", pymongo.ASCENDING), ("_id", pymongo.ASCENDING)],
+                name="artifacts_by_partition",
+            )
+            self.artifacts.create_index(
+                [
+                    ("provider", pymongo.ASCENDING),
+                    ("partition", pymongo.ASCENDING),
+                    ("kind", pymongo.ASCENDING),
+                    ("_id", pymongo.ASCENDING),
+                ],
+                name="artifacts_by_provider",
+            )
+
+    @classmethod
+    def from_uri(cls, uri: str, database: str = "vault", **client_kwargs: Any) -> MongoCatalog:
+        """Connect to ``uri`` and check the server answers before the first partition runs,
+        so a wrong URI or a down server fails fast with a readable message."""
+        options = {**DEFAULT_CLIENT_OPTIONS, **client_kwargs}
+        try:
+            client: pymongo.MongoClient = pymongo.MongoClient(uri, **options)
+        except PyMongoError as exc:
+            raise CatalogError(f"invalid MongoDB URI {redact_uri(uri)}: {exc}") from exc
+        try:
+            client.admin.command("ping")
+        except PyMongoError as exc:
+            client.close()
+            raise CatalogError(
+                f"MongoDB catalog unreachable at {redact_uri(uri)} "
+                f"(after {options['serverSelectionTimeoutMS']} ms): {type(exc).__name__}"
+            ) from exc
+        try:
+            catalog = cls(client[database])
+        except CatalogError:
+            client.close()
+            raise
+        catalog._owns_client = True
+        return catalog
+
+    @contextmanager
+    def _translated(self, operation: str) -> Iterator[None]:
+        try:
+            yield
+        except PyMongoError as exc:
+            raise CatalogError(f"MongoDB catalog {self.database.name}: {operation} failed: {exc}") from exc
+
+    # records -----------------------------------------------------------------------------
+    def upsert_records(self, entries: Sequence[RecordEntry]) -> UpsertResult:
+        inserted = 0
+        conflicts: list[str] = []
+        with self._translated("upsert_records"):
+            for start in range(0, len(entries), INSERT_CHUNK):
+                chunk = entries[start : start + INSERT_CHUNK]
+                documents = [self._record_document(entry) for entry in chunk]
+                try:
+                    inserted += len(self.records.insert_many(documents, ordered=False).inserted_ids)
+                except BulkWriteError as exc:
+                    refused = [error for error in exc.details["writeErrors"] if error["code"] != DUPLICATE_KEY]
+                    if refused:
+                        raise CatalogError(
+                            f"MongoDB catalog {self.database.name}: {len(refused)} records refused, "
+                            f"first: {refused[0]['errmsg']}"
+                        ) from exc
+                    inserted += exc.details["nInserted"]
+                    already_indexed = [chunk[error["index"]] for error in exc.details["writeErrors"]]
+                    conflicts += self._conflicting_ids(already_indexed)
+        return UpsertResult(inserted=inserted, unchanged=len(entries) - inserted - len(conflicts), conflicts=conflicts)
+
+    def _conflicting_ids(self, entries: Sequence[RecordEntry]) -> list[str]:
+        conflicts: list[str] = []
+        for start in range(0, len(entries), ID_CHUNK):
+            chunk = entries[start : start + ID_CHUNK]
+            stored = {
+                document["_id"]: document["checksum"]
+                for document in self.records.find(
+                    {"_id": {"$in": list({entry.log_id for entry in chunk})}}, {"checksum": 1}
+                )
+            }
+            conflicts.extend(entry.log_id for entry in chunk if stored[entry.log_id] != entry.checksum)
+        return conflicts
+
+    @staticmethod
+    def _record_document(entry: RecordEntry) -> dict[str, Any]:
+        document: dict[str, Any] = {"_id": entry.log_id}
+        for name in RECORD_FIELDS:
+            document[name] = getattr(entry, name)
+        return document
+
+    @staticmethod
+    def _record_entry(document: dict[str, Any]) -> RecordEntry:
+        return RecordEntry(log_id=document["_id"], **{name: document.get(name) for name in RECORD_FIELDS})
+
+    def get_record(self, log_id: str) -> RecordEntry | None:
+        with self._translated("get_record"):
+            document = self.records.find_one({"_id": log_id})
+        return self._record_entry(document) if document else None
+
+    def search_records(
+        self,
+        *,
+        provider: str | None = None,
+        start: str | None = None,
+        end: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> RecordPage:
+        _check_page(limit, offset)
+        query = _equals(provider=provider)
+        # A string comparison never matches null (BSON type bracketing), so any time bound
+        # drops untimed records, as NULL comparisons do in SQLite.
+        bounds = _equals(**{"$gte": start, "$lt": end})
+        if bounds:
+            query["timestamp"] = bounds
+        with self._translated("search_records"):
+            total = self.records.count_documents(query)
+            items: list[RecordEntry] = []
+            # limit(0) means "no limit" to MongoDB, so an empty page is never asked for.
+            if limit and offset < total:
+                cursor = self.records.find(query).sort(RECORD_ORDER).skip(offset).limit(limit)
+                items = [self._record_entry(document) for document in cursor]
+        return RecordPage(items=items, total_count=total)
+
+    def iter_partition_records(self, partition: str) -> Iterator[RecordEntry]:
+        with self._translated("iter_partition_records"):
+            cursor = self.records.find({"partition": partition}).sort("_id", pymongo.ASCENDING)
+            for document in cursor:
+                yield self._record_entry(document)
+
+    def count_records(self, *, provider: str | None = None, partition: str | None = None) -> int:
+        with self._translated("count_records"):
+            return self.records.count_documents(_equals(provider=provider, partition=partition))
+
+    def set_status(self, log_ids: Sequence[str], status: str) -> int:
+        if status not in (VALID, DEAD_LETTER):
+            raise ValueError(f"unknown record status {status!r}; expected {VALID!r} or {DEAD_LETTER!r}")
+        unique_ids = list(dict.fromkeys(log_ids))
+        changed = 0
+        with self._translated("set_status"):
+            for start in range(0, len(unique_ids), ID_CHUNK):
+                result = self.records.update_many(
+                    {"_id": {"$in": unique_ids[start : start + ID_CHUNK]}, "status": {"$ne": status}},
+                    {"$set": {"status": status}},
+                )
+                changed += result.modified_count
+        return changed
+
+    # watermarks --------------------------------------------------------------------------
+    def get_watermark(self, provider: str) -> str | None:
+        with self._translated("get_watermark"):
+            document = self.watermarks.find_one({"_id": provider})
+        return document["watermark"] if document else None
+
+    def advance_watermark(self, provider: str, timestamp: str) -> str:
+        # $max is applied atomically by the server, so two runs racing never move it back.
+        with self._translated("advance_watermark"):
+            document = self.watermarks.find_one_and_update(
+                {"_id": provider},
+                {"$max": {"watermark": timestamp}},
+                upsert=True,
+                return_document=pymongo.ReturnDocument.AFTER,
+            )
+        return document["watermark"]
+
+    # dead letters ------------------------------------------------------------------------
+    def add_dead_letters(self, letters: Sequence[DeadLetter]) -> int:
+        added = 0
+        with self._translated("add_dead_letters"):
+            for letter in letters:
+                document = {name: getattr(letter, name) for name in DEAD_LETTER_FIELDS}
+                document["detail"] = _to_json(letter.detail)
+                result = self.dead_letters.replace_one({"_id": letter.dead_letter_id}, document, upsert=True)
+                added += result.upserted_id is not None
+        return added
+
+    def list_dead_letters(
+        self, *, provider: str | None = None, partition: str | None = None, limit: int = 1000, offset: int = 0
+    ) -> list[DeadLetter]:
+        _check_page(limit, offset)
+        if not limit:
+            return []
+        with self._translated("list_dead_letters"):
+            cursor = (
+                self.dead_letters.find(_equals(provider=provider, partition=partition))
+                .sort("_id", pymongo.ASCENDING)
+                .skip(offset)
+                .limit(limit)
+            )
+            return [
+                DeadLetter(
+                    dead_letter_id=document["_id"],
+                    **{name: document.get(name) for name in DEAD_LETTER_FIELDS},
+                    detail=json.loads(document["detail"]),
+                )
+                for document in cursor
+            ]
+
+    def count_dead_letters(self, *, provider: str | None = None, partition: str | None = None) -> int:
+        with self._translated("count_dead_letters"):
+            return self.dead_letters.count_documents(_equals(provider=provider, partition=partition))
+
+    # artifact index ----------------------------------------------------------------------
+    def put_artifacts(self, artifacts: Sequence[Artifact]) -> None:
+        with self._translated("put_artifacts"):
+            for artifact in artifacts:
+                # upstream stays a native array so lineage can be queried server-side.
+                document = {name: getattr(artifact, name) for name in ARTIFACT_FIELDS}
+                document["upstream"] = list(artifact.upstream)
+                document["metadata"] = _to_json(artifact.metadata)
+                self.artifacts.replace_one({"_id": artifact.artifact_id}, document, upsert=True)
+
+    def search_artifacts(
+        self,
+        *,
+        provider: str | None = None,
+        partition: str | None = None,
+        kind: str | None = None,
+        limit: int = 1000,
+        offset: int = 0,
+    ) -> list[Artifact]:
+        _check_page(limit, offset)
+        if not limit:
+            return []
+        with self._translated("search_artifacts"):
+            cursor = (
+                self.artifacts.find(_equals(provider=provider, partition=partition, kind=kind))
+                .sort([("partition", pymongo.ASCENDING), ("kind", pymongo.ASCENDING), ("_id", pymongo.ASCENDING)])
+                .skip(offset)
+                .limit(limit)
+            )
+            return [
+                Artifact(
+                    artifact_id=document["_id"],
+                    **{name: document.get(name) for name in ARTIFACT_FIELDS},
+                    metadata=json.loads(document["metadata"]),
+                )
+                for document in cursor
+            ]
+
+    def close(self) -> None:
+        # A database handed in belongs to a client the caller owns (and may share); only a
+        # client built by from_uri is ours to close.
+        if self._owns_client:
+            self.database.client.close()
