@@ -3,4 +3,5 @@
 pytest_plugins = [
     "vault_pipeline_tests.fixtures.aws",
     "vault_pipeline_tests.fixtures.catalogs",
+    "vault_pipeline_tests.fixtures.vault",
 ]

@@ -8,8 +8,10 @@ translation.
 from __future__ import annotations
 
 import hashlib
+import re
 
 PREFIX = "sha256:"
+_CHECKSUM = re.compile(r"sha256:[0-9a-f]{64}")
 
 
 def sha256_hex(data: bytes | memoryview) -> str:
@@ -23,8 +25,7 @@ def checksum(data: bytes | memoryview) -> str:
 
 def hex_of(value: str) -> str:
     """The hex digest inside a vault checksum; raises ValueError for anything else."""
-    if not value.startswith(PREFIX) or len(value) != len(PREFIX) + 64:
-        raise ValueError(f"not a vault checksum (expected 'sha256:<64 hex>'): {value!r}")
-    digest = value[len(PREFIX):]
-    int(digest, 16)
-    return digest
+    # int(digest, 16) would also accept '_', '+', '-' and spaces; the format is exactly lowercase hex.
+    if not isinstance(value, str) or not _CHECKSUM.fullmatch(value):
+        raise ValueError(f"not a vault checksum (expected 'sha256:<64 lowercase hex>'): {value!r}")
+    return value[len(PREFIX):]

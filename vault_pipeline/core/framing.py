@@ -6,6 +6,8 @@ hands back each element's exact bytes without decoding it, and each slice is loc
 body in order (between two records there is only whitespace and a comma, so the first match
 from the previous end is the record itself). NDJSON is split on newlines. Decoding keeps
 integers of any size exact and rejects numbers it cannot represent instead of rounding them.
+A body must be valid UTF-8 (RFC 8259): ``Raw`` slices are not decoded, so the body is checked
+once here rather than letting a bad byte surface later, when a stored record is decoded.
 """
 
 from __future__ import annotations
@@ -56,14 +58,20 @@ def frame_records(body: bytes, records_at: str) -> FramedPage:
     if records_at == "ndjson":
         return FramedPage(_frame_ndjson(body))
     if records_at == "$":
-        return FramedPage(_locate(body, _decode(_ELEMENTS, body, "a JSON array of records"), 0))
+        page = FramedPage(_locate(body, _decode(_ELEMENTS, body, "a JSON array of records"), 0))
+        _require_utf8(body)
+        return page
     members = _decode(_MEMBERS, body, f"a JSON object holding '{records_at}'")
     if records_at not in members:
         raise FramingError(f"the body has no '{records_at}' member; members: {sorted(members)[:10]}")
+    _require_utf8(body)  # Raw members are not decoded, so their strings are not checked yet
     envelope = {}
     for name, raw in members.items():
         if name != records_at:
-            envelope[name] = _ANY.decode(raw)
+            try:
+                envelope[name] = _ANY.decode(raw)
+            except msgspec.DecodeError as exc:
+                raise FramingError(f"envelope member '{name}' cannot be read: {exc}") from exc
     array = members[records_at]
     elements = _decode(_ELEMENTS, array, f"'{records_at}' to be an array of records")
     return FramedPage(_locate(body, elements, _offset_of(body, array)), envelope)
@@ -73,13 +81,23 @@ def decode_record(data: bytes | memoryview) -> Any:
     """The parsed value of one record's bytes (big integers stay exact)."""
     try:
         return _ANY.decode(data)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise RecordDecodeError(str(exc)) from exc
+
+
+def _require_utf8(body: bytes) -> None:
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise FramingError(f"the body is not valid UTF-8 (byte {exc.start}: {exc.reason}); JSON must be UTF-8") from None
 
 
 def _decode(decoder: msgspec.json.Decoder, body: bytes, expected: str) -> Any:
     try:
         return decoder.decode(body)
+    except UnicodeDecodeError:
+        _require_utf8(bytes(body))
+        raise
     except msgspec.ValidationError as exc:
         raise FramingError(f"expected {expected}: {exc}") from exc
     except msgspec.DecodeError as exc:
@@ -127,6 +145,8 @@ def _frame_ndjson(body: bytes) -> list[FramedRecord]:
                 _ANY.decode(stripped)
             except msgspec.DecodeError as exc:
                 raise FramingError(f"NDJSON line {number} is not valid JSON: {exc}") from exc
+            except UnicodeDecodeError as exc:
+                raise FramingError(f"NDJSON line {number} is not valid UTF-8: {exc.reason}") from None
             records.append(FramedRecord(start, len(stripped)))
         offset += len(line) + 1
     return records

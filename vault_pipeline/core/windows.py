@@ -28,7 +28,10 @@ class HourWindow:
     def for_hour_key(cls, hour_key: str) -> "HourWindow":
         if not _HOUR_KEY.match(hour_key):
             raise PartitionKeyError(f"hour {hour_key!r} is not of the form YYYY-MM-DD-HH:00")
-        start = datetime.strptime(hour_key, HOUR_KEY_FORMAT).replace(tzinfo=UTC)
+        try:
+            start = datetime.strptime(hour_key, HOUR_KEY_FORMAT).replace(tzinfo=UTC)
+        except ValueError as exc:  # e.g. month 13, hour 24, February 30
+            raise PartitionKeyError(f"hour {hour_key!r} is not a valid UTC hour: {exc}") from None
         return cls(start, start + timedelta(hours=1))
 
     @property

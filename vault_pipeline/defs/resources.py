@@ -108,7 +108,7 @@ class VaultResource(dg.ConfigurableResource):
             root = str(Path(self.home) / "lake")
         options = {}
         if root.startswith("s3://"):
-            for name in ("AWS_REGION", "AWS_ENDPOINT_URL", "AWS_ALLOW_HTTP"):
+            for name in ("AWS_REGION", "AWS_ENDPOINT_URL", "AWS_ALLOW_HTTP", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
                 if os.environ.get(name):
                     options[name] = os.environ[name]
         return DeltaLake(root, options)

@@ -25,6 +25,7 @@ from vault_pipeline.core.windows import HourWindow
 from vault_pipeline.providers.base import Page, Provider
 
 _TEMPLATES_PER_KIND = 257
+_INVALID_TEMPLATES = 31
 LATE_FRACTION = 0.01  # share of records published after their hour closed
 _HOUR = timedelta(hours=1)
 
@@ -152,7 +153,8 @@ class SimulatorProvider(Provider):
         """Records of ``hour`` that were published before the window closed."""
         seed = int.from_bytes(hashlib.sha256(f"{self.config.seed}|{self.config.name}|{hour.isoformat()}".encode()).digest()[:8], "big")
         rng = random.Random(seed)
-        templates = self._templates(rng)
+        templates, invalid_templates = self._templates(rng, invalid=False), self._templates(rng, invalid=True)
+        invalid_fraction = self.config.invalid_fraction
         count = self.config.records_per_hour
         offsets = sorted(rng.randrange(3_600_000_000) for _ in range(count))
         id_field, time_field = self.config.natural_id_field, self.config.event_time_field
@@ -160,23 +162,25 @@ class SimulatorProvider(Provider):
         hour_end = hour + _HOUR
         getrandbits, random_ = rng.getrandbits, rng.random
         for micros in offsets:
-            template, has_time = templates[getrandbits(16) % len(templates)]
+            pool = invalid_templates if random_() < invalid_fraction else templates
+            template, has_time = pool[getrandbits(16) % len(pool)]
             late = random_() < LATE_FRACTION
+            # Drawn before the late check: the random stream must not depend on the window, or
+            # a lookback fetch would give every later record of the hour a different id.
+            uid = f"{getrandbits(128):032x}"
             if late and window.end <= hour_end:
                 continue  # published after this window closed; a later lookback fetch will see it
-            uid = f"{getrandbits(128):032x}"
             natural = f"{uid[:8]}-{uid[8:12]}-{uid[12:16]}-{uid[16:20]}-{uid[20:]}"
             minutes, rest = divmod(micros, 60_000_000)
             stamp = f"{hour_prefix}{minutes:02d}:{rest // 1_000_000:02d}.{rest % 1_000_000:06d}Z"
             time_part = f'"{time_field}": "{stamp}", ' if has_time else ""
             yield f'{{"{id_field}": "{natural}", {time_part}{template}'
 
-    def _templates(self, rng: random.Random) -> list[tuple[str, bool]]:
+    def _templates(self, rng: random.Random, invalid: bool) -> list[tuple[str, bool]]:
         build = _BUILDERS[self.config.kind]
         templates = []
-        invalid_every = self.config.invalid_fraction
-        for _ in range(_TEMPLATES_PER_KIND):
-            record, has_time = build(rng, rng.random() < invalid_every)
+        for _ in range(_TEMPLATES_PER_KIND if not invalid else _INVALID_TEMPLATES):
+            record, has_time = build(rng, invalid)
             # Serialised once; the id and time are spliced in front per record.
             text = json.dumps(record, ensure_ascii=rng.random() < 0.3, separators=(", ", ": "))
             templates.append((text[1:], has_time))

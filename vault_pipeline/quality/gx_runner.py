@@ -88,7 +88,7 @@ def load_suite_document(name: str, directory: Path | None = None) -> dict[str, A
         raise SuiteError(f"expectation suite {name!r} not found at {path}") from None
     except json.JSONDecodeError as exc:
         raise SuiteError(f"expectation suite {path} is not valid JSON: {exc}") from None
-    if not isinstance(document.get("expectations"), list):
+    if not isinstance(document, dict) or not isinstance(document.get("expectations"), list):
         raise SuiteError(f"expectation suite {path} has no 'expectations' list")
     return document
 
@@ -116,7 +116,8 @@ class SuiteRunner:
                         ExpectationConfiguration(type=entry["type"], kwargs=entry.get("kwargs", {}), meta=entry.get("meta"))
                     )
                 except Exception as exc:  # GX raises several types for a bad entry
-                    raise SuiteError(f"suite {name!r}, expectation #{index}: {exc}") from None
+                    path = (self.directory or suites_dir()) / f"{name}.json"
+                    raise SuiteError(f"expectation suite {path}, expectation #{index}: {exc}") from None
             suite = self._context.suites.add(suite)
             self._definitions[name] = self._context.validation_definitions.add(
                 gx.ValidationDefinition(name=f"{name}.validation", data=self._batch, suite=suite)

@@ -82,7 +82,8 @@ class DeltaLake:
         return dt
 
     def exists(self, table: str) -> bool:
-        return DeltaTable.is_deltatable(self.table_uri(table), self.storage_options or None)
+        # DeltaTable.is_deltatable fails with "Generic S3 error" on S3-compatible endpoints.
+        return self._open(table) is not None
 
     def version(self, table: str) -> int | None:
         dt = self._open(table)

@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import fields
 from typing import Any
+from urllib.parse import unquote
 
 import pymongo
 from pymongo.collection import Collection
@@ -63,6 +64,15 @@ def redact_uri(uri: str) -> str:
         return uri
     user = userinfo.split(":", 1)[0]
     return f"{scheme}://{user}:***@{hosts}{query_mark}{query}"
+
+
+def _without_password(message: str, uri: str) -> str:
+    """Driver messages should not echo credentials, but never rely on it."""
+    userinfo = uri.partition("://")[2].partition("?")[0].rpartition("@")[0]
+    password = userinfo.partition(":")[2]
+    for form in {password, unquote(password)} - {""}:
+        message = message.replace(form, "***")
+    return message
 
 
 def _to_json(value: Any) -> str:
@@ -123,17 +133,18 @@ class MongoCatalog(Catalog):
         """Connect to ``uri`` and check the server answers before the first partition runs,
         so a wrong URI or a down server fails fast with a readable message."""
         options = {**DEFAULT_CLIENT_OPTIONS, **client_kwargs}
+        shown = redact_uri(uri)
         try:
             client: pymongo.MongoClient = pymongo.MongoClient(uri, **options)
-        except PyMongoError as exc:
-            raise CatalogError(f"invalid MongoDB URI {redact_uri(uri)}: {exc}") from exc
+        except (PyMongoError, ValueError) as exc:
+            raise CatalogError(f"invalid MongoDB URI {shown}: {_without_password(str(exc), uri)}") from exc
         try:
             client.admin.command("ping")
         except PyMongoError as exc:
             client.close()
             raise CatalogError(
-                f"MongoDB catalog unreachable at {redact_uri(uri)} "
-                f"(after {options['serverSelectionTimeoutMS']} ms): {type(exc).__name__}"
+                f"MongoDB catalog unreachable at {shown} (server selection timeout "
+                f"{options['serverSelectionTimeoutMS']} ms): {_without_password(str(exc), uri)}"
             ) from exc
         try:
             catalog = cls(client[database])
@@ -168,7 +179,9 @@ class MongoCatalog(Catalog):
                             f"first: {refused[0]['errmsg']}"
                         ) from exc
                     inserted += exc.details["nInserted"]
-                    already_indexed = [chunk[error["index"]] for error in exc.details["writeErrors"]]
+                    # sorted so conflicts come back in batch order, as from SQLite
+                    failed_positions = sorted(error["index"] for error in exc.details["writeErrors"])
+                    already_indexed = [chunk[position] for position in failed_positions]
                     conflicts += self._conflicting_ids(already_indexed)
         return UpsertResult(inserted=inserted, unchanged=len(entries) - inserted - len(conflicts), conflicts=conflicts)
 

@@ -169,10 +169,12 @@ class SqliteCatalog(Catalog):
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
+                self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                # also after a failed COMMIT, so the shared connection is never left mid-transaction
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
                 raise
-            self._db.execute("COMMIT")
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
@@ -278,7 +280,8 @@ class SqliteCatalog(Catalog):
                 for start in range(0, len(unique_ids), IN_CHUNK):
                     chunk = unique_ids[start : start + IN_CHUNK]
                     changed += db.execute(
-                        f'UPDATE records SET "status" = ? WHERE "status" != ? AND "log_id" IN ({_placeholders(len(chunk))})',
+                        'UPDATE records SET "status" = ? WHERE "status" != ? '
+                        f'AND "log_id" IN ({_placeholders(len(chunk))})',
                         [status, status, *chunk],
                     ).rowcount
         except sqlite3.Error as exc:
@@ -311,7 +314,8 @@ class SqliteCatalog(Catalog):
         rows = [(*attrgetter(*DEAD_LETTER_FIELDS[:-1])(letter), _to_json(letter.detail)) for letter in letters]
         updates = ", ".join(f'"{name}" = excluded."{name}"' for name in DEAD_LETTER_FIELDS[1:])
         upsert = (
-            f"INSERT INTO dead_letters ({_columns(DEAD_LETTER_FIELDS)}) VALUES ({_placeholders(len(DEAD_LETTER_FIELDS))}) "
+            f"INSERT INTO dead_letters ({_columns(DEAD_LETTER_FIELDS)}) "
+            f"VALUES ({_placeholders(len(DEAD_LETTER_FIELDS))}) "
             f'ON CONFLICT("dead_letter_id") DO UPDATE SET {updates}'
         )
         unique_ids = list(dict.fromkeys(letter.dead_letter_id for letter in letters))
@@ -321,7 +325,8 @@ class SqliteCatalog(Catalog):
                 for start in range(0, len(unique_ids), IN_CHUNK):
                     chunk = unique_ids[start : start + IN_CHUNK]
                     existing += db.execute(
-                        f'SELECT COUNT(*) FROM dead_letters WHERE "dead_letter_id" IN ({_placeholders(len(chunk))})', chunk
+                        f'SELECT COUNT(*) FROM dead_letters WHERE "dead_letter_id" IN ({_placeholders(len(chunk))})',
+                        chunk,
                     ).fetchone()[0]
                 db.executemany(upsert, rows)
         except sqlite3.Error as exc:
@@ -334,7 +339,8 @@ class SqliteCatalog(Catalog):
         _check_page(limit, offset)
         where, params = _where({"provider": provider, "partition": partition})
         rows = self._read(
-            f'SELECT {_columns(DEAD_LETTER_FIELDS)} FROM dead_letters{where} ORDER BY "dead_letter_id" LIMIT ? OFFSET ?',
+            f"SELECT {_columns(DEAD_LETTER_FIELDS)} FROM dead_letters{where} "
+            'ORDER BY "dead_letter_id" LIMIT ? OFFSET ?',
             [*params, limit, offset],
         )
         return [DeadLetter(*row[:-1], detail=json.loads(row[-1])) for row in rows]
@@ -347,8 +353,9 @@ class SqliteCatalog(Catalog):
     def put_artifacts(self, artifacts: Sequence[Artifact]) -> None:
         if not artifacts:
             return
+        artifact_head = attrgetter(*ARTIFACT_FIELDS[:-2])  # every field but upstream and metadata
         rows = [
-            (*attrgetter(*ARTIFACT_FIELDS[:-2])(artifact), _to_json(list(artifact.upstream)), _to_json(artifact.metadata))
+            (*artifact_head(artifact), _to_json(list(artifact.upstream)), _to_json(artifact.metadata))
             for artifact in artifacts
         ]
         try:

@@ -14,6 +14,7 @@ import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
 
+from vault_pipeline.storage import lake as lake_module
 from vault_pipeline.storage.lake import DeltaLake, LakeError, MergeStats
 from vault_pipeline_tests.fixtures.aws import MotoS3
 
@@ -195,32 +196,44 @@ def test_delta_on_s3(moto_s3: MotoS3) -> None:
 
 _READ_AND_EXIT = textwrap.dedent(
     """
+    import importlib.util
     import sys
     import pyarrow as pa
-    from vault_pipeline.storage.lake import DeltaLake
 
-    lake = DeltaLake(sys.argv[1])
-    rows = pa.table({
-        "log_id": [f"id-{i}" for i in range(50)],
-        "date": ["2026-01-01"] * 50,
-        "hour": [f"{i % 4:02d}" for i in range(50)],
-        "provider": ["acme", "demo"] * 25,
-        "n": list(range(50)),
-    })
-    lake.merge("events", rows)
-    assert lake.read("events").num_rows == 50
-    assert lake.read("events", partitions=[("2026-01-01", "01")], provider="demo").num_rows > 0
-    assert lake.count("events") == 50
+    # Load the adapter module by path: importing the vault_pipeline package would also load
+    # the whole Dagster definitions, seconds per process, and is irrelevant to the trap.
+    spec = importlib.util.spec_from_file_location("vault_lake_under_test", sys.argv[2])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+
+    lake = module.DeltaLake(sys.argv[1])
+    # Many small files (3 merges x 24 hours) and reads right before exit give the
+    # trap's background reads the most chances to still be running at shutdown.
+    for batch in range(3):
+        lake.merge("events", pa.table({
+            "log_id": [f"id-{batch}-{i}" for i in range(96)],
+            "date": ["2026-01-01"] * 96,
+            "hour": [f"{i % 24:02d}" for i in range(96)],
+            "provider": ["acme", "demo"] * 48,
+            "n": list(range(96)),
+        }))
+    assert lake.count("events") == 288
+    assert lake.read("events", partitions=[("2026-01-01", "01")], provider="demo").num_rows == 12
+    for _ in range(3):
+        assert lake.read("events").num_rows == 288
     """
 )
 
 
 def test_reading_the_lake_does_not_abort_the_process_at_exit(tmp_path: Path) -> None:
-    # DeltaTable.to_pyarrow_table() aborts ~half of such processes at exit (rc 134); five
-    # clean exits in a row make a regression to it all but certain to show.
+    # With DeltaTable.to_pyarrow_table() in DeltaLake.read, a quarter to a half of these
+    # five-process runs saw an abort at exit ("terminate called without an active
+    # exception", rc 134 / -6); the safe read path had none in 80 processes. A flaky failure
+    # here is that trap. The test below catches the obvious regression deterministically.
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", _READ_AND_EXIT, str(tmp_path / f"lake{i}")],
+            [sys.executable, "-c", _READ_AND_EXIT, str(tmp_path / f"lake{i}"), lake_module.__file__],
             cwd=REPO_ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -232,3 +245,14 @@ def test_reading_the_lake_does_not_abort_the_process_at_exit(tmp_path: Path) -> 
         _out, err = proc.communicate(timeout=120)
         results.append((proc.returncode, err.decode()[-2000:]))
     assert [rc for rc, _ in results] == [0] * 5, results
+
+
+def test_reads_never_use_to_pyarrow_table(lake: DeltaLake, monkeypatch: pytest.MonkeyPatch) -> None:
+    lake.merge("audit_events", rows(range(10)))
+
+    def trap(*_args, **_kwargs):
+        raise AssertionError("DeltaTable.to_pyarrow_table aborts the process at exit on deltalake 1.6")
+
+    monkeypatch.setattr(DeltaTable, "to_pyarrow_table", trap)
+    assert lake.read("audit_events", partitions=[("2026-01-01", "00")], provider="acme").num_rows > 0
+    assert lake.count("audit_events") == 10

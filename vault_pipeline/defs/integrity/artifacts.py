@@ -63,8 +63,9 @@ def index_artifacts(
     for key in store.list(f"dlq/{partition_path(provider, window)}/"):
         if key.endswith(".body"):
             add_object("dead_letter_body", key, [])
+    version = lake.version(table)
     lake_id = add("lake_table", lake.table_uri(table), snapshot_ids + [i for i in [dlq_id] if i],
-                  table=table, version=lake.version(table) if lake.exists(table) else -1)
+                  table=table, version=-1 if version is None else version)
     output_id = add_object("output_validation", report_key(provider, window, "output-validation"), [lake_id])
     add_object("integrity_report", report_key(provider, window, "integrity"),
                snapshot_ids + [lake_id] + [i for i in [input_id, output_id] if i])

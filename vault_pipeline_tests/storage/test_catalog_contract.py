@@ -1,0 +1,557 @@
+"""The Catalog contract: what every catalog backend must answer, checked against each of them.
+
+Every test here runs once per backend (the ``catalog`` fixture: SQLite file, MongoDB via
+mongomock), so an auditor's query, an idempotent re-run or a conflict report never depends
+on the deployment. A few adapter-specific checks (SQLite file handling, MongoDB connection
+errors) sit at the end.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from vault_pipeline.storage import mongo_catalog, sqlite_catalog
+from vault_pipeline.storage.catalog import DEAD_LETTER, VALID, Artifact, Catalog, CatalogError, DeadLetter, RecordEntry
+from vault_pipeline.storage.mongo_catalog import MongoCatalog, redact_uri
+from vault_pipeline.storage.sqlite_catalog import SqliteCatalog
+from vault_pipeline_tests.fixtures.catalogs import CATALOG_BACKENDS, make_catalog
+
+HOUR = "2026-01-01-05:00|acme_audit"
+
+HOSTILE_STRINGS = [
+    "it's \"quoted\" `twice`",
+    "'; DROP TABLE records; --",
+    "\"); db.records.drop(); //",
+    "ünïcødé ✓ 日本語",
+    "astral 𝔘𝔫𝔦𝔠𝔬𝔡𝔢 😀 🀄",
+    "back\\slash % _ * wildcards",
+    "$where.dotted.key",
+    "new\nline\ttab\r",
+    "nul\x00byte",
+]
+
+
+def ts(hour: int, minute: int = 0, second: int = 0, micro: int = 0) -> str:
+    return f"2026-01-01T{hour:02d}:{minute:02d}:{second:02d}.{micro:06d}Z"
+
+
+def entry(n: int, **overrides: object) -> RecordEntry:
+    fields: dict[str, object] = {
+        "log_id": f"log_{n:032x}",
+        "provider": "acme_audit",
+        "partition": HOUR,
+        "natural_id": f"evt-{n}",
+        "object_key": f"raw/acme_audit/2026/01/01/05/{n // 10:064x}.json",
+        "offset": (n % 10) * 120,
+        "length": 120,
+        "checksum": f"sha256:{n:064x}",
+        "timestamp": ts(5, n % 60, n % 7, n),
+        "run_id": "run-1",
+        "ingested_at": "2026-01-01T06:00:00.000000Z",
+    }
+    fields.update(overrides)
+    return RecordEntry(**fields)  # type: ignore[arg-type]
+
+
+def sort_key(record: RecordEntry) -> tuple[bool, str, str]:
+    return (record.timestamp is not None, record.timestamp or "", record.log_id)
+
+
+def all_pages(catalog: Catalog, **filters: object) -> list[RecordEntry]:
+    return catalog.search_records(limit=10_000, **filters).items  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def small_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Shrink the adapters' internal batch sizes so a few records cross every boundary."""
+    for module, names in (
+        (sqlite_catalog, ("IN_CHUNK", "UPSERT_CHUNK", "PARTITION_PAGE")),
+        (mongo_catalog, ("ID_CHUNK", "INSERT_CHUNK")),
+    ):
+        for name in names:
+            monkeypatch.setattr(module, name, 3)
+
+
+# records: upsert --------------------------------------------------------------------------
+def test_upsert_indexes_new_entries_and_get_record_round_trips_every_field(catalog: Catalog) -> None:
+    full = entry(1, status=DEAD_LETTER, offset=2**40, length=7, timestamp=ts(5, 59, 59, 999999))
+    untimed = entry(2, timestamp=None, ingested_at="")
+    result = catalog.upsert_records([full, untimed])
+
+    assert (result.inserted, result.unchanged, result.conflicts) == (2, 0, [])
+    assert catalog.get_record(full.log_id) == full
+    assert catalog.get_record(untimed.log_id) == untimed
+    stored = catalog.get_record(full.log_id)
+    assert stored is not None and type(stored.offset) is int and type(stored.length) is int
+    assert catalog.get_record(untimed.log_id).timestamp is None  # type: ignore[union-attr]
+    assert catalog.get_record("log_unknown") is None
+
+
+def test_log_id_is_unique(catalog: Catalog) -> None:
+    catalog.upsert_records([entry(1)])
+    catalog.upsert_records([entry(1, partition="2026-01-01-06:00|acme_audit", run_id="run-2")])
+
+    assert catalog.count_records() == 1
+    assert catalog.get_record(entry(1).log_id) == entry(1)
+
+
+def test_second_upsert_of_the_same_entries_changes_nothing(catalog: Catalog) -> None:
+    entries = [entry(n) for n in range(40)]
+    catalog.upsert_records(entries)
+    before = all_pages(catalog)
+
+    again = catalog.upsert_records(entries)
+
+    assert (again.inserted, again.unchanged, again.conflicts) == (0, 40, [])
+    assert all_pages(catalog) == before
+    assert catalog.count_records() == 40
+
+
+def test_conflicting_checksum_is_reported_and_the_first_copy_kept(catalog: Catalog) -> None:
+    original = entry(1)
+    catalog.upsert_records([original])
+    tampered = replace(original, checksum="sha256:" + "f" * 64, object_key="raw/other.json", run_id="run-9")
+
+    result = catalog.upsert_records([tampered])
+
+    assert (result.inserted, result.unchanged, result.conflicts) == (0, 0, [original.log_id])
+    assert catalog.get_record(original.log_id) == original
+
+
+@pytest.mark.usefixtures("small_batches")
+def test_overlapping_batch_counts_new_unchanged_and_conflicting_entries(catalog: Catalog) -> None:
+    catalog.upsert_records([entry(n) for n in range(10)])
+    batch = [
+        *(entry(n) for n in range(5, 10)),  # a lookback re-delivers these unchanged
+        entry(3, checksum="sha256:" + "a" * 64),
+        *(entry(n) for n in range(10, 17)),
+        entry(8, checksum="sha256:" + "b" * 64),
+    ]
+
+    result = catalog.upsert_records(batch)
+
+    assert (result.inserted, result.unchanged) == (7, 5)
+    assert result.conflicts == [entry(3).log_id, entry(8).log_id]
+    assert catalog.count_records() == 17
+    assert catalog.get_record(entry(3).log_id) == entry(3)
+
+
+@pytest.mark.usefixtures("small_batches")
+def test_duplicate_log_ids_within_one_batch_keep_the_first_copy(catalog: Catalog) -> None:
+    first_b = entry(2)
+    batch = [entry(1), entry(1), first_b, replace(first_b, checksum="sha256:" + "c" * 64)]
+
+    result = catalog.upsert_records(batch)
+
+    assert (result.inserted, result.unchanged, result.conflicts) == (2, 1, [first_b.log_id])
+    assert catalog.get_record(first_b.log_id) == first_b
+
+
+def test_empty_upsert_is_a_no_op(catalog: Catalog) -> None:
+    result = catalog.upsert_records([])
+    assert (result.inserted, result.unchanged, result.conflicts) == (0, 0, [])
+    assert catalog.count_records() == 0
+
+
+# records: search --------------------------------------------------------------------------
+def test_search_orders_by_timestamp_then_log_id_with_untimed_records_first(catalog: Catalog) -> None:
+    same_moment = ts(7, 30)
+    records = [
+        entry(9, timestamp=ts(8)),
+        entry(4, timestamp=same_moment),
+        entry(2, timestamp=None),
+        entry(7, timestamp=ts(6, 59, 59, 999999)),
+        entry(3, timestamp=same_moment),
+        entry(8, timestamp=None),
+        entry(1, timestamp=ts(23, 59)),
+    ]
+    catalog.upsert_records(records)
+
+    page = catalog.search_records()
+
+    assert [r.log_id for r in page.items] == [r.log_id for r in sorted(records, key=sort_key)]
+    assert [r.timestamp for r in page.items[:2]] == [None, None]
+    assert page.total_count == len(records)
+
+
+def test_search_by_provider_and_time_range_counts_every_match(catalog: Catalog) -> None:
+    records = [
+        entry(n, provider=provider, timestamp=ts(hour, n % 60))
+        for n, (provider, hour) in enumerate(
+            (p, h) for p in ("acme_audit", "llm_events", "qa_runs") for h in range(3, 9) for _ in range(3)
+        )
+    ]
+    records.append(entry(500, provider="llm_events", timestamp=None))
+    records.append(entry(501, provider="llm_events", timestamp=ts(5)))  # exactly at start: included
+    records.append(entry(502, provider="llm_events", timestamp=ts(7)))  # exactly at end: excluded
+    catalog.upsert_records(records)
+    start, end = ts(5), ts(7)
+    expected = sorted(
+        (r for r in records if r.provider == "llm_events" and r.timestamp and start <= r.timestamp < end),
+        key=sort_key,
+    )
+
+    page = catalog.search_records(provider="llm_events", start=start, end=end, limit=4)
+
+    assert page.total_count == len(expected) == 7
+    assert page.items == expected[:4]
+    assert catalog.search_records(provider="llm_events").total_count == 21
+    assert catalog.search_records(provider="nobody").total_count == 0
+
+
+def test_any_time_filter_excludes_records_without_timestamp(catalog: Catalog) -> None:
+    catalog.upsert_records([entry(1, timestamp=None), entry(2, timestamp=ts(4)), entry(3, timestamp=ts(6))])
+
+    assert [r.log_id for r in catalog.search_records(start=ts(0)).items] == [entry(2).log_id, entry(3).log_id]
+    assert [r.log_id for r in catalog.search_records(end=ts(5)).items] == [entry(2).log_id]
+    assert catalog.search_records(end=ts(5)).total_count == 1
+    assert catalog.search_records(start=ts(6), end=ts(6)).total_count == 0
+    assert catalog.search_records().total_count == 3
+
+
+def test_pages_walk_the_whole_order_without_gaps_or_repeats(catalog: Catalog) -> None:
+    records = [entry(n, timestamp=None if n % 9 == 0 else ts(5, n % 4)) for n in range(30)]
+    catalog.upsert_records(records)
+    expected = sorted(records, key=sort_key)
+
+    walked: list[RecordEntry] = []
+    offset = 0
+    while True:
+        page = catalog.search_records(limit=7, offset=offset)
+        assert page.total_count == 30
+        walked += page.items
+        offset += len(page.items)
+        has_more = offset < page.total_count
+        assert len(page.items) == (7 if has_more else 30 % 7)
+        if not has_more:
+            break
+
+    assert walked == expected
+    past_the_end = catalog.search_records(limit=7, offset=30)
+    assert (past_the_end.items, past_the_end.total_count) == ([], 30)
+    assert len(catalog.search_records().items) == 30  # the default limit is 50
+
+
+def test_search_limit_zero_counts_and_negative_paging_is_refused(catalog: Catalog) -> None:
+    catalog.upsert_records([entry(n) for n in range(3)])
+
+    empty = catalog.search_records(limit=0)
+    assert (empty.items, empty.total_count) == ([], 3)
+    with pytest.raises(ValueError):
+        catalog.search_records(limit=-1)
+    with pytest.raises(ValueError):
+        catalog.search_records(offset=-1)
+
+
+# records: partitions, counts, status ------------------------------------------------------
+@pytest.mark.usefixtures("small_batches")
+def test_iter_partition_records_yields_its_records_by_log_id_while_status_changes(catalog: Catalog) -> None:
+    other = "2026-01-01-06:00|acme_audit"
+    mine = [entry(n) for n in (17, 3, 11, 5, 8, 1, 13)]
+    catalog.upsert_records([*mine, *(entry(n, partition=other) for n in (2, 4, 6))])
+
+    seen = []
+    for record in catalog.iter_partition_records(HOUR):
+        # callers mark records while iterating; that must neither deadlock nor disturb the walk
+        catalog.set_status([record.log_id], DEAD_LETTER)
+        seen.append(record.log_id)
+
+    assert seen == sorted(r.log_id for r in mine)
+    assert list(catalog.iter_partition_records("2030-01-01-00:00|nobody")) == []
+    assert all(r.status == DEAD_LETTER for r in catalog.iter_partition_records(HOUR))
+    assert all(r.status == VALID for r in catalog.iter_partition_records(other))
+
+
+def test_count_records_by_provider_and_partition(catalog: Catalog) -> None:
+    catalog.upsert_records(
+        [
+            *(entry(n) for n in range(4)),
+            *(entry(n, partition="2026-01-01-06:00|acme_audit") for n in range(4, 6)),
+            *(entry(n, provider="llm_events", partition="2026-01-01-05:00|llm_events") for n in range(6, 9)),
+        ]
+    )
+
+    assert catalog.count_records() == 9
+    assert catalog.count_records(provider="acme_audit") == 6
+    assert catalog.count_records(partition=HOUR) == 4
+    assert catalog.count_records(provider="llm_events", partition="2026-01-01-05:00|llm_events") == 3
+    assert catalog.count_records(provider="llm_events", partition=HOUR) == 0
+
+
+@pytest.mark.usefixtures("small_batches")
+def test_set_status_reports_only_records_it_changed(catalog: Catalog) -> None:
+    catalog.upsert_records([entry(n) for n in range(6)])
+    targets = [entry(n).log_id for n in (0, 2, 4, 5)]
+
+    assert catalog.set_status([*targets, targets[0], "log_unknown"], DEAD_LETTER) == 4
+    assert catalog.set_status(targets, DEAD_LETTER) == 0
+    assert catalog.set_status([entry(4).log_id, entry(1).log_id], VALID) == 1
+    assert catalog.set_status([], VALID) == 0
+    statuses = {r.log_id: r.status for r in all_pages(catalog)}
+    assert [statuses[entry(n).log_id] for n in range(6)] == [DEAD_LETTER, VALID, DEAD_LETTER, VALID, VALID, DEAD_LETTER]
+    with pytest.raises(ValueError):
+        catalog.set_status(targets, "deleted")
+
+
+# watermarks -------------------------------------------------------------------------------
+def test_watermarks_only_move_forward(catalog: Catalog) -> None:
+    assert catalog.get_watermark("acme_audit") is None
+
+    assert catalog.advance_watermark("acme_audit", ts(5)) == ts(5)
+    assert catalog.advance_watermark("acme_audit", ts(4, 59)) == ts(5)
+    assert catalog.get_watermark("acme_audit") == ts(5)
+    assert catalog.advance_watermark("acme_audit", ts(5, 0, 0, 1)) == ts(5, 0, 0, 1)
+    assert catalog.advance_watermark("llm_events", ts(1)) == ts(1)
+    assert catalog.get_watermark("acme_audit") == ts(5, 0, 0, 1)
+
+
+# dead letters -----------------------------------------------------------------------------
+def letter(n: int, **overrides: object) -> DeadLetter:
+    fields: dict[str, object] = {
+        "dead_letter_id": f"dl_{n:04d}",
+        "provider": "acme_audit",
+        "partition": HOUR,
+        "stage": "input_validation",
+        "reason": f"missing eventTime #{n}",
+        "object_key": f"raw/acme_audit/{n}.json",
+        "log_id": f"log_{n:032x}",
+        "offset": n * 10,
+        "length": 10,
+        "created_at": "2026-01-01T06:00:00.000000Z",
+        "detail": {"rule": "expect_column_values_to_not_be_null", "n": n, "big": 2**70, "ok": False},
+    }
+    fields.update(overrides)
+    return DeadLetter(**fields)  # type: ignore[arg-type]
+
+
+def test_dead_letters_are_idempotent_by_id_and_replaced(catalog: Catalog) -> None:
+    assert catalog.add_dead_letters([letter(2), letter(1), letter(2)]) == 2
+    assert catalog.add_dead_letters([letter(1, reason="schema changed"), letter(3)]) == 1
+    assert catalog.add_dead_letters([]) == 0
+
+    listed = catalog.list_dead_letters()
+    assert [d.dead_letter_id for d in listed] == ["dl_0001", "dl_0002", "dl_0003"]
+    assert listed[0] == letter(1, reason="schema changed")
+    assert catalog.count_dead_letters() == 3
+
+
+def test_dead_letters_round_trip_optional_fields_and_nested_detail(catalog: Catalog) -> None:
+    bare = DeadLetter("dl_bare", "acme_audit", HOUR, "landing", "body is not JSON")
+    nested = letter(7, detail={"errors": [{"path": "$.a", "value": None}, 1.5, "ß"], "n": {"deep": [True, 2**64 + 1]}})
+    catalog.add_dead_letters([bare, nested])
+
+    assert catalog.list_dead_letters() == [nested, bare]
+    assert catalog.list_dead_letters()[1].offset is None
+    assert catalog.list_dead_letters()[0].detail["n"]["deep"][1] == 2**64 + 1
+
+
+def test_dead_letters_filter_and_page_by_provider_and_partition(catalog: Catalog) -> None:
+    other_hour = "2026-01-01-06:00|acme_audit"
+    llm_hour = "2026-01-01-05:00|llm_events"
+    catalog.add_dead_letters(
+        [
+            *(letter(n) for n in range(5)),
+            *(letter(n, partition=other_hour) for n in range(5, 7)),
+            *(letter(n, provider="llm_events", partition=llm_hour) for n in range(7, 10)),
+        ]
+    )
+
+    assert [d.dead_letter_id for d in catalog.list_dead_letters(partition=HOUR, limit=2, offset=1)] == [
+        "dl_0001",
+        "dl_0002",
+    ]
+    assert len(catalog.list_dead_letters(provider="acme_audit")) == 7
+    assert catalog.list_dead_letters(provider="llm_events", partition=HOUR) == []
+    assert catalog.count_dead_letters(provider="acme_audit", partition=other_hour) == 2
+    assert catalog.count_dead_letters(provider="llm_events") == 3
+    assert catalog.list_dead_letters(limit=0) == []
+
+
+# artifact index ---------------------------------------------------------------------------
+def artifact(artifact_id: str, kind: str, partition: str = HOUR, **overrides: object) -> Artifact:
+    fields: dict[str, object] = {
+        "artifact_id": artifact_id,
+        "kind": kind,
+        "provider": partition.split("|")[1],
+        "partition": partition,
+        "location": f"raw/{artifact_id}.json",
+        "checksum": f"sha256:{'0' * 63}1",
+        "size": 2048,
+        "run_id": "run-1",
+        "created_at": "2026-01-01T06:00:00.000000Z",
+        "upstream": ["raw_a", "raw_b"],
+        "metadata": {"records": 12, "suite": "audit_event", "pass_rate": 0.995, "tags": ["x", None]},
+    }
+    fields.update(overrides)
+    return Artifact(**fields)  # type: ignore[arg-type]
+
+
+def test_artifacts_are_replaced_by_id_and_round_trip(catalog: Catalog) -> None:
+    first = artifact("raw_a", "raw_object", checksum=None, size=None, upstream=[], metadata={})
+    catalog.put_artifacts([first, artifact("iv_1", "input_validation")])
+    replacement = replace(first, location="raw/moved.json", metadata={"replaced": True})
+
+    catalog.put_artifacts([replacement])
+    catalog.put_artifacts([])
+
+    found = catalog.search_artifacts()
+    assert found == [artifact("iv_1", "input_validation"), replacement]
+    assert catalog.search_artifacts(kind="raw_object")[0].checksum is None
+
+
+def test_artifacts_filter_by_provider_partition_kind_in_stable_order(catalog: Catalog) -> None:
+    later = "2026-01-01-06:00|acme_audit"
+    llm = "2026-01-01-05:00|llm_events"
+    catalog.put_artifacts(
+        [
+            artifact("raw_b", "raw_object"),
+            artifact("rep_1", "integrity_report", partition=later),
+            artifact("raw_a", "raw_object"),
+            artifact("iv_1", "input_validation"),
+            artifact("raw_c", "raw_object", partition=llm),
+        ]
+    )
+
+    ordered = [a.artifact_id for a in catalog.search_artifacts()]
+    assert ordered == ["iv_1", "raw_a", "raw_b", "raw_c", "rep_1"]  # (partition, kind, artifact_id)
+    assert [a.artifact_id for a in catalog.search_artifacts(provider="acme_audit", kind="raw_object")] == [
+        "raw_a",
+        "raw_b",
+    ]
+    assert [a.artifact_id for a in catalog.search_artifacts(partition=later)] == ["rep_1"]
+    assert [a.artifact_id for a in catalog.search_artifacts(provider="llm_events")] == ["raw_c"]
+    assert [a.artifact_id for a in catalog.search_artifacts(limit=2, offset=1)] == ["raw_a", "raw_b"]
+    assert catalog.search_artifacts(kind="lake_table") == []
+
+
+# hostile input ----------------------------------------------------------------------------
+@pytest.mark.parametrize("hostile", HOSTILE_STRINGS)
+def test_hostile_strings_are_stored_and_found_verbatim(catalog: Catalog, hostile: str) -> None:
+    record = entry(
+        1,
+        log_id=f"log_{hostile}",
+        provider=hostile,
+        partition=f"2026-01-01-05:00|{hostile}",
+        natural_id=hostile,
+        object_key=f"raw/{hostile}.json",
+        run_id=hostile,
+        ingested_at=hostile,
+    )
+    catalog.upsert_records([record, entry(2)])
+    catalog.add_dead_letters(
+        [letter(1, dead_letter_id=hostile, provider=hostile, reason=hostile, detail={hostile: hostile})]
+    )
+    catalog.put_artifacts([artifact(hostile, hostile, partition=record.partition, metadata={hostile: [hostile]})])
+    catalog.advance_watermark(hostile, ts(5))
+
+    assert catalog.get_record(record.log_id) == record
+    assert catalog.search_records(provider=hostile).items == [record]
+    assert list(catalog.iter_partition_records(record.partition)) == [record]
+    assert catalog.count_records() == 2  # nothing was dropped or injected
+    assert catalog.list_dead_letters(provider=hostile)[0].detail == {hostile: hostile}
+    assert catalog.search_artifacts(kind=hostile)[0].metadata == {hostile: [hostile]}
+    assert catalog.get_watermark(hostile) == ts(5)
+
+
+# both backends, one answer ----------------------------------------------------------------
+def test_backends_answer_identically(tmp_path: Path) -> None:
+    def scenario(catalog: Catalog) -> list[object]:
+        records = [entry(n, timestamp=None if n % 5 == 0 else ts(n % 24, n % 60)) for n in range(60)]
+        answers: list[object] = [
+            catalog.upsert_records(records),
+            catalog.upsert_records([*records[:10], replace(records[20], checksum="sha256:" + "d" * 64), entry(99)]),
+            catalog.search_records(start=ts(3), end=ts(17), limit=9, offset=4),
+            catalog.search_records(provider="acme_audit", limit=1000),
+            list(catalog.iter_partition_records(HOUR)),
+            catalog.set_status([entry(n).log_id for n in range(0, 60, 3)], DEAD_LETTER),
+            catalog.get_record(entry(3).log_id),
+            catalog.advance_watermark("acme_audit", ts(9)),
+            catalog.advance_watermark("acme_audit", ts(2)),
+            catalog.add_dead_letters([letter(2), letter(1), letter(1)]),
+            catalog.list_dead_letters(),
+        ]
+        catalog.put_artifacts([artifact("b", "raw_object"), artifact("a", "raw_object"), artifact("a", "lake_table")])
+        answers.append(catalog.search_artifacts())
+        return answers
+
+    sqlite_answers, mongo_answers = (scenario(make_catalog(backend, tmp_path)) for backend in CATALOG_BACKENDS)
+    assert sqlite_answers == mongo_answers
+
+
+# adapter-specific -------------------------------------------------------------------------
+def test_sqlite_catalog_creates_its_directory_uses_wal_and_persists(tmp_path: Path) -> None:
+    path = tmp_path / "vault_home" / "nested" / "catalog.db"
+    first = SqliteCatalog(path)
+    first.upsert_records([entry(1)])
+    first.close()
+
+    assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    reopened = SqliteCatalog(path)
+    assert reopened.get_record(entry(1).log_id) == entry(1)
+    reopened.close()
+
+
+def test_sqlite_search_order_is_served_by_an_index(tmp_path: Path) -> None:
+    catalog = SqliteCatalog(tmp_path / "catalog.db")
+    for where in ("", ' WHERE "provider" = ?'):
+        plan = catalog._db.execute(
+            f'EXPLAIN QUERY PLAN SELECT rowid FROM records{where} ORDER BY "timestamp", "log_id" LIMIT 50 OFFSET 9000',
+            ("acme_audit",) if where else (),
+        ).fetchall()
+        details = " ".join(row[-1] for row in plan)
+        assert "USING COVERING INDEX" in details and "TEMP B-TREE" not in details, details
+
+
+def test_sqlite_catalog_is_shared_by_a_thread_pool(tmp_path: Path) -> None:
+    catalog = SqliteCatalog(tmp_path / "catalog.db")
+
+    def work(worker: int) -> int:
+        batch = [entry(worker * 1000 + n) for n in range(200)]
+        catalog.upsert_records(batch)
+        catalog.set_status([batch[0].log_id], DEAD_LETTER)
+        return catalog.search_records(limit=5).total_count
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        totals = list(pool.map(work, range(16)))
+
+    assert catalog.count_records() == 16 * 200
+    assert all(200 <= total <= 16 * 200 for total in totals)
+    assert catalog.search_records(limit=0).total_count == 3200
+
+
+def test_mongo_from_uri_fails_fast_with_the_password_redacted() -> None:
+    uri = "mongodb://vault_user:s3cr3t-P%40ss@127.0.0.1:1/?directConnection=true"
+
+    with pytest.raises(CatalogError) as raised:
+        MongoCatalog.from_uri(uri, serverSelectionTimeoutMS=300, connectTimeoutMS=300)
+
+    message = str(raised.value)
+    assert "s3cr3t" not in message
+    assert "unreachable at mongodb://vault_user:***@127.0.0.1:1/?directConnection=true" in message
+
+
+def test_mongo_from_uri_rejects_a_malformed_uri_without_echoing_the_password() -> None:
+    with pytest.raises(CatalogError, match="invalid MongoDB URI") as raised:
+        MongoCatalog.from_uri("http://vault_user:s3cr3t@db.internal/vault")
+    assert "s3cr3t" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("uri", "shown"),
+    [
+        (
+            "mongodb+srv://u:p@cluster0.example.net/vault?retryWrites=true",
+            "mongodb+srv://u:***@cluster0.example.net/vault?retryWrites=true",
+        ),
+        ("mongodb://u:p@h1:27017,h2:27017/?replicaSet=rs0", "mongodb://u:***@h1:27017,h2:27017/?replicaSet=rs0"),
+        ("mongodb://onlyuser@h1/", "mongodb://onlyuser@h1/"),
+        ("mongodb://h1:27017", "mongodb://h1:27017"),
+    ],
+)
+def test_redact_uri_hides_only_the_password(uri: str, shown: str) -> None:
+    assert redact_uri(uri) == shown
