@@ -46,7 +46,7 @@ def run_demo(hours: int) -> int:
     from vault_pipeline.defs.schedules import HOURLY_JOB
 
     definitions = build_definitions()
-    job = definitions.get_job_def(HOURLY_JOB)
+    job = definitions.resolve_job_def(HOURLY_JOB)
     vault = definitions.resources["vault"]
     instance = dg.DagsterInstance.get()
     providers = sorted(vault.vault_config().providers)

@@ -33,6 +33,9 @@ def build_definitions(config: VaultConfig | None = None, resources: dict[str, ob
         jobs=[job],
         schedules=[build_hourly_schedule(job, providers)],
         resources=resources if resources is not None else resources_for_env(),
+        # The hourly graph is a chain; parallelism comes from running partitions side by side,
+        # so steps share one process instead of paying an interpreter start each.
+        executor=dg.in_process_executor,
     )
 
 
