@@ -61,7 +61,7 @@ def build_ingestion_assets(partitions: dg.PartitionsDefinition, input_pass_rate:
             raise dg.Failure(
                 description=f"raw landing of {partition} failed: {exc}",
                 metadata={"provider": name, "window_start": iso_z(window.start)},
-                allow_retries=True,
+                allow_retries=exc.retryable,
             ) from None
         finally:
             provider.close()

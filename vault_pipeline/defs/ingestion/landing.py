@@ -27,6 +27,10 @@ from vault_pipeline.storage.object_store import ObjectStore
 class LandingError(RuntimeError):
     """The provider could not deliver the window; nothing of this run was indexed."""
 
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable  # worth another attempt (timeouts, 5xx), unlike a 401 or a malformed body
+
 
 @dataclass(slots=True)
 class LandingSummary:
@@ -73,7 +77,7 @@ def land_window(
             )
     except ProviderError as exc:
         _keep_unusable_body(exc, store, catalog, window, partition, name)
-        raise LandingError(str(exc)) from exc
+        raise LandingError(str(exc), retryable=exc.retryable) from exc
     summary.records = snapshot.rows
     store.put(snapshot_records_key(name, window), snapshot.finish(), overwrite=True)
     store.put(snapshot_objects_key(name, window), encode_objects(summary.objects), overwrite=True)
