@@ -13,8 +13,10 @@ from typing import Any
 
 import pandas as pd
 
+from vault_pipeline.core.framing import RecordDecodeError, decode_record
 from vault_pipeline.core.identity import lookup
 from vault_pipeline.core.kinds import KIND_COLUMNS
+from vault_pipeline.core.projection import NOT_AN_OBJECT, Projector
 from vault_pipeline.core.windows import HourWindow
 from vault_pipeline.storage.catalog import fixed_width_timestamp
 
@@ -37,9 +39,25 @@ def json_type(value: Any) -> str:
     return "object"
 
 
+def _field_values(record: Any, columns, projector: Projector) -> tuple[str, list[Any]]:
+    """(JSON type of the record, its analysed field values) from bytes or a parsed value."""
+    if isinstance(record, (bytes, bytearray, memoryview)):
+        values = projector.project(record)
+        if values is not NOT_AN_OBJECT:
+            return "object", values
+        try:
+            record = decode_record(record)
+        except RecordDecodeError:
+            return "invalid_json", [None] * len(columns)
+    if not isinstance(record, dict):
+        return json_type(record), [None] * len(columns)
+    return "object", [lookup(record, column.path) for column in columns]
+
+
 def input_frame(kind: str, window: HourWindow, rows: Iterable[tuple[str, str | None, Any]]) -> pd.DataFrame:
-    """``rows`` are (log_id, fixed-width event time or None, parsed record)."""
+    """``rows`` are (log_id, fixed-width event time or None, record bytes or parsed record)."""
     columns = KIND_COLUMNS[kind]
+    projector = Projector(kind)
     start, end = fixed_width_timestamp(window.start), fixed_width_timestamp(window.end)
     data: dict[str, list] = {"log_id": [], "event_time": [], "in_window": [], "record_type": []}
     for column in columns:
@@ -49,9 +67,9 @@ def input_frame(kind: str, window: HourWindow, rows: Iterable[tuple[str, str | N
         data["log_id"].append(log_id)
         data["event_time"].append(timestamp)
         data["in_window"].append(timestamp is not None and start <= timestamp < end)
-        data["record_type"].append(json_type(record))
-        for column in columns:
-            value = lookup(record, column.path)
+        record_type, values = _field_values(record, columns, projector)
+        data["record_type"].append(record_type)
+        for column, value in zip(columns, values, strict=True):
             kind_of_value = json_type(value)
             data[column.name + TYPE_SUFFIX].append(kind_of_value)
             if column.type in ("int", "float"):

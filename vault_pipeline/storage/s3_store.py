@@ -1,8 +1,8 @@
 """S3ObjectStore: the production home of every raw provider page, dead letter and report.
 
 Each object is written once with server-side encryption (SSE-S3 by default, SSE-KMS when a
-key is configured) and with its SHA-256 sent as ``ChecksumSHA256``, so S3 itself refuses a
-body that was damaged in transit before the vault records its ``sha256:`` checksum. Record
+key is configured) and with its SHA-256 sent as ``ChecksumSHA256``, so S3 itself rejects a
+body damaged in transit, checking the same digest the vault records as ``sha256:``. Record
 spans are served with ranged GETs. Throttling (503 SlowDown) and transient network failures
 are retried by botocore's standard retry mode, configured in ``s3_client_config``; there is
 deliberately no retry loop here. Errors name the bucket, key and cause, never credentials.

@@ -128,7 +128,7 @@ def _output_frame(kind):
             log_id=log_id_for("sim", f"n{i}"), natural_id=f"n{i}", checksum=f"sha256:{digest}",
             object_key=f"raw/sim/2026/01/01/05/{digest}.json", timestamp=IN_HOUR.format(i),
         )
-        items.append((row, CLEAN[kind]))
+        items.append((row, json.dumps(CLEAN[kind]).encode()))
     return fact_table(kind, "sim", "run-1", items).to_pandas()
 
 

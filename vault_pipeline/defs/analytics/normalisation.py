@@ -13,9 +13,9 @@ from datetime import timedelta
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from vault_pipeline.core.framing import decode_record
 from vault_pipeline.core.kinds import fact_table_name
 from vault_pipeline.core.normalise import fact_table
+from vault_pipeline.core.projection import Projector
 from vault_pipeline.core.windows import HourWindow
 from vault_pipeline.defs.ingestion.indexing import dead_letter_ids
 from vault_pipeline.defs.ingestion.landed import LandedPartition
@@ -43,14 +43,15 @@ def normalise_partition(
     landed = LandedPartition(store, provider, window)
     rejected = dead_letter_ids(catalog, provider, partition)
     summary = NormaliseSummary(table=fact_table_name(kind))
+    projector = Projector(kind)
     for rows in landed.row_batches(BATCH):
         items = []
         for row, data in landed.with_bytes(rows):
             if row.log_id in rejected or row.timestamp is None:
                 summary.skipped_dead_letters += 1
                 continue
-            items.append((row, decode_record(data)))
-        table = fact_table(kind, provider, run_id, items)
+            items.append((row, data))
+        table = fact_table(kind, provider, run_id, items, projector)
         # One row per log_id within the batch; across batches the merge itself absorbs repeats.
         table = _first_per_key(table)
         summary.rows += table.num_rows

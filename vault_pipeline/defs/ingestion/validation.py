@@ -12,7 +12,6 @@ import hashlib
 import json
 from datetime import UTC, datetime
 
-from vault_pipeline.core.framing import RecordDecodeError, decode_record
 from vault_pipeline.core.layout import dlq_report_key, report_key
 from vault_pipeline.core.windows import HourWindow
 from vault_pipeline.defs.ingestion.landed import LandedPartition
@@ -48,11 +47,7 @@ def validate_input(
         parsed = []
         spans = {}
         for row, data in landed.with_bytes(rows):
-            try:
-                value = decode_record(data)
-            except RecordDecodeError:
-                value = None
-            parsed.append((row.log_id, row.timestamp, value))
+            parsed.append((row.log_id, row.timestamp, data))
             spans[row.log_id] = row
         outcome = runner.run(suite, input_frame(kind, fetch_window, parsed))
         letters = [

@@ -1,0 +1,110 @@
+"""Ingestion benchmark: simulator records through the whole hourly graph on the embedded default.
+
+For each size, a fresh VAULT_HOME and a fresh process (so peak RSS is that run's own) run one
+hour x provider partition of the hourly job in-process, exactly as ``make demo`` does, and
+report records/s and MB/s for the ingestion path (landing + indexing + Delta) and for the
+whole graph (plus GX input/output checks, integrity diff and artifact index), with per-step
+seconds and peak RSS.
+
+    python benchmarks/ingest.py                 # 100k and 1M records
+    python benchmarks/ingest.py --records 200000 --kind generation_event
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+INGEST_STEPS = ("raw_landing", "record_index", "normalised_records")
+
+
+def run_one(records: int, kind: str, page_size: int) -> dict:
+    import dagster as dg
+    import yaml
+
+    home = Path(tempfile.mkdtemp(prefix="vault-bench-"))
+    os.environ["VAULT_HOME"] = str(home)
+    os.environ["VAULT_OTEL_EXPORTER"] = "none"
+    config = home / "vault.yaml"
+    config.write_text(yaml.safe_dump({"providers": {"bench": {
+        "type": "simulator", "kind": kind, "records_per_hour": records, "seed": 1,
+        "lookback_hours": 0, "page_size": page_size, "invalid_fraction": 0.001}}}))
+    from vault_pipeline.definitions import build_definitions
+    from vault_pipeline.defs.resources import VaultResource
+    from vault_pipeline.defs.schedules import HOURLY_JOB
+    from vault_pipeline.providers.config import load_config
+
+    definitions = build_definitions(load_config(config), {"vault": VaultResource(home=str(home), config_path=str(config))})
+    job = definitions.resolve_job_def(HOURLY_JOB)
+    started = time.perf_counter()
+    result = job.execute_in_process(
+        partition_key=dg.MultiPartitionKey({"hour": "2026-01-01-00:00", "provider": "bench"}),
+        instance=dg.DagsterInstance.ephemeral(), raise_on_error=False,
+        run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}},
+    )
+    total = time.perf_counter() - started
+    steps = {}
+    for event in result.all_events:
+        if event.event_type_value == "STEP_SUCCESS":
+            steps[event.step_key] = event.event_specific_data.duration_ms / 1000
+    landed = bytes_ = 0
+    for event in result.get_asset_materialization_events():
+        materialization = event.event_specific_data.materialization
+        if materialization.asset_key.path[-1] == "raw_landing":
+            landed = materialization.metadata["records"].value
+            bytes_ = materialization.metadata["bytes"].value
+    ingest = sum(steps.get(step, 0) for step in INGEST_STEPS)
+    return {
+        "records": landed,
+        "bytes": bytes_,
+        "success": result.success,
+        "ingest_seconds": round(ingest, 2),
+        "ingest_records_per_s": round(landed / ingest) if ingest else None,
+        "ingest_mb_per_s": round(bytes_ / 1e6 / ingest, 1) if ingest else None,
+        "graph_seconds": round(total, 2),
+        "graph_records_per_s": round(landed / total),
+        "steps": {k: round(v, 2) for k, v in steps.items()},
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--records", type=int, action="append", help="records in the hour (repeatable)")
+    parser.add_argument("--kind", default="audit_event", choices=["audit_event", "generation_event", "test_result"])
+    parser.add_argument("--page-size", type=int, default=5000)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    sizes = args.records or [100_000, 1_000_000]
+    if args.child:
+        print(json.dumps(run_one(sizes[0], args.kind, args.page_size)))
+        return 0
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, kind {args.kind}")
+    for size in sizes:
+        child = subprocess.run(
+            [sys.executable, __file__, "--child", "--records", str(size), "--kind", args.kind, "--page-size", str(args.page_size)],
+            capture_output=True, text=True, check=False,
+        )
+        if child.returncode != 0:
+            print(child.stderr[-3000:])
+            return 1
+        figures = json.loads(child.stdout.strip().splitlines()[-1])
+        print(
+            f"{figures['records']:>9} records {figures['bytes'] / 1e6:8.1f} MB | ingest (landing+index+delta) "
+            f"{figures['ingest_seconds']:6.1f}s {figures['ingest_records_per_s']:>7} rec/s {figures['ingest_mb_per_s']:6.1f} MB/s | "
+            f"whole graph {figures['graph_seconds']:6.1f}s {figures['graph_records_per_s']:>7} rec/s | peak RSS {figures['peak_rss_mb']} MB"
+        )
+        print("    steps: " + ", ".join(f"{k}={v}s" for k, v in figures["steps"].items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
