@@ -15,6 +15,9 @@ from typing import Any
 
 VALID = "valid"
 DEAD_LETTER = "dead_letter"
+# Flagged when a read found the stored bytes no longer match the indexed checksum.
+CHECKSUM_MISMATCH = "checksum_mismatch"
+STATUSES = (VALID, DEAD_LETTER, CHECKSUM_MISMATCH)
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +32,7 @@ class RecordEntry:
     checksum: str  # "sha256:<hex>" of the record's exact bytes
     timestamp: str | None  # event time, ISO-8601 UTC, fixed width: 2026-01-01T00:00:00.000000Z
     run_id: str
-    status: str = VALID  # VALID | DEAD_LETTER
+    status: str = VALID  # one of STATUSES
     ingested_at: str = ""
 
 
@@ -77,6 +80,19 @@ class Artifact:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class AccessEntry:
+    """One HTTP request to the vault's API: who, when, what, outcome. Never a secret."""
+
+    at: str  # fixed-width ISO timestamp
+    principal: str  # the API key's name, or "anonymous"
+    method: str
+    path: str
+    status: int
+    latency_ms: float
+    client: str = ""
+
+
 class CatalogError(RuntimeError):
     """The catalog is unreachable or refused an operation; the message says which."""
 
@@ -116,7 +132,7 @@ class Catalog(ABC):
 
     @abstractmethod
     def set_status(self, log_ids: Sequence[str], status: str) -> int:
-        """Mark records VALID or DEAD_LETTER; returns how many changed."""
+        """Set the status (one of STATUSES) of records; returns how many changed."""
 
     # watermarks --------------------------------------------------------------------------
     @abstractmethod
@@ -157,6 +173,14 @@ class Catalog(ABC):
         offset: int = 0,
     ) -> list[Artifact]:
         """Ordered by (partition, kind, artifact_id)."""
+
+    # access log --------------------------------------------------------------------------
+    @abstractmethod
+    def log_access(self, entries: Sequence[AccessEntry]) -> None: ...
+
+    @abstractmethod
+    def list_access(self, *, principal: str | None = None, limit: int = 100, offset: int = 0) -> list[AccessEntry]:
+        """Newest first."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         pass

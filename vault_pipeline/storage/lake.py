@@ -3,10 +3,10 @@
 Normalised records of every kind land in Delta tables partitioned by event ``date`` and
 ``hour``, under a local directory (``$VAULT_HOME/lake``) or an ``s3://bucket/prefix`` root.
 Loading is an idempotent merge on the record id, so re-running an hourly partition never
-duplicates a row and, when nothing is new, does not even add a table version. Reads go through
-the pyarrow dataset path single-threaded, never ``DeltaTable.to_pyarrow_table`` (which makes
-the process abort at exit on deltalake 1.6). Maintenance (compaction, vacuum) uses delta-rs's
-own commands.
+duplicates a row and, when nothing is new, does not even add a table version. Reads run in
+delta-rs's own query engine (``QueryBuilder``), never through ``DeltaTable.to_pyarrow_table``
+or its pyarrow dataset, which can make the process abort at exit on deltalake 1.6.
+Maintenance (compaction, vacuum) uses delta-rs's own commands.
 
 S3 roots take delta-rs ``storage_options`` from the caller, e.g. ``AWS_REGION``,
 ``AWS_ENDPOINT_URL`` and ``AWS_ALLOW_HTTP`` for an S3-compatible endpoint. deltalake 1.x commits
@@ -23,8 +23,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as pds
-from deltalake import DeltaTable
+from deltalake import DeltaTable, QueryBuilder
 from deltalake.exceptions import DeltaError, TableNotFoundError
 
 PARTITION_COLUMNS = ("date", "hour")
@@ -178,33 +177,47 @@ class DeltaLake:
 
     # -- reading -------------------------------------------------------------------------
 
-    def _dataset(
-        self, table: str, partitions: list[tuple[str, str]] | None, provider: str | None
-    ) -> tuple[pds.Dataset, pc.Expression | None] | None:
+    def _select(
+        self,
+        table: str,
+        what: str | list[str],
+        partitions: list[tuple[str, str]] | None,
+        provider: str | None,
+    ) -> tuple[pa.Table, pa.Schema] | None:
+        """Run one SELECT over ``table`` in delta-rs's own engine (DataFusion).
+
+        Reads go through QueryBuilder, not a pyarrow dataset: the dataset path does its I/O
+        through a Python filesystem shim called from Arrow's C++ threads, and a thread still
+        inside such a call when the interpreter shuts down aborts the process (rc 134).
+        DataFusion does all I/O in Rust. Filters on date and hour prune whole files.
+        """
         pairs = None if partitions is None else [_partition(table, p) for p in partitions]
         dt = self._open(table)
         if dt is None:
             return None
-        pruning: Any = None
-        row_filter: pc.Expression | None = None
+        schema = pa.schema(dt.schema().to_arrow())
+        if isinstance(what, list):
+            unknown = [c for c in what if c not in schema.names]
+            if unknown or not what:
+                raise LakeError(f"lake table {table!r} has no columns {unknown or what}; it has {schema.names}")
+            projection = ", ".join(_ident(c) for c in what)
+        else:
+            projection = what
+        clauses = []
         if pairs is not None:
-            if pairs:
-                pruning = [[("date", "=", d), ("hour", "=", h)] for d, h in pairs]
-                for d, h in pairs:
-                    term = (pc.field("date") == d) & (pc.field("hour") == h)
-                    row_filter = term if row_filter is None else row_filter | term
-            else:
-                row_filter = pc.scalar(False)
-        try:
-            dataset = dt.to_pyarrow_dataset(file_pruning_predicate=pruning)
-        except (DeltaError, OSError) as exc:
-            raise LakeError(f"cannot read lake table {table!r}: {exc}") from exc
+            hours = [f"({_ident('date')} = '{d}' AND {_ident('hour')} = '{h}')" for d, h in pairs]
+            clauses.append("(" + " OR ".join(hours) + ")" if hours else "FALSE")
         if provider is not None:
-            if "provider" not in dataset.schema.names:
+            if "provider" not in schema.names:
                 raise LakeError(f"lake table {table!r} has no 'provider' column to filter on")
-            term = pc.field("provider") == provider
-            row_filter = term if row_filter is None else row_filter & term
-        return dataset, row_filter
+            clauses.append(f"{_ident('provider')} = {_literal(provider)}")
+        sql = f"SELECT {projection} FROM {_ident(table)}"
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        try:
+            return pa.table(QueryBuilder().register(table, dt).execute(sql)), schema
+        except (DeltaError, OSError, pa.ArrowException) as exc:
+            raise LakeError(f"cannot read lake table {table!r} at {self.table_uri(table)}: {exc}") from exc
 
     def read(
         self,
@@ -217,27 +230,18 @@ class DeltaLake:
         """Rows of ``table``, optionally only some ``(date, hour)`` partitions and one provider.
 
         A table that does not exist yet reads as an empty table with no columns (``num_rows``
-        0), so callers can treat "never loaded" like "nothing loaded".
+        0), so callers can treat "never loaded" like "nothing loaded". Columns come back in
+        the table's own types (DataFusion's string views are cast back to strings).
         """
-        opened = self._dataset(table, partitions, provider)
-        if opened is None:
+        selected = self._select(table, list(columns) if columns is not None else "*", partitions, provider)
+        if selected is None:
             return pa.table({})
-        dataset, row_filter = opened
-        try:
-            # use_threads=False: part of avoiding delta-rs's abort-at-exit (see module doc).
-            return dataset.to_table(columns=columns, filter=row_filter, use_threads=False)
-        except (pa.ArrowException, OSError) as exc:
-            raise LakeError(f"cannot read lake table {table!r}: {exc}") from exc
+        result, schema = selected
+        return result.cast(pa.schema([schema.field(name) for name in result.column_names]))
 
     def count(self, table: str, *, partitions: list[tuple[str, str]] | None = None, provider: str | None = None) -> int:
-        opened = self._dataset(table, partitions, provider)
-        if opened is None:
-            return 0
-        dataset, row_filter = opened
-        try:
-            return dataset.count_rows(filter=row_filter, use_threads=False)
-        except (pa.ArrowException, OSError) as exc:
-            raise LakeError(f"cannot count lake table {table!r}: {exc}") from exc
+        selected = self._select(table, "COUNT(*) AS n", partitions, provider)
+        return 0 if selected is None else int(selected[0].column("n")[0].as_py())
 
     # -- maintenance ---------------------------------------------------------------------
 
@@ -256,6 +260,16 @@ class DeltaLake:
             return dt.vacuum(retention_hours=retention_hours, dry_run=dry_run, enforce_retention_duration=True)
         except (DeltaError, OSError) as exc:
             raise LakeError(f"vacuum of lake table {table!r} failed: {exc}") from exc
+
+
+def _ident(name: str) -> str:
+    # Names reaching SQL are table names and schema columns, checked against fixed patterns
+    # or the table's schema; quoting keeps keywords such as date and hour plain columns.
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _literal(value: str) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
 
 
 def _partition(table: str, value: tuple[str, str]) -> tuple[str, str]:

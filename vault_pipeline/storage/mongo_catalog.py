@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import fields
+from dataclasses import asdict, fields
 from typing import Any
 from urllib.parse import unquote
 
@@ -23,7 +23,9 @@ from pymongo.errors import BulkWriteError, PyMongoError
 
 from vault_pipeline.storage.catalog import (
     DEAD_LETTER,
+    STATUSES,
     VALID,
+    AccessEntry,
     Artifact,
     Catalog,
     CatalogError,
@@ -40,6 +42,7 @@ INSERT_CHUNK = 10_000
 
 RECORD_FIELDS = tuple(f.name for f in fields(RecordEntry) if f.name != "log_id")
 DEAD_LETTER_FIELDS = tuple(f.name for f in fields(DeadLetter) if f.name not in ("dead_letter_id", "detail"))
+ACCESS_FIELDS = tuple(f.name for f in fields(AccessEntry))
 ARTIFACT_FIELDS = tuple(f.name for f in fields(Artifact) if f.name not in ("artifact_id", "metadata"))
 
 RECORD_ORDER = [("timestamp", pymongo.ASCENDING), ("_id", pymongo.ASCENDING)]
@@ -99,6 +102,7 @@ class MongoCatalog(Catalog):
         self.watermarks: Collection = database["watermarks"]
         self.dead_letters: Collection = database["dead_letters"]
         self.artifacts: Collection = database["artifacts"]
+        self.access_log: Collection = database["access_log"]
         with self._translated("create indexes"):
             self.records.create_index(RECORD_ORDER, name="records_by_time")
             self.records.create_index(
@@ -250,8 +254,8 @@ class MongoCatalog(Catalog):
             return self.records.count_documents(_equals(provider=provider, partition=partition))
 
     def set_status(self, log_ids: Sequence[str], status: str) -> int:
-        if status not in (VALID, DEAD_LETTER):
-            raise ValueError(f"unknown record status {status!r}; expected {VALID!r} or {DEAD_LETTER!r}")
+        if status not in STATUSES:
+            raise ValueError(f"unknown record status {status!r}; expected one of {', '.join(STATUSES)}")
         unique_ids = list(dict.fromkeys(log_ids))
         changed = 0
         with self._translated("set_status"):
@@ -354,6 +358,26 @@ class MongoCatalog(Catalog):
                 )
                 for document in cursor
             ]
+
+    # access log --------------------------------------------------------------------------
+    def log_access(self, entries: Sequence[AccessEntry]) -> None:
+        if not entries:
+            return
+        with self._translated("log_access"):
+            self.access_log.insert_many([asdict(entry) for entry in entries])
+
+    def list_access(self, *, principal: str | None = None, limit: int = 100, offset: int = 0) -> list[AccessEntry]:
+        _check_page(limit, offset)
+        if not limit:
+            return []
+        with self._translated("list_access"):
+            cursor = (
+                self.access_log.find(_equals(principal=principal))
+                .sort([("at", pymongo.DESCENDING), ("_id", pymongo.DESCENDING)])
+                .skip(offset)
+                .limit(limit)
+            )
+            return [AccessEntry(**{f: document[f] for f in ACCESS_FIELDS}) for document in cursor]
 
     def close(self) -> None:
         # A database handed in belongs to a client the caller owns (and may share); only a

@@ -22,7 +22,9 @@ from typing import Any
 
 from vault_pipeline.storage.catalog import (
     DEAD_LETTER,
+    STATUSES,
     VALID,
+    AccessEntry,
     Artifact,
     Catalog,
     CatalogError,
@@ -37,6 +39,7 @@ SCHEMA_VERSION = 1
 RECORD_FIELDS = tuple(f.name for f in fields(RecordEntry))
 DEAD_LETTER_FIELDS = tuple(f.name for f in fields(DeadLetter))
 ARTIFACT_FIELDS = tuple(f.name for f in fields(Artifact))
+ACCESS_FIELDS = tuple(f.name for f in fields(AccessEntry))
 
 # SQLite allows 32766 bound parameters per statement; stay far below so IN-lists stay cheap.
 IN_CHUNK = 500
@@ -98,6 +101,17 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 );
 CREATE INDEX IF NOT EXISTS dead_letters_by_provider ON dead_letters ("provider", "partition", "dead_letter_id");
 CREATE INDEX IF NOT EXISTS dead_letters_by_partition ON dead_letters ("partition", "dead_letter_id");
+
+CREATE TABLE IF NOT EXISTS access_log (
+    "at" TEXT NOT NULL,
+    "principal" TEXT NOT NULL,
+    "method" TEXT NOT NULL,
+    "path" TEXT NOT NULL,
+    "status" INTEGER NOT NULL,
+    "latency_ms" REAL NOT NULL,
+    "client" TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS access_log_by_principal ON access_log ("principal", "at");
 
 CREATE TABLE IF NOT EXISTS artifacts (
     "artifact_id" TEXT PRIMARY KEY NOT NULL,
@@ -271,8 +285,8 @@ class SqliteCatalog(Catalog):
         return self._read(f"SELECT COUNT(*) FROM records{where}", params)[0][0]
 
     def set_status(self, log_ids: Sequence[str], status: str) -> int:
-        if status not in (VALID, DEAD_LETTER):
-            raise ValueError(f"unknown record status {status!r}; expected {VALID!r} or {DEAD_LETTER!r}")
+        if status not in STATUSES:
+            raise ValueError(f"unknown record status {status!r}; expected one of {', '.join(STATUSES)}")
         unique_ids = list(dict.fromkeys(log_ids))
         changed = 0
         try:
@@ -385,6 +399,24 @@ class SqliteCatalog(Catalog):
             [*params, limit, offset],
         )
         return [Artifact(*row[:-2], upstream=json.loads(row[-2]), metadata=json.loads(row[-1])) for row in rows]
+
+    # access log --------------------------------------------------------------------------
+    def log_access(self, entries: Sequence[AccessEntry]) -> None:
+        rows = [(e.at, e.principal, e.method, e.path, e.status, e.latency_ms, e.client) for e in entries]
+        try:
+            with self._write() as db:
+                db.executemany(f"INSERT INTO access_log ({_columns(ACCESS_FIELDS)}) VALUES ({_placeholders(7)})", rows)
+        except sqlite3.Error as exc:
+            raise CatalogError(f"SQLite catalog {self.path}: log_access failed: {exc}") from exc
+
+    def list_access(self, *, principal: str | None = None, limit: int = 100, offset: int = 0) -> list[AccessEntry]:
+        _check_page(limit, offset)
+        where, params = _where({"principal": principal})
+        rows = self._read(
+            f"SELECT {_columns(ACCESS_FIELDS)} FROM access_log{where} ORDER BY \"at\" DESC, rowid DESC LIMIT ? OFFSET ?",
+            [*params, limit, offset],
+        )
+        return [AccessEntry(*row) for row in rows]
 
     def close(self) -> None:
         with self._lock:

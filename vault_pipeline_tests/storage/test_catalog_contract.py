@@ -555,3 +555,29 @@ def test_mongo_from_uri_rejects_a_malformed_uri_without_echoing_the_password() -
 )
 def test_redact_uri_hides_only_the_password(uri: str, shown: str) -> None:
     assert redact_uri(uri) == shown
+
+
+def test_access_log_is_kept_newest_first_and_filterable(catalog):
+    from vault_pipeline.storage.catalog import AccessEntry
+
+    entries = [
+        AccessEntry("2026-01-01T00:00:01.000000Z", "alice", "GET", "/v1/logs", 200, 3.5, "127.0.0.1"),
+        AccessEntry("2026-01-01T00:00:02.000000Z", "bob", "POST", "/v1/ingest", 202, 12.0, "127.0.0.1"),
+        AccessEntry("2026-01-01T00:00:03.000000Z", "alice", "GET", "/v1/logs/x/raw", 404, 1.25, "::1"),
+    ]
+    catalog.log_access(entries[:1])
+    catalog.log_access(entries[1:])
+    assert catalog.list_access() == list(reversed(entries))
+    assert catalog.list_access(principal="alice") == [entries[2], entries[0]]
+    assert catalog.list_access(limit=1, offset=1) == [entries[1]]
+
+
+def test_a_record_can_be_flagged_as_checksum_mismatch(catalog):
+    from vault_pipeline.storage.catalog import CHECKSUM_MISMATCH
+
+    record = entry(1)
+    catalog.upsert_records([record])
+    assert catalog.set_status([record.log_id], CHECKSUM_MISMATCH) == 1
+    assert catalog.get_record(record.log_id).status == CHECKSUM_MISMATCH
+    with pytest.raises(ValueError):
+        catalog.set_status([record.log_id], "whatever")
