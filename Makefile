@@ -26,6 +26,9 @@ ui: setup
 	$(BIN)/vault init-instance >/dev/null
 	DAGSTER_HOME=$(VAULT_HOME)/dagster $(BIN)/dagster dev -w workspace.yaml
 
+serve: setup
+	$(BIN)/vault serve --host 127.0.0.1 --port 8080
+
 benchmark: setup
 	$(BIN)/python benchmarks/ingest.py
 

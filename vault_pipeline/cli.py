@@ -96,11 +96,18 @@ def main(argv: list[str] | None = None) -> int:
     demo = commands.add_parser("demo", help="run the hourly job for every provider over the last complete hours")
     demo.add_argument("--hours", type=int, default=3, help="how many complete hours (default 3)")
     commands.add_parser("init-instance", help="create $VAULT_HOME/dagster for the Dagster UI and CLI")
+    serve = commands.add_parser("serve", help="run the HTTP API (FastAPI + uvicorn)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
     args = parser.parse_args(argv)
     if args.command == "demo":
         if args.hours < 1 or args.hours > 168:
             parser.error("--hours must be between 1 and 168")
         return run_demo(args.hours)
+    if args.command == "serve":
+        from vault_pipeline.api.server import serve
+
+        return serve(args.host, args.port)
     if args.command == "init-instance":
         print(prepare_local_instance())
         return 0

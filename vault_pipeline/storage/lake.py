@@ -1,17 +1,14 @@
 """The Lake adapter: the vault's analytics fact tables as Delta tables (delta-rs).
 
-Normalised records of every kind land in Delta tables partitioned by event ``date`` and
-``hour``, under a local directory (``$VAULT_HOME/lake``) or an ``s3://bucket/prefix`` root.
-Loading is an idempotent merge on the record id, so re-running an hourly partition never
-duplicates a row and, when nothing is new, does not even add a table version. Reads run in
-delta-rs's own query engine (``QueryBuilder``), never through ``DeltaTable.to_pyarrow_table``
-or its pyarrow dataset, which can make the process abort at exit on deltalake 1.6.
-Maintenance (compaction, vacuum) uses delta-rs's own commands.
-
-S3 roots take delta-rs ``storage_options`` from the caller, e.g. ``AWS_REGION``,
-``AWS_ENDPOINT_URL`` and ``AWS_ALLOW_HTTP`` for an S3-compatible endpoint. deltalake 1.x commits
-with S3 conditional puts (``If-None-Match``), so no DynamoDB lock and no
-``AWS_S3_ALLOW_UNSAFE_RENAME`` are needed, even with concurrent writers.
+Tables are partitioned by event ``date`` and ``hour`` under a local directory
+(``$VAULT_HOME/lake``) or an ``s3://bucket/prefix`` root. Loading is an idempotent merge on the
+record id, so re-running an hourly partition never duplicates a row and, when nothing is new,
+adds no table version. Reads run in delta-rs's own query engine (``QueryBuilder``), never
+through pyarrow (``to_pyarrow_table`` or its dataset), which can make the process abort at exit
+on deltalake 1.6. For S3 the caller passes delta-rs ``storage_options`` (credentials,
+``AWS_REGION``, plus ``AWS_ENDPOINT_URL``/``AWS_ALLOW_HTTP`` for S3-compatible endpoints);
+deltalake 1.x commits with S3 conditional puts, so no DynamoDB lock and no
+``AWS_S3_ALLOW_UNSAFE_RENAME`` are needed.
 """
 
 from __future__ import annotations

@@ -1,0 +1,75 @@
+"""``vault serve``: the API wired to the deployment, served by uvicorn.
+
+Storage comes from the same ``vault`` resource the asset graph uses (``VAULT_ENV``). Jobs run
+on the embedded runner (in this process, on ``$VAULT_HOME/dagster``) unless
+``VAULT_JOB_BACKEND=graphql``, which submits them to the Dagster webserver at
+``VAULT_DAGSTER_URL`` through its run queue. With no ``VAULT_API_KEYS`` on the embedded
+default, an admin key is generated, printed once, and the server listens on loopback only.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from pathlib import Path
+
+from vault_pipeline.api.app import ApiSettings, VaultApi, create_app
+from vault_pipeline.api.auth import KeyRing, key_ring_from_env
+from vault_pipeline.api.jobs import JobService
+from vault_pipeline.api.runs import Runner
+
+
+def build_runner(definitions) -> Runner:
+    backend = os.environ.get("VAULT_JOB_BACKEND", "embedded")
+    if backend == "graphql":
+        from vault_pipeline.api.graphql_runner import GraphQLRunner
+
+        return GraphQLRunner.from_url(os.environ.get("VAULT_DAGSTER_URL", "http://127.0.0.1:3000"))
+    if backend != "embedded":
+        raise SystemExit(f"VAULT_JOB_BACKEND={backend!r}: use 'embedded' or 'graphql'")
+    import dagster as dg
+
+    from vault_pipeline.cli import prepare_local_instance
+    from vault_pipeline.defs.schedules import HOURLY_JOB
+    from vault_pipeline.api.runs import EmbeddedRunner
+
+    prepare_local_instance()
+    return EmbeddedRunner(definitions, dg.DagsterInstance.get(), HOURLY_JOB)
+
+
+def build_api_from_env(keys: KeyRing) -> VaultApi:
+    from vault_pipeline.definitions import build_definitions
+    from vault_pipeline.providers.config import load_config
+
+    definitions = build_definitions()
+    vault = definitions.resources["vault"]
+    jobs = JobService(
+        build_runner(definitions),
+        workers=int(os.environ.get("VAULT_API_WORKERS", "1")),
+        max_queue=int(os.environ.get("VAULT_API_MAX_QUEUE", "16")),
+    )
+    return VaultApi(
+        catalog=vault.catalog(), store=vault.object_store(), jobs=jobs, keys=keys, config=load_config,
+        settings=ApiSettings(max_range_hours=int(os.environ.get("VAULT_API_MAX_RANGE_HOURS", "168"))),
+    )
+
+
+def serve(host: str, port: int) -> int:
+    import uvicorn
+
+    home = Path(os.environ.get("VAULT_HOME", ".vault")).resolve()
+    keys, new_key = key_ring_from_env(home)
+    if not os.environ.get("VAULT_API_KEYS"):
+        if not ipaddress.ip_address(host if host != "localhost" else "127.0.0.1").is_loopback:
+            print(f"no VAULT_API_KEYS configured: listening on 127.0.0.1 instead of {host}")
+            host = "127.0.0.1"
+        if new_key:
+            print(f"generated an admin API key (stored in {home / 'api-keys'}, shown only now):\n  {new_key}")
+        else:
+            print(f"using the admin API key in {home / 'api-keys'}")
+    api = build_api_from_env(keys)
+    try:
+        uvicorn.run(create_app(api), host=host, port=port, log_level="info", access_log=False)
+    finally:
+        api.jobs.close()
+    return 0
