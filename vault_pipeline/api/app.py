@@ -23,6 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from vault_pipeline.api.auth import KeyRing, Principal
 from vault_pipeline.api.jobs import JobService, QueueFullError, hours_in_range
+from vault_pipeline.api.pagination import InvalidCursorError, LogSearch
 from vault_pipeline.api.middleware import AccessLogMiddleware, BodyLimitMiddleware, RequestMetrics
 from vault_pipeline.api.schemas import (
     ErrorBody, IngestAccepted, IngestRequest, JobStatus, LogPage, ValidateRequest, ValidateResult,
@@ -70,6 +71,7 @@ def create_app(api: VaultApi) -> FastAPI:
     queue_gauge = Gauge("vault_job_queue_depth", "jobs waiting for a worker", registry=registry)
     app = FastAPI(title="vault_pipeline audit vault", version="1.0", description="Audit Vault HTTP API")
     app.state.vault = api
+    log_search = LogSearch(api.catalog)
 
     # auth ---------------------------------------------------------------------------------
     def requires(*roles: str):
@@ -149,18 +151,25 @@ def create_app(api: VaultApi) -> FastAPI:
         provider_id: str | None = Query(None, max_length=64),
         start: datetime | None = Query(None),
         end: datetime | None = Query(None),
+        cursor: str | None = Query(None, max_length=512, description="meta.next_cursor of the previous page"),
     ) -> LogPage:
         bounds = []
         for name, value in (("start", start), ("end", end)):
             if value is not None and value.tzinfo is None:
                 raise ApiError(422, "invalid_request", f"{name} needs a UTC offset, e.g. 2026-01-01T00:00:00Z")
             bounds.append(fixed_width_timestamp(value.astimezone(UTC)) if value else None)
-        page = api.catalog.search_records(provider=provider_id, start=bounds[0], end=bounds[1], limit=limit, offset=offset)
+        if cursor is not None and offset:
+            raise ApiError(422, "invalid_request", "use either offset or cursor, not both")
+        try:
+            page = log_search.page(provider=provider_id, start=bounds[0], end=bounds[1], limit=limit, offset=offset,
+                                   cursor=cursor)
+        except InvalidCursorError as exc:
+            raise ApiError(422, "invalid_cursor", str(exc)) from None
         return LogPage(
             data=[{"id": e.log_id, "checksum": e.checksum, "timestamp": e.timestamp, "provider_id": e.provider,
                    "partition": e.partition, "size": e.length, "status": e.status} for e in page.items],
-            meta={"total_count": page.total_count, "has_more": offset + len(page.items) < page.total_count,
-                  "limit": limit, "offset": offset},
+            meta={"total_count": page.total_count, "has_more": page.next_cursor is not None,
+                  "limit": limit, "offset": offset, "next_cursor": page.next_cursor},
         )
 
     @app.get("/v1/logs/{log_id}/raw", responses={200: {"content": {"application/json": {}}}, 404: {"model": ErrorBody},

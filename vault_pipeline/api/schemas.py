@@ -73,6 +73,7 @@ class PageMeta(BaseModel):
     has_more: bool
     limit: int
     offset: int
+    next_cursor: str | None = None
 
 
 class LogPage(BaseModel):

@@ -36,6 +36,10 @@ class RecordEntry:
     ingested_at: str = ""
 
 
+# A position in the (timestamp, log_id) order of records.
+RecordKey = tuple[str | None, str]
+
+
 @dataclass(frozen=True, slots=True)
 class UpsertResult:
     inserted: int
@@ -106,6 +110,13 @@ class Catalog(ABC):
         """Insert entries whose log_id is new. Existing log_ids are left untouched (counted as
         unchanged when the checksum matches, reported as conflicts when it differs)."""
 
+    def upsert_rows(self, rows: Sequence[tuple[Any, ...]]) -> UpsertResult:
+        """``upsert_records`` for plain tuples in RecordEntry field order.
+
+        Indexing a million-record hour builds no per-record objects this way; an adapter may
+        override it to bind the tuples directly (SQLite does)."""
+        return self.upsert_records([RecordEntry(*row) for row in rows])
+
     @abstractmethod
     def get_record(self, log_id: str) -> RecordEntry | None: ...
 
@@ -118,10 +129,25 @@ class Catalog(ABC):
         end: str | None = None,
         limit: int = 50,
         offset: int = 0,
+        after: RecordKey | None = None,
+        with_total: bool = True,
     ) -> RecordPage:
         """Records ordered by (timestamp, log_id); start inclusive, end exclusive (ISO strings in
         the fixed-width format). Records without a timestamp sort first and are excluded by any
-        time filter. ``total_count`` counts every match, not just the page."""
+        time filter. ``after`` starts strictly after that (timestamp, log_id) key (keyset
+        paging: stable while records are being added). ``total_count`` counts every match, not
+        just the page; it is -1 when ``with_total`` is False."""
+
+    @abstractmethod
+    def sample_record_keys(
+        self, *, provider: str | None = None, start: str | None = None, end: str | None = None, every: int = 10_000
+    ) -> tuple[int, list[RecordKey]]:
+        """(number of matches, keys of the matches at positions every-1, 2*every-1, ...): anchors
+        that turn a deep offset into a keyset seek plus a short offset."""
+
+    @abstractmethod
+    def records_version(self) -> str:
+        """Changes whenever records are added, so cached anchors and counts know they are stale."""
 
     @abstractmethod
     def iter_partition_records(self, partition: str) -> Iterator[RecordEntry]:

@@ -31,6 +31,7 @@ from vault_pipeline.storage.catalog import (
     CatalogError,
     DeadLetter,
     RecordEntry,
+    RecordKey,
     RecordPage,
     UpsertResult,
 )
@@ -226,22 +227,56 @@ class MongoCatalog(Catalog):
         end: str | None = None,
         limit: int = 50,
         offset: int = 0,
+        after: RecordKey | None = None,
+        with_total: bool = True,
     ) -> RecordPage:
         _check_page(limit, offset)
+        query = self._record_filter(provider, start, end)
+        page_query = query
+        if after is not None:
+            if after[0] is None:  # still among the untimed records, which sort first
+                seek = {"$or": [{"timestamp": None, "_id": {"$gt": after[1]}}, {"timestamp": {"$ne": None}}]}
+            else:
+                seek = {"$or": [{"timestamp": {"$gt": after[0]}}, {"timestamp": after[0], "_id": {"$gt": after[1]}}]}
+            page_query = {"$and": [query, seek]} if query else seek
+        with self._translated("search_records"):
+            total = self.records.count_documents(query) if with_total else -1
+            items: list[RecordEntry] = []
+            # limit(0) means "no limit" to MongoDB, so an empty page is never asked for.
+            if limit and (not with_total or offset < total):
+                cursor = self.records.find(page_query).sort(RECORD_ORDER).skip(offset).limit(limit)
+                items = [self._record_entry(document) for document in cursor]
+        return RecordPage(items=items, total_count=total)
+
+    @staticmethod
+    def _record_filter(provider: str | None, start: str | None, end: str | None) -> dict[str, Any]:
         query = _equals(provider=provider)
         # A string comparison never matches null (BSON type bracketing), so any time bound
         # drops untimed records, as NULL comparisons do in SQLite.
         bounds = _equals(**{"$gte": start, "$lt": end})
         if bounds:
             query["timestamp"] = bounds
-        with self._translated("search_records"):
-            total = self.records.count_documents(query)
-            items: list[RecordEntry] = []
-            # limit(0) means "no limit" to MongoDB, so an empty page is never asked for.
-            if limit and offset < total:
-                cursor = self.records.find(query).sort(RECORD_ORDER).skip(offset).limit(limit)
-                items = [self._record_entry(document) for document in cursor]
-        return RecordPage(items=items, total_count=total)
+        return query
+
+    def sample_record_keys(
+        self, *, provider: str | None = None, start: str | None = None, end: str | None = None, every: int = 10_000
+    ) -> tuple[int, list[RecordKey]]:
+        if every < 1:
+            raise ValueError("every must be at least 1")
+        keys: list[RecordKey] = []
+        count = 0
+        with self._translated("sample_record_keys"):
+            cursor = self.records.find(self._record_filter(provider, start, end), {"timestamp": 1}).sort(RECORD_ORDER)
+            for document in cursor:
+                count += 1
+                if count % every == 0:
+                    keys.append((document.get("timestamp"), document["_id"]))
+        return count, keys
+
+    def records_version(self) -> str:
+        # Records are only ever added, so their number moves on every insert (a metadata read).
+        with self._translated("records_version"):
+            return str(self.records.estimated_document_count())
 
     def iter_partition_records(self, partition: str) -> Iterator[RecordEntry]:
         with self._translated("iter_partition_records"):

@@ -30,6 +30,7 @@ from vault_pipeline.storage.catalog import (
     CatalogError,
     DeadLetter,
     RecordEntry,
+    RecordKey,
     RecordPage,
     UpsertResult,
 )
@@ -37,6 +38,7 @@ from vault_pipeline.storage.catalog import (
 SCHEMA_VERSION = 1
 
 RECORD_FIELDS = tuple(f.name for f in fields(RecordEntry))
+_LOG_ID, _CHECKSUM = RECORD_FIELDS.index("log_id"), RECORD_FIELDS.index("checksum")
 DEAD_LETTER_FIELDS = tuple(f.name for f in fields(DeadLetter))
 ARTIFACT_FIELDS = tuple(f.name for f in fields(Artifact))
 ACCESS_FIELDS = tuple(f.name for f in fields(AccessEntry))
@@ -162,8 +164,14 @@ class SqliteCatalog(Catalog):
             # NORMAL is crash-safe under WAL; a power cut can lose only the last commits, and
             # re-running a partition re-indexes them idempotently.
             self._db.execute("PRAGMA synchronous = NORMAL")
-            self._db.execute("PRAGMA cache_size = -65536")  # 64 MiB: keeps the indexes hot while indexing
+            # Indexing an hour means random inserts into the log_id and partition indexes: with
+            # SQLite's default 2 MB page cache every insert misses once the table holds a few
+            # hundred thousand records. 256 MiB (an upper bound, filled only as pages are
+            # touched) keeps a million-record hour's index pages in memory; checkpointing the
+            # WAL every 16k pages rather than every 1000 writes each hot page back less often.
+            self._db.execute("PRAGMA cache_size = -262144")
             self._db.execute("PRAGMA temp_store = MEMORY")
+            self._db.execute("PRAGMA wal_autocheckpoint = 16384")
             with self._write():
                 self._create_schema()
         except sqlite3.Error as exc:
@@ -199,39 +207,41 @@ class SqliteCatalog(Catalog):
 
     # records -----------------------------------------------------------------------------
     def upsert_records(self, entries: Sequence[RecordEntry]) -> UpsertResult:
+        return self.upsert_rows(list(map(attrgetter(*RECORD_FIELDS), entries)))
+
+    def upsert_rows(self, rows: Sequence[tuple[Any, ...]]) -> UpsertResult:
         insert = (
             f"INSERT INTO records ({_columns(RECORD_FIELDS)}) VALUES ({_placeholders(len(RECORD_FIELDS))}) "
             'ON CONFLICT("log_id") DO NOTHING'
         )
-        record_row = attrgetter(*RECORD_FIELDS)
         inserted = 0
         conflicts: list[str] = []
         try:
             with self._write() as db:
-                for start in range(0, len(entries), UPSERT_CHUNK):
-                    chunk = entries[start : start + UPSERT_CHUNK]
-                    added = db.executemany(insert, map(record_row, chunk)).rowcount
+                for start in range(0, len(rows), UPSERT_CHUNK):
+                    chunk = rows[start : start + UPSERT_CHUNK]
+                    added = db.executemany(insert, chunk).rowcount
                     inserted += added
                     if added < len(chunk):
                         conflicts += self._conflicting_ids(db, chunk)
         except sqlite3.Error as exc:
             raise CatalogError(f"SQLite catalog {self.path}: upsert failed: {exc}") from exc
-        return UpsertResult(inserted=inserted, unchanged=len(entries) - inserted - len(conflicts), conflicts=conflicts)
+        return UpsertResult(inserted=inserted, unchanged=len(rows) - inserted - len(conflicts), conflicts=conflicts)
 
     @staticmethod
-    def _conflicting_ids(db: sqlite3.Connection, entries: Sequence[RecordEntry]) -> list[str]:
-        """Entries whose log_id is stored with another checksum. Entries inserted a moment ago
+    def _conflicting_ids(db: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> list[str]:
+        """Rows whose log_id is stored with another checksum. Rows inserted a moment ago
         match their own checksum, so only copies that lost to an earlier one show up here."""
         conflicts: list[str] = []
-        for start in range(0, len(entries), IN_CHUNK):
-            chunk = entries[start : start + IN_CHUNK]
+        for start in range(0, len(rows), IN_CHUNK):
+            chunk = rows[start : start + IN_CHUNK]
             stored = dict(
                 db.execute(
                     f'SELECT "log_id", "checksum" FROM records WHERE "log_id" IN ({_placeholders(len(chunk))})',
-                    [entry.log_id for entry in chunk],
+                    [row[_LOG_ID] for row in chunk],
                 ).fetchall()
             )
-            conflicts.extend(entry.log_id for entry in chunk if stored[entry.log_id] != entry.checksum)
+            conflicts.extend(row[_LOG_ID] for row in chunk if stored[row[_LOG_ID]] != row[_CHECKSUM])
         return conflicts
 
     def get_record(self, log_id: str) -> RecordEntry | None:
@@ -246,8 +256,33 @@ class SqliteCatalog(Catalog):
         end: str | None = None,
         limit: int = 50,
         offset: int = 0,
+        after: RecordKey | None = None,
+        with_total: bool = True,
     ) -> RecordPage:
         _check_page(limit, offset)
+        where, params = self._record_filter(provider, start, end)
+        page_where, page_params = where, list(params)
+        if after is not None:
+            if after[0] is None:  # still among the untimed records, which sort first
+                clause, values = '(("timestamp" IS NULL AND "log_id" > ?) OR "timestamp" IS NOT NULL)', [after[1]]
+            else:  # a row value comparison is served by the (timestamp, log_id) indexes
+                clause, values = '("timestamp", "log_id") > (?, ?)', [after[0], after[1]]
+            page_where = (where + " AND " if where else " WHERE ") + clause
+            page_params += values
+        # The page's rowids come from the (provider,) timestamp, log_id index alone, so the
+        # entries skipped by OFFSET are never looked up in the table; only the page is.
+        page_rowids = f'SELECT rowid FROM records{page_where} ORDER BY "timestamp", "log_id" LIMIT ? OFFSET ?'
+        sql = (
+            f"SELECT {_columns(RECORD_FIELDS)} FROM records "
+            f'WHERE rowid IN ({page_rowids}) ORDER BY "timestamp", "log_id"'
+        )
+        with self._lock:
+            total = self._read(f"SELECT COUNT(*) FROM records{where}", params)[0][0] if with_total else -1
+            rows = self._read(sql, [*page_params, limit, offset]) if limit and (not with_total or offset < total) else []
+        return RecordPage(items=[RecordEntry(*row) for row in rows], total_count=total)
+
+    @staticmethod
+    def _record_filter(provider: str | None, start: str | None, end: str | None) -> tuple[str, list[Any]]:
         where, params = _where({"provider": provider})
         # Comparisons with NULL are never true, so any time bound drops untimed records.
         bounds = [(">=", start), ("<", end)]
@@ -255,17 +290,26 @@ class SqliteCatalog(Catalog):
         params += [value for _, value in bounds if value is not None]
         if extra:
             where = (where + " AND " if where else " WHERE ") + " AND ".join(extra)
-        # The page's rowids come from the (provider,) timestamp, log_id index alone, so the
-        # entries skipped by OFFSET are never looked up in the table; only the page is.
-        page_rowids = f'SELECT rowid FROM records{where} ORDER BY "timestamp", "log_id" LIMIT ? OFFSET ?'
-        sql = (
-            f"SELECT {_columns(RECORD_FIELDS)} FROM records "
-            f'WHERE rowid IN ({page_rowids}) ORDER BY "timestamp", "log_id"'
-        )
-        with self._lock:
-            total = self._read(f"SELECT COUNT(*) FROM records{where}", params)[0][0]
-            rows = self._read(sql, [*params, limit, offset]) if limit and offset < total else []
-        return RecordPage(items=[RecordEntry(*row) for row in rows], total_count=total)
+        return where, params
+
+    def sample_record_keys(
+        self, *, provider: str | None = None, start: str | None = None, end: str | None = None, every: int = 10_000
+    ) -> tuple[int, list[RecordKey]]:
+        if every < 1:
+            raise ValueError("every must be at least 1")
+        where, params = self._record_filter(provider, start, end)
+        keys: list[RecordKey] = []
+        count = 0
+        with self._lock:  # one pass over the covering index, no table lookups
+            for row in self._db.execute(f'SELECT "timestamp", "log_id" FROM records{where} ORDER BY "timestamp", "log_id"', params):
+                count += 1
+                if count % every == 0:
+                    keys.append((row[0], row[1]))
+        return count, keys
+
+    def records_version(self) -> str:
+        # Records are only ever appended (rowids grow), so the largest rowid moves on every insert.
+        return str(self._read("SELECT COALESCE(MAX(rowid), 0) FROM records")[0][0])
 
     def iter_partition_records(self, partition: str) -> Iterator[RecordEntry]:
         after = ""

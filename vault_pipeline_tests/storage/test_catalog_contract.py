@@ -581,3 +581,44 @@ def test_a_record_can_be_flagged_as_checksum_mismatch(catalog):
     assert catalog.get_record(record.log_id).status == CHECKSUM_MISMATCH
     with pytest.raises(ValueError):
         catalog.set_status([record.log_id], "whatever")
+
+
+def test_keyset_paging_walks_every_record_once_even_while_records_are_added(catalog):
+    catalog.upsert_records([entry(n) for n in range(0, 60, 2)] + [entry(1000 + n, timestamp=None) for n in range(3)])
+    expected_first = sorted(all_pages(catalog), key=sort_key)
+    seen, after = [], None
+    while True:
+        page = catalog.search_records(limit=7, after=after, with_total=False)
+        assert page.total_count == -1
+        if not page.items:
+            break
+        seen.extend(page.items)
+        after = (page.items[-1].timestamp, page.items[-1].log_id)
+        if len(seen) == 14:  # records arriving mid-walk, before and after the cursor
+            catalog.upsert_records([entry(n) for n in range(1, 60, 2)])
+    ids = [record.log_id for record in seen]
+    assert len(ids) == len(set(ids))  # never the same record twice
+    assert set(r.log_id for r in expected_first) <= set(ids)
+    assert ids == [r.log_id for r in sorted(seen, key=sort_key)]
+
+
+def test_keyset_paging_combines_with_filters_and_offset(catalog):
+    catalog.upsert_records([entry(n) for n in range(40)] + [entry(100 + n, provider="other") for n in range(5)])
+    ordered = all_pages(catalog, provider="acme_audit", start=ts(5, 10), end=ts(5, 50))
+    key = (ordered[4].timestamp, ordered[4].log_id)
+    page = catalog.search_records(provider="acme_audit", start=ts(5, 10), end=ts(5, 50), after=key, offset=2, limit=3)
+    assert [r.log_id for r in page.items] == [r.log_id for r in ordered[7:10]]
+    assert page.total_count == len(ordered)
+
+
+def test_sampled_keys_are_anchors_for_deep_offsets(catalog):
+    catalog.upsert_records([entry(n) for n in range(50)] + [entry(500, timestamp=None)])
+    ordered = all_pages(catalog)
+    count, keys = catalog.sample_record_keys(every=10)
+    assert count == 51
+    assert keys == [(ordered[i].timestamp, ordered[i].log_id) for i in (9, 19, 29, 39, 49)]
+    assert catalog.sample_record_keys(provider="nobody", every=10) == (0, [])
+    version = catalog.records_version()
+    assert catalog.records_version() == version
+    catalog.upsert_records([entry(60)])
+    assert catalog.records_version() != version
