@@ -89,7 +89,9 @@ def create_app(api: VaultApi) -> FastAPI:
     # errors -------------------------------------------------------------------------------
     @app.exception_handler(ApiError)
     async def api_error(_request: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse(ErrorBody(error=exc.error, detail=exc.detail).model_dump(), exc.status, headers=exc.headers)
+        # "detail" is optional: the contract's 401 body is exactly {"error": "Invalid Provider Credentials"}.
+        return JSONResponse(ErrorBody(error=exc.error, detail=exc.detail).model_dump(exclude_none=True), exc.status,
+                            headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -98,7 +100,7 @@ def create_app(api: VaultApi) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        code = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}.get(exc.status_code, "http_error")
         return JSONResponse({"error": code, "detail": exc.detail}, exc.status_code)
 
     # ingestion ----------------------------------------------------------------------------
@@ -220,8 +222,10 @@ def create_app(api: VaultApi) -> FastAPI:
         queue_gauge.set(api.jobs.queue_depth())
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
-    app.add_middleware(AccessLogMiddleware, catalog=api.catalog, metrics=metrics)
+    # The last middleware added runs outermost: the access log wraps the body limit, so requests
+    # refused for their size are logged and counted like every other request.
     app.add_middleware(BodyLimitMiddleware, max_bytes=api.settings.max_body_bytes)
+    app.add_middleware(AccessLogMiddleware, catalog=api.catalog, metrics=metrics)
     return app
 
 

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
 
 from vault_pipeline.api.runs import FAILED, JOB_TAG, PENDING, PRIORITIES, PRIORITY_TAG, SUCCEEDED, RunInfo, Runner
+from vault_pipeline.defs.schedules import HOURLY_JOB
 
 PARTITION_TAG = "dagster/partition"
 DIMENSION_TAG_PREFIX = "dagster/partition/"
@@ -113,14 +114,15 @@ class GraphQLRunner(Runner):
         self,
         url: str,
         *,
-        job_name: str = "hourly_ingestion",
+        job_name: str = HOURLY_JOB,
         repository_location_name: str | None = None,
         repository_name: str | None = None,
         timeout_s: int = 30,
     ) -> None:
         parts = urlsplit(url if "://" in url else f"http://{url}")
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"Dagster webserver URL {url!r}: expected http(s)://host[:port][/prefix]")
+            # Not echoed: a malformed URL may still carry a password.
+            raise ValueError("the Dagster webserver URL must look like http(s)://host[:port][/prefix]")
         # Credentials in the URL are never repeated in a message: show it without them.
         netloc = parts.hostname + (f":{parts.port}" if parts.port else "")
         self.url = urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
@@ -141,6 +143,7 @@ class GraphQLRunner(Runner):
         # gql's sync client connects its transport per call and refuses a second connection
         # while one is open, so JobService's worker and request threads each get their own.
         self._local = threading.local()
+        self._origin: tuple[str, str] | None = None
         self._finished: dict[str, tuple[int, int, str | None]] = {}
         self._finished_lock = threading.Lock()
 
@@ -174,16 +177,40 @@ class GraphQLRunner(Runner):
             raise ValueError(f"priority {priority!r}: use one of {', '.join(PRIORITIES)}")
         tags = {JOB_TAG: job_id, PRIORITY_TAG: str(PRIORITIES[priority]), **partition_tags(partition_key)}
         try:
+            location, repository = self._job_origin()
             return self.client.submit_job_execution(
-                self.job_name,
-                repository_location_name=self.repository_location_name,
-                repository_name=self.repository_name,
-                tags=tags,
+                self.job_name, repository_location_name=location, repository_name=repository, tags=tags
             )
         except DagsterGraphQLClientError as exc:
+            self._origin = None  # the workspace may have been reloaded: look the job up again next time
             raise RuntimeError(
                 f"Dagster webserver at {self.url}: could not launch {self.job_name} for {partition_key}: {_describe(exc)}"
             ) from exc
+
+    def _job_origin(self) -> tuple[str, str]:
+        """(code location, repository) offering the job, looked up once.
+
+        The client would look it up on every submission, and refuses a location alone when
+        several locations offer a job of that name; here a given location narrows the search.
+        """
+        if self.repository_location_name and self.repository_name:
+            return self.repository_location_name, self.repository_name
+        if self._origin is None:
+            found = [
+                (info.repository_location_name, info.repository_name)
+                for info in self.client._get_repo_locations_and_names_with_pipeline(self.job_name)
+                if self.repository_location_name in (None, info.repository_location_name)
+            ]
+            if not found:
+                where = f" in code location {self.repository_location_name}" if self.repository_location_name else ""
+                raise DagsterGraphQLClientError("JobNotFoundError", f"no job named {self.job_name}{where}")
+            if len(found) > 1:
+                origins = ", ".join("/".join(origin) for origin in found)
+                raise DagsterGraphQLClientError(
+                    "AmbiguousJob", f"{len(found)} jobs named {self.job_name} ({origins}): set the code location and repository"
+                )
+            self._origin = found[0]
+        return self._origin
 
     def runs_for_job(self, job_id: str) -> list[RunInfo]:
         data = self._execute(RUNS_FOR_JOB_QUERY, {"tags": [{"key": JOB_TAG, "value": job_id}]}, f"list the runs of job {job_id}")

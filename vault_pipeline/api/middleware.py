@@ -13,6 +13,7 @@ import time
 from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from starlette.exceptions import HTTPException
 
 from vault_pipeline.storage.catalog import AccessEntry, Catalog, fixed_width_timestamp
 
@@ -47,7 +48,7 @@ class BodyLimitMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise _BodyTooLarge
+                    raise _BodyTooLarge(self.max_bytes)
             return message
 
         async def tracking_send(message):
@@ -62,8 +63,12 @@ class BodyLimitMiddleware:
                 await _too_large(send, self.max_bytes)
 
 
-class _BodyTooLarge(Exception):
-    pass
+class _BodyTooLarge(HTTPException):
+    """Raised from ``receive``. An HTTPException, so FastAPI's body parsing re-raises it (as a
+    413) instead of turning it into a 400 "There was an error parsing the body"."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"request bodies are limited to {limit} bytes")
 
 
 async def _too_large(send, limit: int) -> None:

@@ -54,6 +54,14 @@ def _multi_key(partition_key: str) -> dg.MultiPartitionKey:
     return dg.MultiPartitionKey({"hour": hour, "provider": provider})
 
 
+def _failure_text(error) -> str:
+    """A step failure's message with its cause: after retries Dagster's message is only
+    "Exceeded max_retries", and the provider, window and URL are in the cause."""
+    message = error.message.strip()
+    cause = error.cause.message.strip() if error.cause else ""
+    return f"{message}: {cause}" if cause and cause not in message else message
+
+
 class EmbeddedRunner(Runner):
     """Executes runs in this process (one at a time per worker thread) on a local instance."""
 
@@ -95,9 +103,17 @@ class EmbeddedRunner(Runner):
                 elif name == "raw_landing":
                     bytes_ += int(materialization.metadata["bytes"].value)
             elif event.event_type_value == "STEP_FAILURE" and error is None:
-                error = event.event_specific_data.error.message.strip()
+                error = _failure_message(event.event_specific_data.error)
             elif event.event_type_value == "ASSET_CHECK_EVALUATION" and error is None:
                 evaluation = event.event_specific_data
                 if not evaluation.passed and evaluation.severity.value == "ERROR":
                     error = f"check {evaluation.check_name} failed"
         return RunInfo(run.run_id, run.tags.get("dagster/partition", ""), run.status.value, records, bytes_, error)
+
+
+def _failure_message(info) -> str:
+    """The cause of a step failure in words: past Dagster's retry wrapper, without the class path."""
+    # A step that used up its RetryPolicy reports only "Exceeded max_retries of N"; its cause says why.
+    while info.cls_name == "RetryRequestedFromPolicy" and info.cause is not None:
+        info = info.cause
+    return info.message.strip().removeprefix("dagster._core.definitions.events.Failure: ")

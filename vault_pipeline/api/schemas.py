@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictStr
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictStr, field_validator
 
 
 class _Body(BaseModel):
@@ -20,6 +20,14 @@ class TimeRange(_Body):
     end: AwareDatetime = Field(description="exclusive")
 
     model_config = ConfigDict(extra="forbid", strict=False)  # datetimes arrive as JSON strings
+
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _iso_text_only(cls, value: object) -> object:
+        # Lax mode would read a number as Unix seconds; the contract is ISO-8601 text.
+        if not isinstance(value, str):
+            raise ValueError("must be an ISO-8601 string with a UTC offset, e.g. 2026-01-01T00:00:00Z")
+        return value
 
 
 class IngestRequest(_Body):
