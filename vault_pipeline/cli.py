@@ -109,7 +109,13 @@ def main(argv: list[str] | None = None) -> int:
 
         return serve(args.host, args.port)
     if args.command == "init-instance":
-        print(prepare_local_instance())
+        home = prepare_local_instance()
+        import dagster as dg
+
+        # Create the instance's SQLite storage now: `dagster dev` starts the webserver and the
+        # daemon together, and on an empty home both race to create the same tables.
+        dg.DagsterInstance.get().dispose()
+        print(home)
         return 0
     return 2
 
