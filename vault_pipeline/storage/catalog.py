@@ -101,6 +101,10 @@ class CatalogError(RuntimeError):
     """The catalog is unreachable or refused an operation; the message says which."""
 
 
+class LedgerConflictError(CatalogError):
+    """A ledger entry with that provider and sequence already exists; entries are never replaced."""
+
+
 class Catalog(ABC):
     """Port implemented by SqliteCatalog and MongoCatalog."""
 
@@ -199,6 +203,29 @@ class Catalog(ABC):
         offset: int = 0,
     ) -> list[Artifact]:
         """Ordered by (partition, kind, artifact_id)."""
+
+    # ledger ------------------------------------------------------------------------------
+    # Entries are stored as the signed canonical JSON the ledger produced, opaque to the catalog.
+    @abstractmethod
+    def append_ledger_entry(self, provider: str, sequence: int, partition: str, entry_json: str) -> None:
+        """Append one entry; LedgerConflictError if (provider, sequence) exists."""
+
+    @abstractmethod
+    def ledger_entries(self, provider: str, *, since_sequence: int = 0) -> Iterator[tuple[int, str]]:
+        """(sequence, entry JSON) with sequence >= since_sequence, in sequence order."""
+
+    @abstractmethod
+    def ledger_entries_for_partition(self, partition: str) -> list[str]:
+        """Entry JSON of every entry about ``partition``, in sequence order."""
+
+    @abstractmethod
+    def ledger_providers(self) -> list[str]: ...
+
+    @abstractmethod
+    def put_checkpoint(self, provider: str, checkpoint_json: str) -> None: ...
+
+    @abstractmethod
+    def get_checkpoint(self, provider: str) -> str | None: ...
 
     # access log --------------------------------------------------------------------------
     @abstractmethod

@@ -19,7 +19,7 @@ from urllib.parse import unquote
 import pymongo
 from pymongo.collection import Collection
 from pymongo.database import Database
-from pymongo.errors import BulkWriteError, PyMongoError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
 from vault_pipeline.storage.catalog import (
     DEAD_LETTER,
@@ -29,6 +29,7 @@ from vault_pipeline.storage.catalog import (
     Artifact,
     Catalog,
     CatalogError,
+    LedgerConflictError,
     DeadLetter,
     RecordEntry,
     RecordKey,
@@ -104,7 +105,10 @@ class MongoCatalog(Catalog):
         self.dead_letters: Collection = database["dead_letters"]
         self.artifacts: Collection = database["artifacts"]
         self.access_log: Collection = database["access_log"]
+        self.ledger: Collection = database["ledger"]
+        self.ledger_checkpoints: Collection = database["ledger_checkpoints"]
         with self._translated("create indexes"):
+            self.ledger.create_index([("partition", pymongo.ASCENDING), ("sequence", pymongo.ASCENDING)], name="ledger_by_partition")
             self.records.create_index(RECORD_ORDER, name="records_by_time")
             self.records.create_index(
                 [("provider", pymongo.ASCENDING), *RECORD_ORDER], name="records_by_provider_time"
@@ -393,6 +397,41 @@ class MongoCatalog(Catalog):
                 )
                 for document in cursor
             ]
+
+    # ledger ------------------------------------------------------------------------------
+    def append_ledger_entry(self, provider: str, sequence: int, partition: str, entry_json: str) -> None:
+        document = {"_id": f"{provider}#{sequence:012d}", "provider": provider, "sequence": sequence,
+                    "partition": partition, "entry": entry_json}
+        try:
+            with self._translated("append_ledger_entry"):
+                self.ledger.insert_one(document)
+        except CatalogError as exc:
+            if isinstance(exc.__cause__, DuplicateKeyError):
+                raise LedgerConflictError(f"ledger entry {provider} #{sequence} already exists") from None
+            raise
+
+    def ledger_entries(self, provider: str, *, since_sequence: int = 0) -> Iterator[tuple[int, str]]:
+        with self._translated("ledger_entries"):
+            cursor = self.ledger.find({"provider": provider, "sequence": {"$gte": since_sequence}}).sort("sequence", 1)
+            for document in cursor:
+                yield int(document["sequence"]), document["entry"]
+
+    def ledger_entries_for_partition(self, partition: str) -> list[str]:
+        with self._translated("ledger_entries_for_partition"):
+            return [d["entry"] for d in self.ledger.find({"partition": partition}).sort("sequence", 1)]
+
+    def ledger_providers(self) -> list[str]:
+        with self._translated("ledger_providers"):
+            return sorted(self.ledger.distinct("provider"))
+
+    def put_checkpoint(self, provider: str, checkpoint_json: str) -> None:
+        with self._translated("put_checkpoint"):
+            self.ledger_checkpoints.replace_one({"_id": provider}, {"_id": provider, "checkpoint": checkpoint_json}, upsert=True)
+
+    def get_checkpoint(self, provider: str) -> str | None:
+        with self._translated("get_checkpoint"):
+            document = self.ledger_checkpoints.find_one({"_id": provider})
+            return document["checkpoint"] if document else None
 
     # access log --------------------------------------------------------------------------
     def log_access(self, entries: Sequence[AccessEntry]) -> None:

@@ -28,6 +28,7 @@ from vault_pipeline.storage.catalog import (
     Artifact,
     Catalog,
     CatalogError,
+    LedgerConflictError,
     DeadLetter,
     RecordEntry,
     RecordKey,
@@ -103,6 +104,20 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 );
 CREATE INDEX IF NOT EXISTS dead_letters_by_provider ON dead_letters ("provider", "partition", "dead_letter_id");
 CREATE INDEX IF NOT EXISTS dead_letters_by_partition ON dead_letters ("partition", "dead_letter_id");
+
+CREATE TABLE IF NOT EXISTS ledger (
+    "provider" TEXT NOT NULL,
+    "sequence" INTEGER NOT NULL,
+    "partition" TEXT NOT NULL,
+    "entry" TEXT NOT NULL,
+    PRIMARY KEY ("provider", "sequence")
+);
+CREATE INDEX IF NOT EXISTS ledger_by_partition ON ledger ("partition", "sequence");
+
+CREATE TABLE IF NOT EXISTS ledger_checkpoints (
+    "provider" TEXT PRIMARY KEY NOT NULL,
+    "checkpoint" TEXT NOT NULL
+);
 
 CREATE TABLE IF NOT EXISTS access_log (
     "at" TEXT NOT NULL,
@@ -443,6 +458,46 @@ class SqliteCatalog(Catalog):
             [*params, limit, offset],
         )
         return [Artifact(*row[:-2], upstream=json.loads(row[-2]), metadata=json.loads(row[-1])) for row in rows]
+
+    # ledger ------------------------------------------------------------------------------
+    def append_ledger_entry(self, provider: str, sequence: int, partition: str, entry_json: str) -> None:
+        try:
+            with self._write() as db:
+                db.execute('INSERT INTO ledger ("provider", "sequence", "partition", "entry") VALUES (?, ?, ?, ?)',
+                           (provider, sequence, partition, entry_json))
+        except sqlite3.IntegrityError:
+            raise LedgerConflictError(f"ledger entry {provider} #{sequence} already exists") from None
+        except sqlite3.Error as exc:
+            raise CatalogError(f"SQLite catalog {self.path}: append_ledger_entry failed: {exc}") from exc
+
+    def ledger_entries(self, provider: str, *, since_sequence: int = 0) -> Iterator[tuple[int, str]]:
+        after = since_sequence - 1
+        while True:  # pages, so no lock is held while the caller verifies
+            rows = self._read('SELECT "sequence", "entry" FROM ledger WHERE "provider" = ? AND "sequence" > ? '
+                              'ORDER BY "sequence" LIMIT 1000', (provider, after))
+            yield from ((int(row[0]), row[1]) for row in rows)
+            if len(rows) < 1000:
+                return
+            after = rows[-1][0]
+
+    def ledger_entries_for_partition(self, partition: str) -> list[str]:
+        rows = self._read('SELECT "entry" FROM ledger WHERE "partition" = ? ORDER BY "sequence"', (partition,))
+        return [row[0] for row in rows]
+
+    def ledger_providers(self) -> list[str]:
+        return [row[0] for row in self._read('SELECT DISTINCT "provider" FROM ledger ORDER BY "provider"')]
+
+    def put_checkpoint(self, provider: str, checkpoint_json: str) -> None:
+        try:
+            with self._write() as db:
+                db.execute('INSERT OR REPLACE INTO ledger_checkpoints ("provider", "checkpoint") VALUES (?, ?)',
+                           (provider, checkpoint_json))
+        except sqlite3.Error as exc:
+            raise CatalogError(f"SQLite catalog {self.path}: put_checkpoint failed: {exc}") from exc
+
+    def get_checkpoint(self, provider: str) -> str | None:
+        rows = self._read('SELECT "checkpoint" FROM ledger_checkpoints WHERE "provider" = ?', (provider,))
+        return rows[0][0] if rows else None
 
     # access log --------------------------------------------------------------------------
     def log_access(self, entries: Sequence[AccessEntry]) -> None:

@@ -622,3 +622,21 @@ def test_sampled_keys_are_anchors_for_deep_offsets(catalog):
     assert catalog.records_version() == version
     catalog.upsert_records([entry(60)])
     assert catalog.records_version() != version
+
+
+def test_ledger_entries_are_append_only_and_ordered(catalog):
+    from vault_pipeline.storage.catalog import LedgerConflictError
+
+    catalog.append_ledger_entry("acme", 2, HOUR, '{"n": 2}')
+    catalog.append_ledger_entry("acme", 1, HOUR, '{"n": 1}')
+    catalog.append_ledger_entry("other", 1, "2026-01-01-06:00|other", '{"o": 1}')
+    with pytest.raises(LedgerConflictError):
+        catalog.append_ledger_entry("acme", 2, HOUR, '{"forged": true}')
+    assert list(catalog.ledger_entries("acme")) == [(1, '{"n": 1}'), (2, '{"n": 2}')]
+    assert list(catalog.ledger_entries("acme", since_sequence=2)) == [(2, '{"n": 2}')]
+    assert catalog.ledger_entries_for_partition(HOUR) == ['{"n": 1}', '{"n": 2}']
+    assert catalog.ledger_providers() == ["acme", "other"]
+    assert catalog.get_checkpoint("acme") is None
+    catalog.put_checkpoint("acme", '{"sequence": 1}')
+    catalog.put_checkpoint("acme", '{"sequence": 2}')
+    assert catalog.get_checkpoint("acme") == '{"sequence": 2}'
