@@ -25,10 +25,10 @@ def build_definitions(config: VaultConfig | None = None, resources: dict[str, ob
     partitions = hourly_partitions(providers)
     (raw_landing, record_index), ingestion_checks = build_ingestion_assets(partitions, config.policies.input_pass_rate)
     (normalised_records,), analytics_checks = build_analytics_assets(partitions, record_index, config.policies.output_pass_rate)
-    (integrity_report, artifact_index), integrity_checks = build_integrity_assets(partitions, normalised_records)
+    (integrity_report, ledger_entry, artifact_index), integrity_checks = build_integrity_assets(partitions, normalised_records)
     job = build_hourly_job(partitions)
     return dg.Definitions(
-        assets=[raw_landing, record_index, normalised_records, integrity_report, artifact_index],
+        assets=[raw_landing, record_index, normalised_records, integrity_report, ledger_entry, artifact_index],
         asset_checks=[*ingestion_checks, *analytics_checks, *integrity_checks],
         jobs=[job],
         schedules=[build_hourly_schedule(job, providers)],

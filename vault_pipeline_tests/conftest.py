@@ -4,4 +4,5 @@ pytest_plugins = [
     "vault_pipeline_tests.fixtures.aws",
     "vault_pipeline_tests.fixtures.catalogs",
     "vault_pipeline_tests.fixtures.vault",
+    "vault_pipeline_tests.fixtures.api",
 ]

@@ -48,11 +48,13 @@ class SnapshotWriter:
         self._writer = pq.ParquetWriter(self._buffer, RECORD_SCHEMA, compression="zstd")
         self.rows = 0
 
-    def add_page(self, columns: dict[str, list]) -> None:
+    def add_page(self, columns: dict[str, list | pa.Array]) -> pa.RecordBatch:
+        """Append one page's record spans; returns them as the Arrow batch written."""
         batch = pa.RecordBatch.from_pydict(columns, schema=RECORD_SCHEMA)
         if batch.num_rows:
             self._writer.write_batch(batch)
             self.rows += batch.num_rows
+        return batch
 
     def finish(self) -> bytes:
         self._writer.close()

@@ -2,14 +2,20 @@
 
 The asset graph is partitioned by hour x provider; the Dagster key looks like
 ``2026-01-01-00:00|acme_audit``. This module turns keys into UTC windows (with the lookback
-that catches late data) and parses event timestamps the way every stage agrees on.
+that catches late data) and parses event timestamps the way every stage agrees on: one at a
+time (``parse_timestamp``) or a page at a time (``fixed_width_timestamps``, in Arrow, with
+the per-value parser for anything outside the plain ISO-8601 shapes).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+
+import pyarrow as pa
+import pyarrow.compute as pc
 
 HOUR_KEY_FORMAT = "%Y-%m-%d-%H:%M"
 _HOUR_KEY = re.compile(r"^\d{4}-\d{2}-\d{2}-\d{2}:00$")
@@ -85,3 +91,38 @@ def iso_z(moment: datetime) -> str:
     if moment.microsecond:
         text += f".{moment.microsecond:06d}"
     return text + "Z"
+
+
+# Shapes Arrow's ISO-8601 cast parses exactly as ``parse_timestamp`` does: a full date and
+# time, 1-6 fraction digits, and ``Z`` or a ``±HH:MM`` offset. Years 1000-8999 only, so an
+# offset can never carry a value past the range Python's datetime accepts. Everything else
+# (lowercase z, spaces, other years, naive values, garbage) goes through parse_timestamp.
+_ARROW_ISO = (
+    r"^[1-8]\d{3}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,6})?"
+    r"(Z|[+-]([01]\d|2[0-3]):[0-5]\d)$"
+)
+_UTC_US = pa.timestamp("us", tz="UTC")
+
+
+def fixed_width_timestamps(values: Sequence[object]) -> pa.Array:
+    """Event-time values as fixed-width UTC strings (``2026-01-01T00:00:00.000000Z``), or null.
+
+    The same answer as ``parse_timestamp`` + the catalog's fixed-width format, value by value:
+    offsets are converted to UTC, naive or unparseable values and non-strings become null.
+    """
+    strings = pa.array([v if isinstance(v, str) else None for v in values], pa.string())
+    plain = pc.fill_null(pc.match_substring_regex(strings, _ARROW_ISO), False)
+    try:
+        moments = pc.cast(pc.if_else(plain, strings, None), _UTC_US)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # e.g. February 30: value by value
+        plain = pa.array([False] * len(strings))
+        moments = pa.nulls(len(strings), _UTC_US)
+    result = pc.binary_join_element_wise(pc.strftime(moments, "%Y-%m-%dT%H:%M:%S"), "Z", "")
+    others = pc.and_(pc.is_valid(strings), pc.invert(plain))
+    if not pc.any(others).as_py():
+        return result
+    merged = result.to_pylist()
+    for i in pc.indices_nonzero(others).to_pylist():
+        moment = parse_timestamp(values[i])
+        merged[i] = moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ") if moment else None
+    return pa.array(merged, pa.string())

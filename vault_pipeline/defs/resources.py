@@ -69,6 +69,12 @@ class VaultResource(dg.ConfigurableResource):
 
         return build_provider(self.vault_config().provider(name))
 
+    def ledger_signer(self):
+        """VAULT_LEDGER_KEY, or the key generated into ``home`` (0600) on the embedded default."""
+        from vault_pipeline.core.ledger import load_or_create_ledger_key
+
+        return load_or_create_ledger_key(Path(self.home))
+
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         for port in (self._catalog, self._store):
             if port is not None:

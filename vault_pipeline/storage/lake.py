@@ -13,7 +13,9 @@ deltalake 1.x commits with S3 conditional puts, so no DynamoDB lock and no
 
 from __future__ import annotations
 
+import itertools
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -116,6 +118,75 @@ class DeltaLake:
             raise LakeError(f"merge into lake table {table!r} at {uri} failed: {exc}") from exc
         inserted = int(metrics.get("num_target_rows_inserted", 0))
         return MergeStats(inserted=inserted, unchanged=source_rows - inserted, version=dt.version())
+
+    def merge_batches(
+        self,
+        table: str,
+        batches: Iterable[pa.RecordBatch],
+        schema: pa.Schema,
+        *,
+        partitions: list[tuple[str, str]],
+        key: str = "log_id",
+    ) -> MergeStats:
+        """``merge`` for a stream of batches: one merge, one table version, bounded memory.
+
+        The batches are streamed into delta-rs's merge as they are produced (a million-row
+        hour is never one in-memory table). ``partitions`` are the (date, hour) pairs the rows
+        fall into: they are spelled out in the merge predicate so delta-rs reads only those
+        partitions of the table, and a row outside them fails the merge (nothing is
+        committed). Keys repeated anywhere in the stream are collapsed to the first row.
+        """
+        uri = self.table_uri(table)
+        if not _COLUMN_NAME.match(key):
+            raise ValueError(f"invalid merge key column {key!r}")
+        pairs = sorted({_partition(table, p) for p in partitions})
+        stream = iter(batches)
+        first = next((b for b in stream if b.num_rows), None)
+        if first is None:
+            return MergeStats(0, 0, self.version(table))
+        dt = self._open(table) or self._create(table, schema)
+        target = pa.schema(dt.schema().to_arrow())
+        allowed = pa.array([f"{d}|{h}" for d, h in pairs], pa.string())
+        counts = {"source": 0}
+        failure: list[BaseException] = []
+        seen: list[pa.Array] = []
+
+        def conformed() -> Iterator[pa.RecordBatch]:
+            try:
+                for batch in itertools.chain([first], stream):
+                    if not batch.num_rows:
+                        continue
+                    counts["source"] += batch.num_rows
+                    rows = self._conform(table, dt, _dedupe(self._checked(table, pa.Table.from_batches([batch]), key), key))
+                    where = pc.binary_join_element_wise(rows.column("date"), rows.column("hour"), "|")
+                    if not pc.all(pc.is_in(where, value_set=allowed)).as_py():
+                        outside = sorted(set(pc.filter(where, pc.invert(pc.is_in(where, value_set=allowed))).to_pylist()))
+                        raise LakeError(f"rows for lake table {table!r} fall outside the declared partitions: {outside[:5]}")
+                    if seen:
+                        rows = rows.filter(pc.invert(pc.is_in(rows.column(key), value_set=pa.concat_arrays(seen))))
+                    seen.append(rows.column(key).combine_chunks())
+                    yield from rows.to_batches()
+            except BaseException as exc:  # surfaced by delta-rs as its own error; re-raised below
+                failure.append(exc)
+                raise
+
+        hours = " OR ".join(f"(t.date = '{d}' AND t.hour = '{h}')" for d, h in pairs)
+        predicate = f"({hours}) AND " + " AND ".join(f"t.{c} = s.{c}" for c in (*PARTITION_COLUMNS, key))
+        try:
+            metrics = (
+                dt.merge(
+                    source=pa.RecordBatchReader.from_batches(target, conformed()), predicate=predicate,
+                    source_alias="s", target_alias="t", streamed_exec=True,
+                )
+                .when_not_matched_insert_all()
+                .execute()
+            )
+        except Exception as exc:  # DeltaError, OSError, ArrowException, or the stream's own error
+            if failure and isinstance(failure[0], LakeError):
+                raise failure[0] from None
+            raise LakeError(f"merge into lake table {table!r} at {uri} failed: {failure[0] if failure else exc}") from exc
+        inserted = int(metrics.get("num_target_rows_inserted", 0))
+        return MergeStats(inserted=inserted, unchanged=counts["source"] - inserted, version=dt.version())
 
     def _checked(self, table: str, rows: pa.Table, key: str) -> pa.Table:
         missing = [c for c in (*PARTITION_COLUMNS, key) if c not in rows.column_names]

@@ -1,8 +1,10 @@
 """Normalising a partition into its kind's Delta fact table, and reading it back for checks.
 
-Only records that passed input validation are normalised. Rows are merged on ``log_id`` in
-batches (idempotent: a re-run or a lookback duplicate inserts nothing), partitioned by event
-date and hour.
+Only records that passed input validation (and have an event time) are normalised, the first
+copy of each ``log_id`` in the fetch. The partition's rows are built batch by batch from the
+landing snapshot and the stored pages and streamed into one Delta merge on ``log_id``
+(idempotent: a re-run or a lookback duplicate inserts nothing), restricted to the date/hour
+partitions the rows fall into, so memory stays bounded however large the hour is.
 """
 
 from __future__ import annotations
@@ -10,11 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from vault_pipeline.core.kinds import fact_table_name
-from vault_pipeline.core.normalise import fact_table
+from vault_pipeline.core.kinds import fact_schema, fact_table_name
+from vault_pipeline.core.normalise import fact_batch
 from vault_pipeline.core.projection import Projector
 from vault_pipeline.core.windows import HourWindow
 from vault_pipeline.defs.ingestion.indexing import dead_letter_ids
@@ -23,7 +26,8 @@ from vault_pipeline.storage.catalog import Catalog
 from vault_pipeline.storage.lake import DeltaLake
 from vault_pipeline.storage.object_store import ObjectStore
 
-BATCH = 250_000
+BATCH = 100_000
+_COLUMNS = ["log_id", "natural_id", "object_key", "offset", "length", "checksum", "timestamp"]
 
 
 @dataclass(slots=True)
@@ -41,34 +45,43 @@ def normalise_partition(
     window: HourWindow, partition: str, run_id: str,
 ) -> NormaliseSummary:
     landed = LandedPartition(store, provider, window)
-    rejected = dead_letter_ids(catalog, provider, partition)
+    rejected = pa.array(sorted(dead_letter_ids(catalog, provider, partition)), pa.string())
     summary = NormaliseSummary(table=fact_table_name(kind))
+    keep, lake_partitions, skipped = _rows_to_load(landed.snapshot_table(["log_id", "timestamp"]), rejected)
+    summary.skipped_dead_letters = skipped
     projector = Projector(kind)
-    for rows in landed.row_batches(BATCH):
-        items = []
-        for row, data in landed.with_bytes(rows):
-            if row.log_id in rejected or row.timestamp is None:
-                summary.skipped_dead_letters += 1
-                continue
-            items.append((row, data))
-        table = fact_table(kind, provider, run_id, items, projector)
-        # One row per log_id within the batch; across batches the merge itself absorbs repeats.
-        table = _first_per_key(table)
-        summary.rows += table.num_rows
-        stats = lake.merge(summary.table, table)
-        summary.inserted += stats.inserted
-        summary.unchanged += stats.unchanged
-        summary.version = stats.version
+
+    def batches():
+        position = 0
+        for batch in landed.record_batches(BATCH, columns=_COLUMNS):
+            chosen = batch.filter(pa.array(keep[position : position + batch.num_rows]))
+            position += batch.num_rows
+            if chosen.num_rows:
+                summary.rows += chosen.num_rows
+                yield fact_batch(kind, provider, run_id, chosen, landed.with_bytes_of(chosen), projector)
+
+    stats = lake.merge_batches(summary.table, batches(), fact_schema(kind), partitions=lake_partitions)
+    summary.inserted, summary.unchanged, summary.version = stats.inserted, stats.unchanged, stats.version
     return summary
 
 
-def _first_per_key(table: pa.Table) -> pa.Table:
-    if table.num_rows == 0:
-        return table
-    indices = pa.array(range(table.num_rows))
-    firsts = table.append_column("__i", indices).group_by("log_id", use_threads=False).aggregate([("__i", "min")])
-    keep = pc.sort_indices(firsts["__i_min"])
-    return table.take(pc.take(firsts["__i_min"], keep))
+def _rows_to_load(snapshot: pa.Table, rejected: pa.Array) -> tuple[np.ndarray, list[tuple[str, str]], int]:
+    """(mask over the snapshot rows to normalise, their (date, hour) partitions, rows skipped).
+
+    A row is loaded when its record passed validation, has an event time and is the first
+    copy of its ``log_id`` in the fetch (a lookback or a double delivery repeats records).
+    """
+    usable = pc.and_(pc.is_valid(snapshot["timestamp"]), pc.invert(pc.is_in(snapshot["log_id"], value_set=rejected)))
+    usable = usable.combine_chunks() if isinstance(usable, pa.ChunkedArray) else usable
+    skipped = snapshot.num_rows - pc.sum(usable).as_py() if snapshot.num_rows else 0
+    keep = np.zeros(snapshot.num_rows, dtype=bool)
+    positions = pa.array(np.flatnonzero(usable.to_numpy(zero_copy_only=False)), pa.int64())
+    if len(positions):
+        ids = pa.table({"log_id": snapshot["log_id"].take(positions), "__i": positions})
+        firsts = ids.group_by("log_id", use_threads=False).aggregate([("__i", "min")]).column("__i_min")
+        keep[firsts.to_numpy()] = True
+    hours = pc.unique(pc.utf8_slice_codeunits(snapshot["timestamp"].filter(pa.array(keep)), 0, 13)).to_pylist()
+    return keep, sorted((h[:10], h[11:13]) for h in hours), int(skipped)
 
 
 def partitions_of(window: HourWindow) -> list[tuple[str, str]]:

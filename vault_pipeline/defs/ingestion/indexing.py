@@ -9,8 +9,12 @@ validation are indexed with status ``dead_letter`` so their bytes stay reachable
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
+from itertools import repeat
+
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from vault_pipeline.core.windows import HourWindow
 from vault_pipeline.defs.ingestion.landed import LandedPartition
@@ -19,6 +23,8 @@ from vault_pipeline.storage.object_store import ObjectStore
 from vault_pipeline.tracing import tracer
 
 BATCH = 50_000
+RECORD_FIELDS = tuple(f.name for f in fields(RecordEntry))
+_SNAPSHOT_COLUMNS = ["log_id", "natural_id", "object_key", "offset", "length", "checksum", "timestamp"]
 
 
 @dataclass(slots=True)
@@ -47,29 +53,32 @@ def index_partition(
 ) -> IndexSummary:
     landed = LandedPartition(store, provider, window)
     rejected = dead_letter_ids(catalog, provider, partition)
+    rejected_ids = pa.array(sorted(rejected), pa.string())
     summary = IndexSummary()
     now = fixed_width_timestamp(datetime.now(UTC))
     newest = None
-    for rows in landed.row_batches(BATCH):
+    constants = {"provider": provider, "partition": partition, "run_id": run_id, "ingested_at": now}
+    for batch in landed.record_batches(BATCH, columns=_SNAPSHOT_COLUMNS):
         with tracer().start_as_current_span("vault.index_batch") as span:
-            entries = []
-            for row in rows:
-                status = DEAD_LETTER if row.log_id in rejected else VALID
-                entries.append(RecordEntry(
-                    log_id=row.log_id, provider=provider, partition=partition, natural_id=row.natural_id,
-                    object_key=row.object_key, offset=row.offset, length=row.length, checksum=row.checksum,
-                    timestamp=row.timestamp, run_id=run_id, status=status, ingested_at=now,
-                ))
-                if status == VALID and row.timestamp and (newest is None or row.timestamp > newest):
-                    newest = row.timestamp
-            result = catalog.upsert_records(entries)
-            summary.records += len(entries)
+            # Inserting in log_id order keeps the random-order indexes (log_id, partition) local.
+            batch = batch.take(pc.sort_indices(batch, [("log_id", "ascending")]))
+            dead = pc.is_in(batch.column("log_id"), value_set=rejected_ids)
+            latest = pc.max(pc.if_else(dead, None, batch.column("timestamp"))).as_py()
+            if latest is not None and (newest is None or latest > newest):
+                newest = latest
+            columns = {name: batch.column(name).to_pylist() for name in _SNAPSHOT_COLUMNS}
+            columns["status"] = pc.if_else(dead, DEAD_LETTER, VALID).to_pylist()
+            rows = list(zip(*(
+                columns[name] if name in columns else repeat(constants[name], batch.num_rows) for name in RECORD_FIELDS
+            )))
+            result = catalog.upsert_rows(rows)
+            summary.records += len(rows)
             summary.inserted += result.inserted
             summary.unchanged += result.unchanged
             summary.conflicts.extend(result.conflicts)
             span.set_attribute("vault.provider", provider)
             span.set_attribute("vault.partition", partition)
-            span.set_attribute("vault.records", len(entries))
+            span.set_attribute("vault.records", len(rows))
             span.set_attribute("vault.inserted", result.inserted)
             span.set_attribute("vault.unchanged", result.unchanged)
             span.set_attribute("vault.conflicts", len(result.conflicts))

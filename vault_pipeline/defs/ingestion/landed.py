@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import pyarrow as pa
+
 from vault_pipeline.core.layout import snapshot_objects_key, snapshot_records_key
 from vault_pipeline.core.snapshot import LandedObject, decode_objects, read_snapshot_batches
 from vault_pipeline.core.windows import HourWindow
@@ -42,6 +44,10 @@ class LandedPartition:
                 f"partition {window.hour_key}|{provider} has not been landed (no snapshot); materialize raw_landing first"
             ) from None
 
+    def record_batches(self, batch_size: int = 100_000, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
+        """The snapshot as Arrow batches, for stages that work column-wise."""
+        yield from read_snapshot_batches(self._snapshot, columns=columns, batch_size=batch_size)
+
     def row_batches(self, batch_size: int = 100_000) -> Iterator[list[LandedRow]]:
         for batch in read_snapshot_batches(self._snapshot, batch_size=batch_size):
             columns = batch.to_pydict()
@@ -60,6 +66,17 @@ class LandedPartition:
             if row.object_key != current_key:
                 current_key, current = row.object_key, self.store.get(row.object_key)
             yield row, current[row.offset : row.offset + row.length]
+
+    def with_bytes_of(self, batch: pa.RecordBatch) -> Iterator[memoryview]:
+        """The record bytes of each row of a snapshot batch (zero-copy views of each stored page)."""
+        current_key, current = None, memoryview(b"")
+        for key, offset, length in zip(
+            batch.column("object_key").to_pylist(), batch.column("offset").to_pylist(),
+            batch.column("length").to_pylist(), strict=True,
+        ):
+            if key != current_key:
+                current_key, current = key, memoryview(self.store.get(key))
+            yield current[offset : offset + length]
 
     def snapshot_table(self, columns: list[str] | None = None):
         from vault_pipeline.core.snapshot import read_snapshot

@@ -13,12 +13,15 @@ import hashlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from vault_pipeline.core.checksums import PREFIX
 from vault_pipeline.core.identity import log_id_for, natural_id_from
 from vault_pipeline.core.key_fields import KeyFieldsDecoder
 from vault_pipeline.core.layout import dlq_body_key, raw_key, snapshot_objects_key, snapshot_records_key
 from vault_pipeline.core.snapshot import LandedObject, SnapshotWriter, encode_objects
-from vault_pipeline.core.windows import HourWindow, parse_timestamp
+from vault_pipeline.core.windows import HourWindow, fixed_width_timestamps
 from vault_pipeline.providers.base import Provider, ProviderError
 from vault_pipeline.storage.catalog import Catalog, DeadLetter, fixed_width_timestamp
 from vault_pipeline.storage.object_store import ObjectStore
@@ -60,7 +63,7 @@ def land_window(
     keys = KeyFieldsDecoder(config.natural_id_field, config.event_time_field)
     snapshot = SnapshotWriter()
     summary = LandingSummary()
-    seen: set[str] = set()
+    log_ids: list[pa.Array] = []
     try:
         for page in provider.fetch_pages(fetch_window):
             body = page.body
@@ -70,8 +73,8 @@ def land_window(
             summary.new_objects += int(stored.created)
             summary.pages += 1
             summary.bytes += len(body)
-            columns = _frame_columns(name, key, page.number, body, page.framed.records, keys, seen, summary)
-            snapshot.add_page(columns)
+            columns = _frame_columns(name, key, page.number, body, page.framed.records, keys, summary)
+            log_ids.append(snapshot.add_page(columns).column("log_id"))
             summary.objects.append(
                 LandedObject(key, stored.checksum, len(body), page.number, len(page.framed.records), page.url)
             )
@@ -79,41 +82,51 @@ def land_window(
         _keep_unusable_body(exc, store, catalog, window, partition, name)
         raise LandingError(str(exc), retryable=exc.retryable) from exc
     summary.records = snapshot.rows
+    summary.duplicate_records = _duplicates(log_ids)
     store.put(snapshot_records_key(name, window), snapshot.finish(), overwrite=True)
     store.put(snapshot_objects_key(name, window), encode_objects(summary.objects), overwrite=True)
     return summary
 
 
-def _frame_columns(name, key, page_number, body, records, keys, seen, summary) -> dict[str, list]:
-    columns: dict[str, list] = {c: [] for c in ("log_id", "natural_id", "object_key", "offset", "length", "checksum", "timestamp", "page")}
-    sha256 = hashlib.sha256
+def _frame_columns(name, key, page_number, body, records, keys, summary) -> dict[str, list | pa.Array]:
+    log_ids, natural_ids, offsets, lengths, checksums, times = [], [], [], [], [], []
+    sha256, decode, view = hashlib.sha256, keys.decode, memoryview(body)
     for record in records:
-        data = body[record.offset : record.offset + record.length]
+        offset, length = record.offset, record.length
+        data = view[offset : offset + length]
         record_checksum = PREFIX + sha256(data).hexdigest()
-        natural_value, time_value, _is_object = keys.decode(data)
+        natural_value, time_value, _is_object = decode(data)
         natural_id = natural_id_from(natural_value, record_checksum)
-        log_id = log_id_for(name, natural_id)
-        if log_id in seen:
-            summary.duplicate_records += 1
-        seen.add(log_id)
-        moment = parse_timestamp(time_value)
-        timestamp = fixed_width_timestamp(moment) if moment else None
-        if timestamp is None:
-            summary.missing_time += 1
-        else:
-            if summary.newest_event is None or timestamp > summary.newest_event:
-                summary.newest_event = timestamp
-            if summary.oldest_event is None or timestamp < summary.oldest_event:
-                summary.oldest_event = timestamp
-        columns["log_id"].append(log_id)
-        columns["natural_id"].append(natural_id)
-        columns["object_key"].append(key)
-        columns["offset"].append(record.offset)
-        columns["length"].append(record.length)
-        columns["checksum"].append(record_checksum)
-        columns["timestamp"].append(timestamp)
-        columns["page"].append(page_number)
-    return columns
+        log_ids.append(log_id_for(name, natural_id))
+        natural_ids.append(natural_id)
+        offsets.append(offset)
+        lengths.append(length)
+        checksums.append(record_checksum)
+        times.append(time_value)
+    # Event times are parsed and formatted for the whole page at once (Arrow, in C).
+    timestamps = fixed_width_timestamps(times)
+    summary.missing_time += timestamps.null_count
+    if timestamps.null_count < len(timestamps):
+        bounds = pc.min_max(timestamps)
+        oldest, newest = bounds["min"].as_py(), bounds["max"].as_py()
+        if summary.newest_event is None or newest > summary.newest_event:
+            summary.newest_event = newest
+        if summary.oldest_event is None or oldest < summary.oldest_event:
+            summary.oldest_event = oldest
+    count = len(log_ids)
+    return {
+        "log_id": log_ids, "natural_id": natural_ids, "object_key": [key] * count, "offset": offsets,
+        "length": lengths, "checksum": checksums, "timestamp": timestamps, "page": [page_number] * count,
+    }
+
+
+def _duplicates(log_ids: list[pa.Array]) -> int:
+    """Records whose log_id appeared earlier in the same fetch (counted over Arrow columns,
+    not a Python set of every id)."""
+    if not log_ids:
+        return 0
+    column = pa.chunked_array(log_ids, pa.string())
+    return len(column) - pc.count_distinct(column).as_py()
 
 
 def _keep_unusable_body(exc: ProviderError, store, catalog, window, partition, name) -> None:

@@ -10,6 +10,7 @@ from vault_pipeline.core.kinds import fact_table_name
 from vault_pipeline.core.layout import report_key
 from vault_pipeline.defs.ingestion.assets import fetch_window_of
 from vault_pipeline.defs.integrity.artifacts import index_artifacts
+from vault_pipeline.defs.integrity.ledger_stage import record_partition
 from vault_pipeline.defs.integrity.snapshot_diff import diff_partition
 from vault_pipeline.defs.partitions import partition_of
 from vault_pipeline.defs.resources import VaultResource
@@ -67,6 +68,31 @@ def build_integrity_assets(partitions: dg.PartitionsDefinition, normalised_recor
         group_name="hourly",
         deps=[integrity_report],
         kinds={"python"},
+        description="Signed, hash-chained ledger entry committing to the partition's records (Merkle root) and objects.",
+    )
+    def ledger_entry(context: dg.AssetExecutionContext, vault: VaultResource) -> dg.MaterializeResult:
+        partition, name, window = partition_of(context)
+        entry, created = record_partition(
+            store=vault.object_store(), catalog=vault.catalog(), signer=vault.ledger_signer(), provider=name,
+            window=window, partition=partition, run_id=context.run.run_id,
+        )
+        return dg.MaterializeResult(
+            metadata={
+                "sequence": entry.sequence,
+                "new_entry": created,
+                "merkle_root": entry.merkle_root,
+                "records": entry.record_count,
+                "objects": len(entry.objects),
+                "entry_hash": entry.entry_hash,
+                "key_id": entry.key_id,
+            }
+        )
+
+    @dg.asset(
+        partitions_def=partitions,
+        group_name="hourly",
+        deps=[integrity_report, ledger_entry],
+        kinds={"python"},
         description="Every artifact of the partition with checksum, location and upstream lineage, in the catalog.",
     )
     def artifact_index(context: dg.AssetExecutionContext, vault: VaultResource) -> dg.MaterializeResult:
@@ -79,4 +105,4 @@ def build_integrity_assets(partitions: dg.PartitionsDefinition, normalised_recor
         kinds = Counter(a.kind for a in artifacts)
         return dg.MaterializeResult(metadata={"artifacts": len(artifacts), "by_kind": dg.MetadataValue.json(dict(kinds))})
 
-    return [integrity_report, artifact_index], [integrity_clean]
+    return [integrity_report, ledger_entry, artifact_index], [integrity_clean]

@@ -1,0 +1,86 @@
+"""Writing a partition into the tamper-evident ledger once it has proven intact.
+
+Each partition's entry commits to the Merkle root of its record checksums in log order
+(ascending ``log_id``, the catalog's own order for a partition, so anyone can recompute it
+from the index), the record count and every raw object with its checksum, chained to the
+provider's previous entry and signed. Entries are immutable objects under ``ledger/`` and rows
+in the catalog; a signed checkpoint naming the newest entry is stored under
+``ledger/{provider}/HEAD.json`` and in the catalog, so deleting the newest entries is visible.
+Re-running an unchanged partition writes nothing new.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+from vault_pipeline.core.ledger import (
+    Checkpoint,
+    LedgerEntry,
+    Signer,
+    make_checkpoint,
+    next_position,
+    partition_entry,
+    sign_entry,
+)
+from vault_pipeline.core.windows import HourWindow
+from vault_pipeline.defs.ingestion.landed import LandedPartition
+from vault_pipeline.storage.catalog import Catalog
+from vault_pipeline.storage.object_store import ObjectMissingError, ObjectStore
+
+
+def entry_key(provider: str, sequence: int) -> str:
+    return f"ledger/{provider}/{sequence:012d}.json"
+
+
+def checkpoint_key(provider: str) -> str:
+    return f"ledger/{provider}/HEAD.json"
+
+
+def newest_entry(catalog: Catalog, provider: str) -> LedgerEntry | None:
+    newest = None
+    for _sequence, text in catalog.ledger_entries(provider):
+        newest = text
+    return LedgerEntry.from_json(newest) if newest else None
+
+
+def stored_checkpoint(store: ObjectStore, catalog: Catalog, provider: str) -> Checkpoint | None:
+    """The object-store checkpoint (kept apart from the catalog rows), else the catalog's copy."""
+    try:
+        return Checkpoint.from_json(store.get(checkpoint_key(provider)))
+    except ObjectMissingError:
+        text = catalog.get_checkpoint(provider)
+        return Checkpoint.from_json(text) if text else None
+
+
+def record_partition(
+    *, store: ObjectStore, catalog: Catalog, signer: Signer, provider: str, window: HourWindow,
+    partition: str, run_id: str,
+) -> tuple[LedgerEntry, bool]:
+    """(the partition's entry, whether it was newly written)."""
+    landed = LandedPartition(store, provider, window)
+    objects = sorted({(obj.key, obj.checksum) for obj in landed.objects})
+    draft = partition_entry(
+        provider=provider, partition=partition, sequence=1, previous_hash="0" * 64,
+        record_checksums=(entry.checksum for entry in catalog.iter_partition_records(partition)),
+        objects=objects, run_id=run_id,
+    )
+    previous = catalog.ledger_entries_for_partition(partition)
+    if previous:
+        latest = LedgerEntry.from_json(previous[-1])
+        if (latest.merkle_root, latest.record_count, tuple(latest.objects)) == (draft.merkle_root, draft.record_count, tuple(draft.objects)):
+            return latest, False
+    sequence, previous_hash = next_position(newest_entry(catalog, provider), stored_checkpoint(store, catalog, provider),
+                                            signer.verifier())
+    entry = sign_entry(replace(draft, sequence=sequence, previous_hash=previous_hash), signer)
+    text = entry.to_json()
+    store.put(entry_key(provider, sequence), text.encode())  # never overwritten
+    catalog.append_ledger_entry(provider, sequence, partition, text)
+    checkpoint = make_checkpoint(entry, signer).to_json()
+    store.put(checkpoint_key(provider), checkpoint.encode(), overwrite=True)
+    catalog.put_checkpoint(provider, checkpoint)
+    return entry, True
+
+
+def entry_summary(entry: LedgerEntry) -> dict:
+    return json.loads(entry.to_json()) | {"entry_hash": entry.entry_hash}

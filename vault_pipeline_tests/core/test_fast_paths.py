@@ -1,0 +1,114 @@
+"""The column-wise fast paths give exactly the answers of the value-by-value code they replace.
+
+Landing formats a page's event times in Arrow (``fixed_width_timestamps``) instead of one
+``parse_timestamp`` per record, and normalisation decodes a record's analysed fields straight
+into their declared types (``Projector.project_typed``) instead of coercing each value. Every
+odd input must come out the same way as through the slow path, or fall back to it.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from vault_pipeline.core.kinds import KIND_COLUMNS
+from vault_pipeline.core.normalise import _coerce
+from vault_pipeline.core.projection import NOT_AN_OBJECT, Projector
+from vault_pipeline.core.windows import fixed_width_timestamps, parse_timestamp
+from vault_pipeline.storage.catalog import fixed_width_timestamp
+
+ODD_TIMES = [
+    "2026-01-01T00:00:00.123456Z",
+    "2026-01-01T00:00:00Z",
+    "2026-01-01T00:00:00.5Z",
+    "2026-01-01T00:30:00+01:00",  # offset: converted to UTC, crosses the day and year
+    "2026-01-01T00:30:00.25-02:30",
+    "2026-01-01T00:00:00+0100",
+    "2026-01-01T00:00:00z",  # lowercase z
+    " 2026-01-01T00:00:00Z ",  # padded
+    "2026-01-01 00:00:00+00:00",  # space separator
+    "2026-01-01T00:00:00.1234567Z",  # seven fraction digits
+    "2026-01-01T00:00:00",  # naive: rejected
+    "2026-01-01",  # naive date
+    "2026-02-30T00:00:00Z",  # no such day
+    "2026-01-01T24:00:00Z",
+    "2026-13-01T00:00:00Z",
+    "0001-01-01T00:00:00Z",
+    "9999-12-31T23:59:59.999999Z",
+    "garbage",
+    "",
+    None,
+    5,
+    1.5,
+    True,
+    ["2026-01-01T00:00:00Z"],
+    {"t": "2026-01-01T00:00:00Z"},
+]
+
+
+def slow(value: object) -> str | None:
+    moment = parse_timestamp(value)
+    return fixed_width_timestamp(moment) if moment else None
+
+
+def test_page_timestamps_match_the_per_value_parser_for_odd_inputs() -> None:
+    assert fixed_width_timestamps(ODD_TIMES).to_pylist() == [slow(v) for v in ODD_TIMES]
+
+
+def test_page_timestamps_keep_naive_values_rejected_and_offsets_in_utc() -> None:
+    got = fixed_width_timestamps(["2026-01-01T00:30:00+01:00", "2026-01-01T00:30:00", "2026-01-01T00:30:00Z"])
+    assert got.to_pylist() == ["2025-12-31T23:30:00.000000Z", None, "2026-01-01T00:30:00.000000Z"]
+
+
+def test_one_impossible_date_does_not_spoil_the_rest_of_the_page() -> None:
+    values = ["2026-02-30T00:00:00Z", "2026-01-01T00:00:00Z", "2024-02-29T12:00:00-01:00"]
+    assert fixed_width_timestamps(values).to_pylist() == [None, "2026-01-01T00:00:00.000000Z", "2024-02-29T13:00:00.000000Z"]
+
+
+@pytest.mark.parametrize("values", [[], [None, None], ["garbage"], ["2026-01-01T00:00:00Z"] * 3])
+def test_page_timestamps_of_small_pages(values: list) -> None:
+    assert fixed_width_timestamps(values).to_pylist() == [slow(v) for v in values]
+
+
+ODD_RECORDS = [
+    b'{"eventName":"x","userIdentity":{"type":"IAMUser","userName":"bob"},"readOnly":true}',
+    b'{"eventName":"x","userIdentity":null,"readOnly":false}',
+    b'{"eventName":"x"}',
+    b'{"eventName":5,"readOnly":"yes"}',
+    b'{"userIdentity":"a string","readOnly":1}',
+    b'{"userIdentity":[1,2]}',
+    b"[1, 2]",
+    b'"just a string"',
+    b"null",
+    b"not json",
+    b'{"provider":"openai","model":"m","latency_ms":12,"success":true,"tokens":{"prompt":3,"completion":4,"total":7},"cost_usd":1,"error":null}',
+    b'{"latency_ms":9223372036854775807,"tokens":{"prompt":-9223372036854775808,"completion":9223372036854775808}}',
+    b'{"latency_ms":18446744073709551617,"tokens":{"total":"many"},"cost_usd":18446744073709551617}',
+    b'{"latency_ms":true,"success":1,"cost_usd":false,"error":{"message":7}}',
+    b'{"latency_ms":5.0,"tokens":null,"error":{"message":"rate limited","code":429}}',
+    b'{"suite":"s","test":"t","status":"passed","duration_ms":3,"ci":{"build":5,"branch":"main"},"error":{"type":"E"}}',
+    b'{"duration_ms":1e308,"ci":{"build":5.0}}',
+    b'{"duration_ms":-1.5,"ci":null,"error":"boom"}',
+    b'{"eventName":"dup","eventName":7}',
+    '{"eventName":"\u00e9\U0001d518","userIdentity":{"userName":"\u674e"}}'.encode(),
+]
+
+
+@pytest.mark.parametrize("kind", sorted(KIND_COLUMNS))
+def test_typed_projection_equals_coerced_projection_or_defers_to_it(kind: str) -> None:
+    projector = Projector(kind)
+    types = [column.type for column in KIND_COLUMNS[kind]]
+    fast_hits = 0
+    for data in ODD_RECORDS:
+        values = projector.project(data)
+        expected = (
+            tuple([None] * len(types)) if values is NOT_AN_OBJECT
+            else tuple(_coerce(v, t) for v, t in zip(values, types, strict=True))
+        )
+        typed = projector.project_typed(data)
+        if typed is not None:
+            fast_hits += 1
+            assert typed == expected, data
+            assert [type(v) for v in typed] == [type(v) for v in expected], data  # 3 -> 3.0 for floats
+        projected_view = projector.project_typed(memoryview(data))
+        assert projected_view == typed
+    assert fast_hits  # the fast path is actually taken for ordinary records

@@ -1,0 +1,27 @@
+"""``Catalog.upsert_rows``: the tuple form of ``upsert_records`` that indexing uses, on every backend."""
+
+from __future__ import annotations
+
+from dataclasses import astuple, replace
+
+from vault_pipeline.storage.catalog import Catalog, RecordEntry
+
+
+def entry(n: int) -> RecordEntry:
+    return RecordEntry(
+        log_id=f"log_{n:032x}", provider="acme", partition="2026-01-01-05:00|acme", natural_id=f"evt-{n}",
+        object_key=f"raw/acme/2026/01/01/05/{n // 10:064x}.json", offset=n * 10, length=10,
+        checksum=f"sha256:{n:064x}", timestamp=f"2026-01-01T05:00:{n % 60:02d}.000000Z", run_id="run-1",
+        ingested_at="2026-01-01T06:00:00.000000Z",
+    )
+
+
+def test_upsert_rows_behaves_like_upsert_records(catalog: Catalog) -> None:
+    first = catalog.upsert_rows([astuple(entry(n)) for n in range(5)])
+    assert (first.inserted, first.unchanged, first.conflicts) == (5, 0, [])
+    assert catalog.get_record(entry(3).log_id) == entry(3)
+    changed = replace(entry(1), checksum="sha256:" + "f" * 64)
+    again = catalog.upsert_rows([astuple(entry(n)) for n in range(4, 7)] + [astuple(changed)])
+    assert (again.inserted, again.unchanged, again.conflicts) == (2, 1, [changed.log_id])
+    assert catalog.get_record(changed.log_id) == entry(1)  # the first copy is kept
+    assert catalog.upsert_rows([]).inserted == 0

@@ -1,0 +1,84 @@
+"""Streaming merges (``DeltaLake.merge_batches``): one merge per hour fed batch by batch.
+
+Normalisation streams a whole hour into one merge instead of materialising it; the merge must
+still be idempotent, collapse keys repeated anywhere in the stream, read only the declared
+partitions and refuse rows outside them without committing anything.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from vault_pipeline.storage.lake import DeltaLake, LakeError
+
+SCHEMA = pa.schema([("log_id", pa.string()), ("date", pa.string()), ("hour", pa.string()), ("n", pa.int64())])
+HOUR = [("2026-01-01", "00")]
+
+
+def batch(ids: list[int], *, hour: str = "00", n: int = 0) -> pa.RecordBatch:
+    return pa.RecordBatch.from_pydict(
+        {"log_id": [f"log-{i:04d}" for i in ids], "date": ["2026-01-01"] * len(ids), "hour": [hour] * len(ids),
+         "n": [n] * len(ids)}, schema=SCHEMA,
+    )
+
+
+@pytest.fixture
+def lake(tmp_path: Path) -> DeltaLake:
+    return DeltaLake(str(tmp_path / "lake"))
+
+
+def test_stream_is_one_merge_and_a_rerun_changes_nothing(lake: DeltaLake) -> None:
+    stats = lake.merge_batches("t", iter([batch([1, 2, 3]), batch([4, 5])]), SCHEMA, partitions=HOUR)
+    assert (stats.inserted, stats.unchanged) == (5, 0)
+    version = lake.version("t")
+    again = lake.merge_batches("t", iter([batch([1, 2, 3]), batch([4, 5])]), SCHEMA, partitions=HOUR)
+    assert (again.inserted, again.unchanged) == (0, 5)
+    assert lake.count("t") == 5
+    assert lake.version("t") == version  # nothing new: no new table version
+
+
+def test_keys_repeated_within_and_across_batches_keep_the_first_row(lake: DeltaLake) -> None:
+    stats = lake.merge_batches("t", iter([batch([1, 1, 2], n=1), batch([2, 3], n=2), batch([3, 1], n=3)]), SCHEMA, partitions=HOUR)
+    assert (stats.inserted, stats.unchanged) == (3, 4)
+    table = lake.read("t").sort_by("log_id")
+    assert table.column("n").to_pylist() == [1, 1, 2]
+
+
+def test_overlap_with_rows_already_in_the_table_inserts_only_new_ids(lake: DeltaLake) -> None:
+    lake.merge_batches("t", iter([batch([1, 2])]), SCHEMA, partitions=HOUR)
+    stats = lake.merge_batches("t", iter([batch([2, 3]), batch([4])]), SCHEMA, partitions=HOUR)
+    assert (stats.inserted, stats.unchanged) == (2, 1)
+    assert lake.count("t") == 4
+
+
+def test_other_partitions_are_neither_read_nor_touched(lake: DeltaLake) -> None:
+    lake.merge_batches("t", iter([batch([1, 2], hour="01")]), SCHEMA, partitions=[("2026-01-01", "01")])
+    stats = lake.merge_batches("t", iter([batch([3])]), SCHEMA, partitions=HOUR)
+    assert stats.inserted == 1
+    assert lake.count("t", partitions=[("2026-01-01", "01")]) == 2
+
+
+def test_a_row_outside_the_declared_partitions_fails_the_merge_and_commits_nothing(lake: DeltaLake) -> None:
+    lake.merge_batches("t", iter([batch([1])]), SCHEMA, partitions=HOUR)
+    version = lake.version("t")
+    with pytest.raises(LakeError, match="outside the declared partitions"):
+        lake.merge_batches("t", iter([batch([2]), batch([3], hour="05")]), SCHEMA, partitions=HOUR)
+    assert lake.version("t") == version
+    assert lake.count("t") == 1
+
+
+def test_empty_stream_is_a_no_op_and_bad_partitions_are_refused(lake: DeltaLake) -> None:
+    stats = lake.merge_batches("t", iter([batch([])]), SCHEMA, partitions=HOUR)
+    assert (stats.inserted, stats.unchanged, stats.version) == (0, 0, None)
+    assert not lake.exists("t")
+    with pytest.raises(ValueError):
+        lake.merge_batches("t", iter([batch([1])]), SCHEMA, partitions=[("2026-01-01", "7")])
+
+
+def test_nulls_in_the_key_fail_the_merge(lake: DeltaLake) -> None:
+    bad = pa.RecordBatch.from_pydict({"log_id": [None], "date": ["2026-01-01"], "hour": ["00"], "n": [1]}, schema=SCHEMA)
+    with pytest.raises(LakeError, match="nulls"):
+        lake.merge_batches("t", iter([batch([1]), bad]), SCHEMA, partitions=HOUR)
