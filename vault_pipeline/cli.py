@@ -90,12 +90,47 @@ def run_demo(hours: int) -> int:
     return 0 if totals["failed_runs"] == 0 else 1
 
 
+def _hour_key(text: str) -> str | None:
+    from vault_pipeline.core.windows import HOUR_KEY_FORMAT, parse_timestamp
+
+    try:
+        return datetime.strptime(text, HOUR_KEY_FORMAT).strftime(HOUR_KEY_FORMAT)
+    except ValueError:
+        moment = parse_timestamp(text)
+        return moment.strftime("%Y-%m-%d-%H:00") if moment else None
+
+
+def run_verify(providers: list[str] | None, since: str | None, as_json: bool) -> int:
+    """Exit 0 when everything verifies, 1 with a report naming every finding."""
+    import json
+
+    from vault_pipeline.defs.integrity.verification import verify_vault
+    from vault_pipeline.defs.resources import resources_for_env
+
+    vault = resources_for_env()["vault"]
+    report = verify_vault(store=vault.object_store(), catalog=vault.catalog(), verifier=vault.ledger_signer().verifier(),
+                          providers=providers, since_partition_hour=since)
+    if as_json:
+        print(json.dumps({"clean": report.clean, "summary": report.summary(),
+                          "findings": [f.to_dict() for f in report.findings]}, indent=1))
+    else:
+        for finding in report.findings:
+            where = finding.partition or f"ledger #{finding.sequence}"
+            print(f"FINDING {finding.type:<24} {finding.provider} {where}: {finding.detail}")
+        print(("OK   " if report.clean else "FAIL ") + report.summary())
+    return 0 if report.clean else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vault", description="vault_pipeline operator commands")
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser("demo", help="run the hourly job for every provider over the last complete hours")
     demo.add_argument("--hours", type=int, default=3, help="how many complete hours (default 3)")
     commands.add_parser("init-instance", help="create $VAULT_HOME/dagster for the Dagster UI and CLI")
+    verify = commands.add_parser("verify", help="re-hash everything and check it against the signed ledger")
+    verify.add_argument("--provider", action="append", help="only this provider (repeatable)")
+    verify.add_argument("--since", help="only partitions from this hour on (YYYY-MM-DD-HH:00 or ISO-8601)")
+    verify.add_argument("--json", action="store_true", help="print the report as JSON")
     serve = commands.add_parser("serve", help="run the HTTP API (FastAPI + uvicorn)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
@@ -104,6 +139,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.hours < 1 or args.hours > 168:
             parser.error("--hours must be between 1 and 168")
         return run_demo(args.hours)
+    if args.command == "verify":
+        since = _hour_key(args.since) if args.since else None
+        if args.since and since is None:
+            parser.error(f"--since {args.since!r} is not an hour (YYYY-MM-DD-HH:00) or an ISO-8601 time")
+        return run_verify(args.provider, since, args.json)
     if args.command == "serve":
         from vault_pipeline.api.server import serve
 
