@@ -31,6 +31,7 @@ from vault_pipeline.api.schemas import (
 from vault_pipeline.api.validation import check_provider
 from vault_pipeline.core.checksums import checksum
 from vault_pipeline.core.identity import is_log_id
+from vault_pipeline.core.ledger import LedgerEntry, LedgerError, record_proof
 from vault_pipeline.defs.partitions import HOURLY_START
 from vault_pipeline.providers.config import VaultConfig
 from vault_pipeline.storage.catalog import CHECKSUM_MISMATCH, Catalog, fixed_width_timestamp
@@ -190,6 +191,24 @@ def create_app(api: VaultApi) -> FastAPI:
             api.catalog.set_status([log_id], CHECKSUM_MISMATCH)
             raise ApiError(409, "checksum_mismatch", "stored bytes no longer match the indexed checksum; not served")
         return Response(content=data, media_type="application/json", headers={"X-Vault-Checksum": entry.checksum})
+
+    @app.get("/v1/logs/{log_id}/proof", responses={404: {"model": ErrorBody}, 409: {"model": ErrorBody}})
+    def log_proof(log_id: str, _p: Principal = requires("audit")) -> JSONResponse:
+        """Leaf hash, audit path and the signed ledger entry: verifiable without trusting the vault."""
+        entry = api.catalog.get_record(log_id) if is_log_id(log_id) else None
+        if entry is None:
+            raise ApiError(404, "log_not_found", "no log with that id")
+        stored = api.catalog.ledger_entries_for_partition(entry.partition)
+        if not stored:
+            raise ApiError(404, "not_in_ledger", f"partition {entry.partition} has no ledger entry yet")
+        ledger_entry = LedgerEntry.from_json(stored[-1])
+        records = list(api.catalog.iter_partition_records(entry.partition))  # log order
+        index = next(i for i, record in enumerate(records) if record.log_id == log_id)
+        try:
+            proof = record_proof(ledger_entry, [record.checksum for record in records], index)
+        except LedgerError as exc:
+            raise ApiError(409, "ledger_mismatch", str(exc)) from None
+        return JSONResponse(proof | {"log_id": log_id})
 
     # providers ----------------------------------------------------------------------------
     @app.post("/v1/providers/validate", response_model=ValidateResult,
