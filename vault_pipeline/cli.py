@@ -77,6 +77,10 @@ def run_demo(hours: int) -> int:
             state = "ok" if result.success else "FAILED"
             print(f"  {hour}|{provider:<18} {state:<6} records={records:<7} bytes={bytes_:<9} checks {passed} passed, {failed} failed  run {result.run_id[:8]}")
     home = vault_home()
+    from vault_pipeline.defs.integrity.verification import verify_vault
+
+    proof = verify_vault(store=vault.object_store(), catalog=vault.catalog(), verifier=vault.ledger_signer().verifier(),
+                         providers=providers)
     print(
         f"\n{totals['runs']} runs ({totals['failed_runs']} failed): {totals['records']} records, "
         f"{totals['bytes'] / 1e6:.2f} MB landed; checks {totals['checks_passed']} passed, {totals['checks_failed']} failed.\n"
@@ -84,7 +88,9 @@ def run_demo(hours: int) -> int:
         f"  catalog        {home / 'catalog.db'}\n"
         f"  delta tables   {home / 'lake'}\n"
         f"  reports        {home / 'objects' / 'reports'}  (dead letters under objects/dlq)\n"
+        f"  ledger         {home / 'objects' / 'ledger'}  (public key {home / 'ledger.pub'})\n"
         f"  traces         {home / 'traces.jsonl'}\n"
+        f"vault verify: {'OK' if proof.clean else 'FAIL'} {proof.summary()}\n"
         f"Open the Dagster UI on these runs with: make ui   (then http://127.0.0.1:3000)"
     )
     return 0 if totals["failed_runs"] == 0 else 1
