@@ -14,6 +14,7 @@ from vault_pipeline.defs.analytics.assets import build_analytics_assets
 from vault_pipeline.defs.ingestion.assets import build_ingestion_assets
 from vault_pipeline.defs.integrity.assets import build_integrity_assets
 from vault_pipeline.defs.partitions import hourly_partitions
+from vault_pipeline.defs.promotion.assets import build_promotion_assets
 from vault_pipeline.defs.resources import resources_for_env
 from vault_pipeline.defs.schedules import build_hourly_job, build_hourly_schedule
 from vault_pipeline.providers.config import VaultConfig, load_config
@@ -25,10 +26,14 @@ def build_definitions(config: VaultConfig | None = None, resources: dict[str, ob
     partitions = hourly_partitions(providers)
     (raw_landing, record_index), ingestion_checks = build_ingestion_assets(partitions, config.policies.input_pass_rate)
     (normalised_records,), analytics_checks = build_analytics_assets(partitions, record_index, config.policies.output_pass_rate)
-    (integrity_report, ledger_entry, artifact_index), integrity_checks = build_integrity_assets(partitions, normalised_records)
+    (integrity_report, ledger_entry, artifact_index), integrity_checks = build_integrity_assets(
+        partitions, normalised_records, artifact_deps=[dg.AssetKey("golden_promotion")]
+    )
+    (golden_promotion,) = build_promotion_assets(partitions, ledger_entry)
     job = build_hourly_job(partitions)
     return dg.Definitions(
-        assets=[raw_landing, record_index, normalised_records, integrity_report, ledger_entry, artifact_index],
+        assets=[raw_landing, record_index, normalised_records, integrity_report, ledger_entry, golden_promotion,
+                artifact_index],
         asset_checks=[*ingestion_checks, *analytics_checks, *integrity_checks],
         jobs=[job],
         schedules=[build_hourly_schedule(job, providers)],

@@ -24,6 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from vault_pipeline.api.auth import KeyRing, Principal
 from vault_pipeline.api.jobs import JobService, QueueFullError, hours_in_range
 from vault_pipeline.api.pagination import InvalidCursorError, LogSearch
+from vault_pipeline.api.promotions import PromotionService, register_routes
 from vault_pipeline.api.middleware import AccessLogMiddleware, BodyLimitMiddleware, RequestMetrics
 from vault_pipeline.api.schemas import (
     ErrorBody, IngestAccepted, IngestRequest, JobStatus, LogPage, ValidateRequest, ValidateResult,
@@ -31,7 +32,8 @@ from vault_pipeline.api.schemas import (
 from vault_pipeline.api.validation import check_provider
 from vault_pipeline.core.checksums import checksum
 from vault_pipeline.core.identity import is_log_id
-from vault_pipeline.core.ledger import LedgerEntry, LedgerError, record_proof
+from vault_pipeline.core.ledger import LedgerError, record_proof
+from vault_pipeline.defs.integrity.ledger_stage import partition_entries
 from vault_pipeline.defs.partitions import HOURLY_START
 from vault_pipeline.providers.config import VaultConfig
 from vault_pipeline.storage.catalog import CHECKSUM_MISMATCH, Catalog, fixed_width_timestamp
@@ -63,6 +65,7 @@ class VaultApi:
     http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=10.0))
     settings: ApiSettings = field(default_factory=ApiSettings)
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    promotions: PromotionService | None = None  # /v1/promotions and /v1/quarantine when set
 
 
 def create_app(api: VaultApi) -> FastAPI:
@@ -198,10 +201,10 @@ def create_app(api: VaultApi) -> FastAPI:
         entry = api.catalog.get_record(log_id) if is_log_id(log_id) else None
         if entry is None:
             raise ApiError(404, "log_not_found", "no log with that id")
-        stored = api.catalog.ledger_entries_for_partition(entry.partition)
+        stored = partition_entries(api.catalog, entry.partition)  # not its promotion decisions
         if not stored:
             raise ApiError(404, "not_in_ledger", f"partition {entry.partition} has no ledger entry yet")
-        ledger_entry = LedgerEntry.from_json(stored[-1])
+        ledger_entry = stored[-1]
         records = list(api.catalog.iter_partition_records(entry.partition))  # log order
         index = next(i for i, record in enumerate(records) if record.log_id == log_id)
         try:
@@ -218,6 +221,10 @@ def create_app(api: VaultApi) -> FastAPI:
         if result.error:
             raise ApiError(result.status, result.error, result.detail)
         return ValidateResult(connection=result.connection, latency_ms=result.latency_ms)
+
+    # promotion ----------------------------------------------------------------------------
+    if api.promotions is not None:
+        register_routes(app, api.promotions, requires, ApiError)
 
     # operations ---------------------------------------------------------------------------
     @app.get("/healthz")

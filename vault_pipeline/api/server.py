@@ -16,6 +16,7 @@ from pathlib import Path
 from vault_pipeline.api.app import ApiSettings, VaultApi, create_app
 from vault_pipeline.api.auth import KeyRing, key_ring_from_env
 from vault_pipeline.api.jobs import JobService
+from vault_pipeline.api.promotions import PromotionService
 from vault_pipeline.api.runs import Runner
 
 
@@ -39,6 +40,7 @@ def build_runner(definitions) -> Runner:
 
 def build_api_from_env(keys: KeyRing) -> VaultApi:
     from vault_pipeline.definitions import build_definitions
+    from vault_pipeline.defs.promotion.masking import masking_settings
     from vault_pipeline.providers.config import load_config
 
     definitions = build_definitions()
@@ -48,9 +50,15 @@ def build_api_from_env(keys: KeyRing) -> VaultApi:
         workers=int(os.environ.get("VAULT_API_WORKERS", "1")),
         max_queue=int(os.environ.get("VAULT_API_MAX_QUEUE", "16")),
     )
+    promotions = PromotionService(
+        catalog=vault.catalog(), store=vault.object_store(), signer=vault.ledger_signer, config=load_config,
+        masking=lambda config: masking_settings(config.policies, Path(vault.home)),
+        max_queue=int(os.environ.get("VAULT_API_MAX_PROMOTIONS", "32")),
+    )
     return VaultApi(
         catalog=vault.catalog(), store=vault.object_store(), jobs=jobs, keys=keys, config=load_config,
         settings=ApiSettings(max_range_hours=int(os.environ.get("VAULT_API_MAX_RANGE_HOURS", "168"))),
+        promotions=promotions,
     )
 
 
@@ -72,4 +80,6 @@ def serve(host: str, port: int) -> int:
         uvicorn.run(create_app(api), host=host, port=port, log_level="info", access_log=False)
     finally:
         api.jobs.close()
+        if api.promotions is not None:
+            api.promotions.close()
     return 0

@@ -2,7 +2,8 @@
 
 ``raw/`` holds provider pages byte-exact and content-addressed; ``dlq/`` bodies that could
 not be used and validation rejects; ``snapshots/`` the landing snapshot each integrity diff
-starts from; ``reports/`` validation and integrity reports. All keys of one partition share
+starts from; ``reports/`` validation and integrity reports; ``golden/`` promoted (verified,
+masked where needed) records by kind, and ``quarantine/`` what failed verification. All keys of one partition share
 the ``{provider}/{YYYY}/{MM}/{DD}/{HH}`` part, so a partition is one prefix per zone.
 """
 
@@ -41,3 +42,12 @@ def snapshot_objects_key(provider: str, window: HourWindow) -> str:
 
 def report_key(provider: str, window: HourWindow, name: str) -> str:
     return f"reports/{partition_path(provider, window)}/{name}.json"
+
+
+def golden_prefix(kind: str, provider: str, window: HourWindow) -> str:
+    """``golden/{kind}/{provider}/{YYYY-MM-DD}/{HH}/``: consumers list a day or an hour by prefix."""
+    return f"golden/{kind}/{provider}/{window.start:%Y-%m-%d}/{window.start:%H}/"
+
+
+def quarantine_key(provider: str, window: HourWindow, log_id: str) -> str:
+    return f"quarantine/{partition_path(provider, window)}/{log_id}.json"

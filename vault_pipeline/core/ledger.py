@@ -628,6 +628,39 @@ def partition_entry(
     )
 
 
+def decision_entry(
+    *,
+    provider: str,
+    partition: str,
+    sequence: int,
+    previous_hash: str,
+    decision_lines: Iterable[bytes],
+    objects: Iterable[tuple[str, str]],
+    run_id: str,
+    body: Mapping[str, Any],
+    created_at: str | None = None,
+) -> LedgerEntry:
+    """An unsigned ``promotion_decision`` entry: the Merkle root over the SHA-256 of each
+    per-record decision line (canonical JSON, in log order), the number of decisions, and
+    the golden/quarantine objects written, with their checksums."""
+    tree = MerkleBuilder()
+    for line in decision_lines:
+        tree.add(hashlib.sha256(line).digest())
+    return LedgerEntry(
+        provider=provider,
+        partition=partition,
+        sequence=sequence,
+        previous_hash=previous_hash,
+        created_at=created_at or utc_now(),
+        run_id=run_id,
+        kind=KIND_PROMOTION_DECISION,
+        merkle_root=tree.root_hex(),
+        record_count=tree.count,
+        objects=tuple(objects),
+        body=dict(body),
+    )
+
+
 # -- verification --------------------------------------------------------------------------
 
 

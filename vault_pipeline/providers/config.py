@@ -133,6 +133,12 @@ class ProviderConfig(_Strict):
 class Policies(_Strict):
     input_pass_rate: float = Field(default=0.99, ge=0, le=1)
     output_pass_rate: float = Field(default=1.0, ge=0, le=1)
+    # raw -> golden promotion: the tier recorded with every promoted record, how PII is masked
+    # (pseudonym keys come from VAULT_PSEUDONYM_KEY, never this file), and whether IP
+    # addresses count as PII (audit trails often must keep source addresses).
+    promotion_tier: str = Field(default="standard", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    pii_masking: Literal["redact", "pseudonym"] = "redact"
+    count_ip_addresses: bool = True
 
 
 class VaultConfig(_Strict):

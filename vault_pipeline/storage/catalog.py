@@ -227,6 +227,40 @@ class Catalog(ABC):
     @abstractmethod
     def get_checkpoint(self, provider: str) -> str | None: ...
 
+    # promotions and quarantine -----------------------------------------------------------
+    # Stored as JSON text like ledger entries, so both adapters keep arbitrary keys and big
+    # integers alike; only the fields the methods filter on are also kept as columns.
+    @abstractmethod
+    def put_promotion(self, promotion_id: str, document: dict[str, Any]) -> None:
+        """Insert or replace the state of one promotion request."""
+
+    @abstractmethod
+    def get_promotion(self, promotion_id: str) -> dict[str, Any] | None: ...
+
+    @abstractmethod
+    def put_quarantine(self, items: Sequence[dict[str, Any]]) -> int:
+        """Insert or replace quarantine items by ``log_id`` (each item needs log_id, provider,
+        partition, status); returns how many were new."""
+
+    @abstractmethod
+    def list_quarantine(
+        self, *, provider: str | None = None, partition: str | None = None, status: str | None = None,
+        limit: int = 100, offset: int = 0,
+    ) -> list[dict[str, Any]]:
+        """Ordered by (partition, log_id)."""
+
+    @abstractmethod
+    def get_quarantine(self, log_id: str) -> dict[str, Any] | None: ...
+
+    def set_quarantine_status(self, log_id: str, status: str, approved_by: str, reason_code: str) -> dict[str, Any] | None:
+        """Change an item's status, recording who and why; returns the item, None if unknown."""
+        item = self.get_quarantine(log_id)
+        if item is None:
+            return None
+        item = {**item, "status": status, "approved_by": approved_by, "reason_code": reason_code}
+        self.put_quarantine([item])
+        return item
+
     # access log --------------------------------------------------------------------------
     @abstractmethod
     def log_access(self, entries: Sequence[AccessEntry]) -> None: ...

@@ -107,8 +107,11 @@ class MongoCatalog(Catalog):
         self.access_log: Collection = database["access_log"]
         self.ledger: Collection = database["ledger"]
         self.ledger_checkpoints: Collection = database["ledger_checkpoints"]
+        self.promotions: Collection = database["promotions"]
+        self.quarantine: Collection = database["quarantine"]
         with self._translated("create indexes"):
             self.ledger.create_index([("partition", pymongo.ASCENDING), ("sequence", pymongo.ASCENDING)], name="ledger_by_partition")
+            self.quarantine.create_index([("partition", pymongo.ASCENDING), ("_id", pymongo.ASCENDING)], name="quarantine_by_partition")
             self.records.create_index(RECORD_ORDER, name="records_by_time")
             self.records.create_index(
                 [("provider", pymongo.ASCENDING), *RECORD_ORDER], name="records_by_provider_time"
@@ -432,6 +435,52 @@ class MongoCatalog(Catalog):
         with self._translated("get_checkpoint"):
             document = self.ledger_checkpoints.find_one({"_id": provider})
             return document["checkpoint"] if document else None
+
+    # promotions and quarantine -----------------------------------------------------------
+    def put_promotion(self, promotion_id: str, document: dict[str, Any]) -> None:
+        with self._translated("put_promotion"):
+            self.promotions.replace_one({"_id": promotion_id}, {"_id": promotion_id, "document": _to_json(document)},
+                                        upsert=True)
+
+    def get_promotion(self, promotion_id: str) -> dict[str, Any] | None:
+        with self._translated("get_promotion"):
+            document = self.promotions.find_one({"_id": promotion_id})
+            return json.loads(document["document"]) if document else None
+
+    def put_quarantine(self, items: Sequence[dict[str, Any]]) -> int:
+        new = 0
+        with self._translated("put_quarantine"):
+            # one replace per item: mongomock's bulk_write with ReplaceOne is broken (see DESIGN)
+            for item in items:
+                result = self.quarantine.replace_one(
+                    {"_id": item["log_id"]},
+                    {"_id": item["log_id"], "provider": item["provider"], "partition": item["partition"],
+                     "status": item["status"], "item": _to_json(dict(item))},
+                    upsert=True,
+                )
+                new += result.upserted_id is not None
+        return new
+
+    def list_quarantine(
+        self, *, provider: str | None = None, partition: str | None = None, status: str | None = None,
+        limit: int = 100, offset: int = 0,
+    ) -> list[dict[str, Any]]:
+        _check_page(limit, offset)
+        if not limit:
+            return []
+        with self._translated("list_quarantine"):
+            cursor = (
+                self.quarantine.find(_equals(provider=provider, partition=partition, status=status))
+                .sort([("partition", pymongo.ASCENDING), ("_id", pymongo.ASCENDING)])
+                .skip(offset)
+                .limit(limit)
+            )
+            return [json.loads(document["item"]) for document in cursor]
+
+    def get_quarantine(self, log_id: str) -> dict[str, Any] | None:
+        with self._translated("get_quarantine"):
+            document = self.quarantine.find_one({"_id": log_id})
+            return json.loads(document["item"]) if document else None
 
     # access log --------------------------------------------------------------------------
     def log_access(self, entries: Sequence[AccessEntry]) -> None:

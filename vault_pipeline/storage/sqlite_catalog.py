@@ -145,6 +145,20 @@ CREATE TABLE IF NOT EXISTS artifacts (
 );
 CREATE INDEX IF NOT EXISTS artifacts_by_partition ON artifacts ("partition", "kind", "artifact_id");
 CREATE INDEX IF NOT EXISTS artifacts_by_provider ON artifacts ("provider", "partition", "kind", "artifact_id");
+
+CREATE TABLE IF NOT EXISTS promotions (
+    "promotion_id" TEXT PRIMARY KEY NOT NULL,
+    "document" TEXT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS quarantine (
+    "log_id" TEXT PRIMARY KEY NOT NULL,
+    "provider" TEXT NOT NULL,
+    "partition" TEXT NOT NULL,
+    "status" TEXT NOT NULL,
+    "item" TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS quarantine_by_partition ON quarantine ("partition", "log_id");
 """
 
 
@@ -498,6 +512,46 @@ class SqliteCatalog(Catalog):
     def get_checkpoint(self, provider: str) -> str | None:
         rows = self._read('SELECT "checkpoint" FROM ledger_checkpoints WHERE "provider" = ?', (provider,))
         return rows[0][0] if rows else None
+
+    # promotions and quarantine -----------------------------------------------------------
+    def put_promotion(self, promotion_id: str, document: dict[str, Any]) -> None:
+        try:
+            with self._write() as db:
+                db.execute('INSERT OR REPLACE INTO promotions ("promotion_id", "document") VALUES (?, ?)',
+                           (promotion_id, _to_json(document)))
+        except sqlite3.Error as exc:
+            raise CatalogError(f"SQLite catalog {self.path}: put_promotion failed: {exc}") from exc
+
+    def get_promotion(self, promotion_id: str) -> dict[str, Any] | None:
+        rows = self._read('SELECT "document" FROM promotions WHERE "promotion_id" = ?', (promotion_id,))
+        return json.loads(rows[0][0]) if rows else None
+
+    def put_quarantine(self, items: Sequence[dict[str, Any]]) -> int:
+        if not items:
+            return 0
+        rows = [(i["log_id"], i["provider"], i["partition"], i["status"], _to_json(dict(i))) for i in items]
+        try:
+            with self._write() as db:
+                before = db.execute("SELECT COUNT(*) FROM quarantine").fetchone()[0]
+                db.executemany('INSERT OR REPLACE INTO quarantine ("log_id", "provider", "partition", "status", "item") '
+                               "VALUES (?, ?, ?, ?, ?)", rows)
+                return db.execute("SELECT COUNT(*) FROM quarantine").fetchone()[0] - before
+        except sqlite3.Error as exc:
+            raise CatalogError(f"SQLite catalog {self.path}: put_quarantine failed: {exc}") from exc
+
+    def list_quarantine(
+        self, *, provider: str | None = None, partition: str | None = None, status: str | None = None,
+        limit: int = 100, offset: int = 0,
+    ) -> list[dict[str, Any]]:
+        _check_page(limit, offset)
+        where, params = _where({"provider": provider, "partition": partition, "status": status})
+        rows = self._read(f'SELECT "item" FROM quarantine{where} ORDER BY "partition", "log_id" LIMIT ? OFFSET ?',
+                          [*params, limit, offset])
+        return [json.loads(row[0]) for row in rows]
+
+    def get_quarantine(self, log_id: str) -> dict[str, Any] | None:
+        rows = self._read('SELECT "item" FROM quarantine WHERE "log_id" = ?', (log_id,))
+        return json.loads(rows[0][0]) if rows else None
 
     # access log --------------------------------------------------------------------------
     def log_access(self, entries: Sequence[AccessEntry]) -> None:

@@ -17,7 +17,8 @@ from vault_pipeline.providers.config import ConfigError, load_config
 
 REPO = Path(__file__).resolve().parents[2]
 UNUSED = {"vault": VaultResource(home="/nonexistent")}  # definitions only; nothing runs
-HOURLY_ASSETS = {"raw_landing", "record_index", "normalised_records", "integrity_report", "ledger_entry", "artifact_index"}
+HOURLY_ASSETS = {"raw_landing", "record_index", "normalised_records", "integrity_report", "ledger_entry", "golden_promotion",
+                 "artifact_index"}
 
 
 def _write(path: Path, providers: dict) -> Path:

@@ -14,6 +14,8 @@ from vault_pipeline.defs.integrity.verification import verify_vault
 
 HOURS = ["2026-01-01-05:00", "2026-01-01-06:00", "2026-01-01-07:00", "2026-01-01-08:00"]
 PROVIDER = "tamper"
+# Each hour appends a partition entry and, once promoted, a promotion_decision entry.
+NEWEST = 2 * len(HOURS)
 
 
 def _landed_vault(harness):
@@ -49,7 +51,7 @@ def _sql(harness, statement, *params):
 def test_an_untouched_vault_verifies_clean(landed):
     report = _verify(landed)
     assert report.clean, [f.to_dict() for f in report.findings]
-    assert (report.providers, report.entries, report.partitions) == (1, 4, 4)
+    assert (report.providers, report.entries, report.partitions) == (1, NEWEST, 4)
     assert report.records == sum(landed.catalog.count_records(partition=_partition(h)) for h in HOURS)
 
 
@@ -114,7 +116,7 @@ def test_two_consecutive_deleted_ledger_entries_are_found(landed):
 
 
 def test_the_newest_deleted_ledger_entry_is_found_through_the_checkpoint(landed):
-    _delete_entries(landed, 4)
+    _delete_entries(landed, NEWEST)
     assert "ledger_truncated" in _types(_verify(landed))
 
 
@@ -136,7 +138,7 @@ def test_tampering_on_s3_and_mongodb_is_found(vault_on_s3):
     data[record.offset + 1] ^= 0x20
     store.client.put_object(Bucket=store.bucket, Key=record.object_key, Body=bytes(data))
     store.client.delete_object(Bucket=store.bucket, Key=checkpoint_key(PROVIDER))
-    harness.catalog.ledger.delete_one({"provider": PROVIDER, "sequence": 4})
+    harness.catalog.ledger.delete_one({"provider": PROVIDER, "sequence": NEWEST})
     harness.catalog.ledger_checkpoints.delete_many({})
     types = _types(_verify(harness))
     assert {"object_altered", "record_bytes_altered", "checkpoint_missing"} <= set(types)
@@ -150,7 +152,7 @@ def test_vault_verify_exit_codes(landed, tmp_path):
     assert clean.stdout.startswith("OK")
     usage = subprocess.run([vault, "verify", "--since", "yesterday-ish"], env=env, capture_output=True, text=True, timeout=120)
     assert usage.returncode == 2
-    _delete_entries(landed, 4)
+    _delete_entries(landed, NEWEST)
     found = subprocess.run([vault, "verify", "--json"], env=env, capture_output=True, text=True, timeout=120)
     assert found.returncode == 1
     assert "ledger_truncated" in {f["type"] for f in json.loads(found.stdout)["findings"]}

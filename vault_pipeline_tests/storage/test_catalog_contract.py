@@ -640,3 +640,35 @@ def test_ledger_entries_are_append_only_and_ordered(catalog):
     catalog.put_checkpoint("acme", '{"sequence": 1}')
     catalog.put_checkpoint("acme", '{"sequence": 2}')
     assert catalog.get_checkpoint("acme") == '{"sequence": 2}'
+
+
+def test_promotions_round_trip_as_json(catalog):
+    assert catalog.get_promotion("prm_1") is None
+    document = {"state": "queued", "scope": {"scope": "partition"}, "counts": {}, "big": 2**70 + 1, "$odd.key": 1}
+    catalog.put_promotion("prm_1", document)
+    assert catalog.get_promotion("prm_1") == document
+    catalog.put_promotion("prm_1", document | {"state": "completed"})
+    assert catalog.get_promotion("prm_1")["state"] == "completed"
+
+
+def _quarantined(log_id: str, partition: str = HOUR, provider: str = "acme", **extra) -> dict:
+    return {"log_id": log_id, "provider": provider, "partition": partition, "status": "quarantined",
+            "reason": "checksum_mismatch", **extra}
+
+
+def test_quarantine_items_are_listed_filtered_and_approved_with_a_reason(catalog):
+    later = "2026-01-01-06:00|acme"
+    assert catalog.put_quarantine([_quarantined("log_b"), _quarantined("log_a"), _quarantined("log_c", later)]) == 3
+    assert catalog.put_quarantine([_quarantined("log_a", detail={"n": 1})]) == 0  # replaced, not added
+    assert [i["log_id"] for i in catalog.list_quarantine()] == ["log_a", "log_b", "log_c"]
+    assert [i["log_id"] for i in catalog.list_quarantine(partition=later)] == ["log_c"]
+    assert catalog.list_quarantine(provider="other") == []
+    assert [i["log_id"] for i in catalog.list_quarantine(limit=1, offset=1)] == ["log_b"]
+    assert catalog.get_quarantine("log_a")["detail"] == {"n": 1}
+    approved = catalog.set_quarantine_status("log_b", "approved", "admin-1", "false_positive")
+    assert approved["status"] == "approved" and approved["approved_by"] == "admin-1"
+    assert [i["log_id"] for i in catalog.list_quarantine(status="approved")] == ["log_b"]
+    assert catalog.get_quarantine("log_b")["reason_code"] == "false_positive"
+    assert catalog.set_quarantine_status("log_unknown", "approved", "admin-1", "x") is None
+    with pytest.raises(ValueError):
+        catalog.list_quarantine(limit=-1)

@@ -11,7 +11,6 @@ import hashlib
 from datetime import UTC, datetime
 
 from vault_pipeline.core.checksums import checksum
-from vault_pipeline.core.ledger import LedgerEntry
 from vault_pipeline.core.layout import (
     dlq_report_key,
     partition_path,
@@ -21,7 +20,7 @@ from vault_pipeline.core.layout import (
 )
 from vault_pipeline.core.windows import HourWindow
 from vault_pipeline.defs.ingestion.landed import LandedPartition
-from vault_pipeline.defs.integrity.ledger_stage import entry_key
+from vault_pipeline.defs.integrity.ledger_stage import entry_key, partition_entries
 from vault_pipeline.storage.catalog import Artifact, Catalog, fixed_width_timestamp
 from vault_pipeline.storage.lake import DeltaLake
 from vault_pipeline.storage.object_store import ObjectMissingError, ObjectStore
@@ -71,8 +70,7 @@ def index_artifacts(
     output_id = add_object("output_validation", report_key(provider, window, "output-validation"), [lake_id])
     integrity_id = add_object("integrity_report", report_key(provider, window, "integrity"),
                               snapshot_ids + [lake_id] + [i for i in [input_id, output_id] if i])
-    for text in catalog.ledger_entries_for_partition(partition)[-1:]:
-        entry = LedgerEntry.from_json(text)
+    for entry in partition_entries(catalog, partition)[-1:]:
         add_object("ledger_entry", entry_key(provider, entry.sequence), raw_ids + [i for i in [integrity_id] if i],
                    sequence=entry.sequence, merkle_root=entry.merkle_root)
     catalog.put_artifacts(artifacts)

@@ -16,7 +16,8 @@ from vault_pipeline.defs.partitions import partition_of
 from vault_pipeline.defs.resources import VaultResource
 
 
-def build_integrity_assets(partitions: dg.PartitionsDefinition, normalised_records: dg.AssetsDefinition):
+def build_integrity_assets(partitions: dg.PartitionsDefinition, normalised_records: dg.AssetsDefinition,
+                           artifact_deps: list[dg.AssetKey] | None = None):
     @dg.asset(
         partitions_def=partitions,
         group_name="hourly",
@@ -91,7 +92,8 @@ def build_integrity_assets(partitions: dg.PartitionsDefinition, normalised_recor
     @dg.asset(
         partitions_def=partitions,
         group_name="hourly",
-        deps=[integrity_report, ledger_entry],
+        # artifact_deps: later stages (promotion) that also register artifacts, so the index runs last
+        deps=[integrity_report, ledger_entry, *(artifact_deps or [])],
         kinds={"python"},
         description="Every artifact of the partition with checksum, location and upstream lineage, in the catalog.",
     )

@@ -15,6 +15,7 @@ import json
 from dataclasses import replace
 
 from vault_pipeline.core.ledger import (
+    KIND_PARTITION,
     Checkpoint,
     LedgerEntry,
     Signer,
@@ -53,6 +54,27 @@ def stored_checkpoint(store: ObjectStore, catalog: Catalog, provider: str) -> Ch
         return Checkpoint.from_json(text) if text else None
 
 
+def partition_entries(catalog: Catalog, partition: str, kind: str = KIND_PARTITION) -> list[LedgerEntry]:
+    """The partition's entries of one kind, oldest first (promotion decisions share the partition)."""
+    entries = (LedgerEntry.from_json(text) for text in catalog.ledger_entries_for_partition(partition))
+    return [entry for entry in entries if entry.kind == kind]
+
+
+def append_entry(*, store: ObjectStore, catalog: Catalog, signer: Signer, draft: LedgerEntry) -> LedgerEntry:
+    """Chain ``draft`` after the provider's newest entry, sign it, store it and move the checkpoint."""
+    provider = draft.provider
+    sequence, previous_hash = next_position(newest_entry(catalog, provider), stored_checkpoint(store, catalog, provider),
+                                            signer.verifier())
+    entry = sign_entry(replace(draft, sequence=sequence, previous_hash=previous_hash), signer)
+    text = entry.to_json()
+    store.put(entry_key(provider, sequence), text.encode())  # never overwritten
+    catalog.append_ledger_entry(provider, sequence, draft.partition, text)
+    checkpoint = make_checkpoint(entry, signer).to_json()
+    store.put(checkpoint_key(provider), checkpoint.encode(), overwrite=True)
+    catalog.put_checkpoint(provider, checkpoint)
+    return entry
+
+
 def record_partition(
     *, store: ObjectStore, catalog: Catalog, signer: Signer, provider: str, window: HourWindow,
     partition: str, run_id: str,
@@ -65,21 +87,12 @@ def record_partition(
         record_checksums=(entry.checksum for entry in catalog.iter_partition_records(partition)),
         objects=objects, run_id=run_id,
     )
-    previous = catalog.ledger_entries_for_partition(partition)
+    previous = partition_entries(catalog, partition)
     if previous:
-        latest = LedgerEntry.from_json(previous[-1])
+        latest = previous[-1]
         if (latest.merkle_root, latest.record_count, tuple(latest.objects)) == (draft.merkle_root, draft.record_count, tuple(draft.objects)):
             return latest, False
-    sequence, previous_hash = next_position(newest_entry(catalog, provider), stored_checkpoint(store, catalog, provider),
-                                            signer.verifier())
-    entry = sign_entry(replace(draft, sequence=sequence, previous_hash=previous_hash), signer)
-    text = entry.to_json()
-    store.put(entry_key(provider, sequence), text.encode())  # never overwritten
-    catalog.append_ledger_entry(provider, sequence, partition, text)
-    checkpoint = make_checkpoint(entry, signer).to_json()
-    store.put(checkpoint_key(provider), checkpoint.encode(), overwrite=True)
-    catalog.put_checkpoint(provider, checkpoint)
-    return entry, True
+    return append_entry(store=store, catalog=catalog, signer=signer, draft=draft), True
 
 
 def entry_summary(entry: LedgerEntry) -> dict:

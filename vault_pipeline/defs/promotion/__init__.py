@@ -1,0 +1,1 @@
+"""Promotion: verified raw records to the golden zone (masked where they hold PII), the rest to quarantine."""
