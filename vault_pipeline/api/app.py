@@ -22,7 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, gen
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from vault_pipeline.api.auth import KeyRing, Principal
-from vault_pipeline.api.jobs import JobService, QueueFullError, hours_in_range
+from vault_pipeline.api.jobs import IdempotencyKeyReusedError, JobService, QueueFullError, hours_in_range
 from vault_pipeline.api.pagination import InvalidCursorError, LogSearch
 from vault_pipeline.api.promotions import PromotionService, register_routes
 from vault_pipeline.api.middleware import AccessLogMiddleware, BodyLimitMiddleware, RequestMetrics
@@ -130,6 +130,9 @@ def create_app(api: VaultApi) -> FastAPI:
             job, _created = api.jobs.submit(body.provider_id, hours, body.priority, idempotency_key)
         except QueueFullError as exc:
             raise ApiError(429, "queue_full", str(exc), {"Retry-After": str(exc.retry_after_s)}) from None
+        except IdempotencyKeyReusedError as exc:
+            raise ApiError(422, "idempotency_key_reused",
+                           f"this Idempotency-Key already names job {exc} for a different provider or range") from None
         return IngestAccepted(job_id=job.job_id, status="queued" if job.launched == 0 else "processing",
                               estimated_completion_ms=api.jobs.estimated_completion_ms(job))
 

@@ -31,6 +31,10 @@ class QueueFullError(RuntimeError):
         self.retry_after_s = retry_after_s
 
 
+class IdempotencyKeyReusedError(ValueError):
+    """An Idempotency-Key already named a job for a different request."""
+
+
 @dataclass(slots=True)
 class Job:
     job_id: str
@@ -90,7 +94,10 @@ class JobService:
         request = (provider, tuple(hours))
         with self._lock:
             if idempotency_key and idempotency_key in self._by_idempotency_key:
-                return self._jobs[self._by_idempotency_key[idempotency_key]], False
+                job = self._jobs[self._by_idempotency_key[idempotency_key]]
+                if (job.provider, tuple(job.hours)) != request:
+                    raise IdempotencyKeyReusedError(job.job_id)
+                return job, False
             existing = self._active_by_request.get(request)
             if existing and not self._jobs[existing].done:
                 if idempotency_key:

@@ -250,6 +250,10 @@ def test_an_idempotency_key_returns_the_first_job_instead_of_starting_another(va
     assert len(vault.provider.requests) == requests_after_first  # nothing fetched again
     assert vault.catalog.count(provider="acme") == 4
 
+    reused = vault.api.ingest("acme", "2026-01-01T03:00:00Z", "2026-01-01T04:00:00Z", idempotency_key=key)
+    assert reused.status_code == 422 and reused.json()["error"] == "idempotency_key_reused"
+    assert first in reused.json()["detail"]
+
 
 # -- provider validation -----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
