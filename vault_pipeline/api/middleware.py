@@ -13,6 +13,7 @@ import time
 from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from vault_pipeline.storage.catalog import AccessEntry, Catalog, fixed_width_timestamp
@@ -116,6 +117,7 @@ class AccessLogMiddleware:
                 client=str(client[0]),
             )
             try:
-                self.catalog.log_access([entry])
+                # A catalog write is blocking I/O: keep it off the event loop.
+                await run_in_threadpool(self.catalog.log_access, [entry])
             except Exception:  # the access log must never turn a served request into a 500
                 log.exception("could not write the access log entry")
