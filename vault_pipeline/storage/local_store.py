@@ -63,6 +63,10 @@ class LocalObjectStore(ObjectStore):
             Path(tmp).unlink(missing_ok=True)
             raise
 
+    def _retain(self, key: str, days: int) -> None:
+        # No retention clock on a local disk: read-only is the closest honest equivalent.
+        self._path(key).chmod(0o444)
+
     def _list(self, prefix: str) -> Iterator[str]:
         base = self.root
         start = self._path(prefix.rsplit("/", 1)[0]) if "/" in prefix else base

@@ -50,12 +50,14 @@ def validate_key(key: str) -> str:
 class ObjectStore(ABC):
     """Port implemented by LocalObjectStore and S3ObjectStore."""
 
-    def put(self, key: str, data: bytes, *, overwrite: bool = False) -> PutResult:
+    def put(self, key: str, data: bytes, *, overwrite: bool = False, retain_days: int | None = None) -> PutResult:
         """Store ``data`` under ``key``.
 
         Identical bytes already present: no write, ``created=False``. Different bytes present:
         ObjectConflictError unless ``overwrite`` (used only for derived, re-computable objects
-        such as reports; raw objects are never overwritten).
+        such as reports; raw objects are never overwritten). ``retain_days`` asks the backend
+        to make the new object immutable for that long where it can (S3 Object Lock on a
+        bucket that has it; a read-only file locally).
         """
         validate_key(key)
         digest = checksum(data)
@@ -68,7 +70,12 @@ class ObjectStore(ABC):
                     f"object {key!r} already exists with different bytes; refusing to overwrite stored data"
                 )
         self._write(key, data)
+        if retain_days:
+            self._retain(key, retain_days)
         return PutResult(key, digest, len(data), created=True)
+
+    def _retain(self, key: str, days: int) -> None:  # noqa: B027 - backends that can, do
+        pass
 
     def get(self, key: str) -> bytes:
         return self._read(validate_key(key))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
@@ -79,6 +80,7 @@ class S3ObjectStore(ObjectStore):
         self.client = client
         self.bucket = bucket
         self.prefix = prefix + "/" if prefix else ""
+        self._object_lock: bool | None = None  # learnt on the first retained put
         self._sse_args: dict[str, str] = {"ServerSideEncryption": sse}
         if kms_key_id:
             self._sse_args["SSEKMSKeyId"] = kms_key_id
@@ -148,6 +150,30 @@ class S3ObjectStore(ObjectStore):
             )
         except (ClientError, BotoCoreError) as exc:
             raise self._error("PUT", key, exc) from exc
+
+    def _retain(self, key: str, days: int) -> None:
+        """COMPLIANCE-mode Object Lock retention, when the bucket has Object Lock enabled."""
+        if not self._bucket_has_object_lock():
+            return
+        until = datetime.now(UTC) + timedelta(days=days)
+        try:
+            self.client.put_object_retention(
+                Bucket=self.bucket, Key=self._object_key(key),
+                Retention={"Mode": "COMPLIANCE", "RetainUntilDate": until},
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error("PUT retention on", key, exc) from exc
+
+    def _bucket_has_object_lock(self) -> bool:
+        if self._object_lock is None:
+            try:
+                config = self.client.get_object_lock_configuration(Bucket=self.bucket)
+                self._object_lock = config.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled") == "Enabled"
+            except ClientError as exc:
+                if _code(exc) not in ("ObjectLockConfigurationNotFoundError", "NoSuchObjectLockConfiguration"):
+                    raise self._error("GET object lock configuration of", "", exc) from exc
+                self._object_lock = False
+        return self._object_lock
 
     def _list(self, prefix: str) -> Iterator[str]:
         # S3 lists keys in UTF-8 byte order, which for the ASCII-only keys validate_key

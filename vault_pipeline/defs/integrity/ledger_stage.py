@@ -12,6 +12,7 @@ Re-running an unchanged partition writes nothing new.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import replace
 
 from vault_pipeline.core.ledger import (
@@ -28,6 +29,11 @@ from vault_pipeline.core.windows import HourWindow
 from vault_pipeline.defs.ingestion.landed import LandedPartition
 from vault_pipeline.storage.catalog import Catalog
 from vault_pipeline.storage.object_store import ObjectMissingError, ObjectStore
+
+
+def ledger_retention_days() -> int:
+    """How long ledger entries stay locked (S3 Object Lock), VAULT_LEDGER_RETENTION_DAYS, default 7 years."""
+    return int(os.environ.get("VAULT_LEDGER_RETENTION_DAYS", str(7 * 365)))
 
 
 def entry_key(provider: str, sequence: int) -> str:
@@ -67,7 +73,7 @@ def append_entry(*, store: ObjectStore, catalog: Catalog, signer: Signer, draft:
                                             signer.verifier())
     entry = sign_entry(replace(draft, sequence=sequence, previous_hash=previous_hash), signer)
     text = entry.to_json()
-    store.put(entry_key(provider, sequence), text.encode())  # never overwritten
+    store.put(entry_key(provider, sequence), text.encode(), retain_days=ledger_retention_days())  # never overwritten
     catalog.append_ledger_entry(provider, sequence, draft.partition, text)
     checkpoint = make_checkpoint(entry, signer).to_json()
     store.put(checkpoint_key(provider), checkpoint.encode(), overwrite=True)
