@@ -4,7 +4,9 @@ Only records that passed input validation (and have an event time) are normalise
 copy of each ``log_id`` in the fetch. The partition's rows are built batch by batch from the
 landing snapshot and the stored pages and streamed into one Delta merge on ``log_id``
 (idempotent: a re-run or a lookback duplicate inserts nothing), restricted to the date/hour
-partitions the rows fall into, so memory stays bounded however large the hour is.
+partitions the rows fall into. Rows are built in bounded batches, but delta-rs holds the
+merge's target partition and its inserts until it commits (about 1.4 GB for a 1M-record
+hour), so this stage's memory still grows with the hour.
 """
 
 from __future__ import annotations
