@@ -30,7 +30,7 @@ from vault_pipeline.core.identity import is_log_id
 from vault_pipeline.core.ledger import KIND_PARTITION, LedgerEntry, Signer, utc_now
 from vault_pipeline.core.windows import HourWindow, PartitionKeyError, split_partition_key
 from vault_pipeline.defs.promotion.masking import MaskingSettings
-from vault_pipeline.defs.promotion.promotion import APPROVED_STATUS, QUARANTINED, promote_partition
+from vault_pipeline.defs.promotion.promotion import APPROVED_STATUS, QUARANTINED, PromotionError, promote_partition
 from vault_pipeline.providers.config import VaultConfig
 from vault_pipeline.storage.catalog import Catalog
 from vault_pipeline.storage.object_store import ObjectStore
@@ -169,7 +169,8 @@ class PromotionService:
         for partition in document["partitions"]:
             try:
                 summary = self._promote(config, partition, document["requested_by"],
-                                        document["request"].get("tier"), promotion_id)
+                                        document["request"].get("tier"), promotion_id,
+                                        track=[document["log_id"]] if document.get("log_id") else ())
             except Exception as exc:  # noqa: BLE001 - recorded per partition, the request goes on
                 code = exc.code if isinstance(exc, PromotionError) else type(exc).__name__
                 document["errors"].append({"partition": partition, "error": code, "detail": str(exc)})
@@ -186,7 +187,7 @@ class PromotionService:
         self.catalog.put_promotion(promotion_id, document)
 
     def _promote(self, config: VaultConfig, partition: str, requested_by: str, tier: str | None,
-                 promotion_id: str | None, approval: dict | None = None):
+                 promotion_id: str | None, approval: dict | None = None, track=()):
         provider = split_partition_key(partition)[1]
         settings = self._masking(config)
         with self._lock:
@@ -194,7 +195,7 @@ class PromotionService:
                 store=self.store, catalog=self.catalog, signer=self._signer(), scanner=settings.scanner,
                 policy=settings.policy, provider=provider, kind=config.provider(provider).kind, partition=partition,
                 requested_by=requested_by, tier=tier or settings.tier, run_id=f"api:{promotion_id or 'approval'}",
-                promotion_id=promotion_id, approval=approval,
+                promotion_id=promotion_id, approval=approval, track=track,
             )
 
     # quarantine ----------------------------------------------------------------------------
@@ -205,7 +206,7 @@ class PromotionService:
         approval = {"log_id": log_id, "approved_by": approved_by, "reason_code": body.reason_code,
                     "note": body.note, "approved_at": utc_now()}
         self.catalog.put_quarantine([item | {"status": APPROVED_STATUS, **approval}])
-        summary = self._promote(self._config(), item["partition"], approved_by, None, None, approval)
+        summary = self._promote(self._config(), item["partition"], approved_by, None, None, approval, track=[log_id])
         decision = summary.decisions.get(log_id, QUARANTINED)
         return {
             "log_id": log_id, "outcome": "quarantined" if decision == QUARANTINED else "promoted",

@@ -14,11 +14,13 @@ from vault_pipeline.api.promotions import PromotionService
 from vault_pipeline.api.runs import Runner
 from vault_pipeline.core.ledger import KIND_PROMOTION_DECISION, LedgerEntry
 from vault_pipeline.defs.promotion.masking import masking_settings
+from vault_pipeline.defs.promotion.promotion import iter_manifest_rows
 from vault_pipeline.providers.config import load_config
 
 ADMIN, READER, AUDITOR = "admin-key-0123456789abcdef", "reader-key-0123456789abcdef", "auditor-key-0123456789abcdef"
 HOUR = "2026-01-01-05:00"
 PARTITION = f"{HOUR}|qa"
+PREFIX = "golden/test_result/qa/2026-01-01/05/"
 
 
 class _NoRuns(Runner):
@@ -133,8 +135,7 @@ def test_quarantined_records_are_listed_and_an_approval_is_audited_and_promotes_
     assert approved.json()["outcome"] == "promoted" and approved.json()["approved_by"] == "root"
     item = vault.catalog.get_quarantine(log_id)
     assert (item["status"], item["approved_by"], item["reason_code"]) == ("released", "root", "false_positive")
-    manifest = json.loads(vault.store.get("golden/test_result/qa/2026-01-01/05/manifest.json"))
-    row = next(r for r in manifest["records"] if r["log_id"] == log_id)
+    row = next(r for r in iter_manifest_rows(vault.store, PREFIX) if r["log_id"] == log_id)
     assert row["decision"] in ("clean", "masked") and row["approval"]["reason_code"] == "false_positive"
     decisions = [LedgerEntry.from_json(t) for _, t in vault.catalog.ledger_entries("qa")]
     audit = [e for e in decisions if e.kind == KIND_PROMOTION_DECISION][-1]
@@ -160,7 +161,6 @@ def test_an_approval_never_lets_altered_bytes_into_golden(api):
     assert refused.json()["detail"]["reason"] == "checksum_mismatch"
     item = vault.catalog.get_quarantine(victim.log_id)
     assert item["status"] == "approved" and item["approved_by"] == "root"  # the attempt stays on record
-    manifest = json.loads(vault.store.get("golden/test_result/qa/2026-01-01/05/manifest.json"))
-    assert next(r for r in manifest["records"] if r["log_id"] == victim.log_id)["golden"] is None
+    assert next(r for r in iter_manifest_rows(vault.store, PREFIX) if r["log_id"] == victim.log_id)["golden"] is None
     last = LedgerEntry.from_json(list(vault.catalog.ledger_entries("qa"))[-1][1])
     assert last.body["action"] == "quarantine_approval" and last.body["approval"]["reason_code"] == "trust_me"

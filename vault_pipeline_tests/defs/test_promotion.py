@@ -11,6 +11,7 @@ from vault_pipeline.core.checksums import checksum
 from vault_pipeline.core.framing import decode_record
 from vault_pipeline.core.ledger import KIND_PARTITION, KIND_PROMOTION_DECISION, LedgerEntry
 from vault_pipeline.defs.integrity.verification import verify_vault
+from vault_pipeline.defs.promotion.promotion import iter_manifest_rows
 from vault_pipeline_tests.fixtures.payloads import edge_case_records, hour_records
 from vault_pipeline_tests.fixtures.vault import check_results, materialization_metadata
 
@@ -23,12 +24,19 @@ def _raw_state(vault) -> dict[str, str]:
 
 
 def _manifest(vault, kind, provider, hour="05"):
-    return json.loads(vault.store.get(f"golden/{kind}/{provider}/2026-01-01/{hour}/manifest.json"))
+    """The index, with every part's rows gathered under "records" (small partitions only)."""
+    prefix = f"golden/{kind}/{provider}/2026-01-01/{hour}/"
+    index = json.loads(vault.store.get(prefix + "manifest.json"))
+    return index | {"records": list(iter_manifest_rows(vault.store, prefix))}
 
 
 def _golden_bytes(vault, manifest, row) -> bytes:
     golden = row["golden"]
-    return vault.store.get_range(manifest["records_key"], golden["offset"], golden["length"])
+    return vault.store.get_range(golden["key"], golden["offset"], golden["length"])
+
+
+def _golden_file(vault, manifest) -> bytes:
+    return b"".join(vault.store.get(part["records_key"]) for part in manifest["parts"])
 
 
 def _ledger(vault, provider) -> list[LedgerEntry]:
@@ -66,13 +74,22 @@ def test_a_clean_partition_is_promoted_byte_exact_with_provenance(vault):
         assert row["golden"]["digest"] == entry.checksum
         assert row["ledger_entry"] == {"sequence": partition_entry.sequence, "hash": partition_entry.entry_hash}
         assert (row["decision"], row["policy_tier"], row["requested_by"]) == ("clean", "gold", "dagster")
-    assert manifest["records_checksum"] == checksum(vault.store.get(manifest["records_key"]))
-    kinds = {a.kind: a for a in vault.catalog.search_artifacts(partition=f"{HOUR}|acme")}
-    assert kinds["golden_records"].location == "golden/audit_event/acme/2026-01-01/05/records.ndjson"
-    assert kinds["golden_records"].upstream and all(u.startswith("art_") for u in kinds["golden_records"].upstream)
+    prefix = "golden/audit_event/acme/2026-01-01/05/"
     raw_ids = {a.artifact_id for a in vault.catalog.search_artifacts(partition=f"{HOUR}|acme", kind="raw_object")}
-    assert set(kinds["golden_records"].upstream) == raw_ids
-    assert kinds["golden_manifest"].metadata["policy_tier"] == "gold"
+    assert len(manifest["parts"]) == len(raw_ids) >= 1
+    for n, part in enumerate(manifest["parts"]):
+        assert part["records_key"] == prefix + f"records-{n:05d}.ndjson"
+        assert part["manifest_key"] == prefix + f"manifest-{n:05d}.ndjson"
+        assert part["records_checksum"] == checksum(vault.store.get(part["records_key"]))
+        assert part["manifest_checksum"] == checksum(vault.store.get(part["manifest_key"]))
+    assert sum(part["records"] for part in manifest["parts"]) == len(records)
+    golden_records = vault.catalog.search_artifacts(partition=f"{HOUR}|acme", kind="golden_records")
+    assert {a.location for a in golden_records} == {part["records_key"] for part in manifest["parts"]}
+    assert all(a.upstream and all(u.startswith("art_") for u in a.upstream) for a in golden_records)
+    assert {u for a in golden_records for u in a.upstream} == raw_ids
+    [index] = vault.catalog.search_artifacts(partition=f"{HOUR}|acme", kind="golden_manifest")
+    assert index.location == prefix + "manifest.json" and index.metadata["policy_tier"] == "gold"
+    assert raw_ids <= set(index.upstream)
 
 
 def test_pii_is_masked_in_golden_and_never_in_raw(vault):
@@ -83,7 +100,7 @@ def test_pii_is_masked_in_golden_and_never_in_raw(vault):
     raw_before = _raw_state(vault)
     manifest = _manifest(vault, "audit_event", "trail")
     assert manifest["counts"]["masked"] > 0
-    golden_file = vault.store.get(manifest["records_key"])
+    golden_file = _golden_file(vault, manifest)
     entry_texts = [e.to_json() for e in _ledger(vault, "trail") if e.kind == KIND_PROMOTION_DECISION]
     for row in manifest["records"]:
         entry = vault.catalog.get_record(row["log_id"])
@@ -129,7 +146,7 @@ def test_a_corrupted_partition_quarantines_the_affected_records_and_nothing_of_t
     assert same_page and all(rows[i]["reason"] == "raw_object_altered" for i in same_page)
     others = [r for r in records if r.object_key != victim.object_key]
     assert others and all(rows[r.log_id]["decision"] in ("clean", "masked") for r in others)
-    golden_file = vault.store.get(manifest["records_key"])
+    golden_file = _golden_file(vault, manifest)
     assert len(golden_file.splitlines()) == len(others)
     assert bytes(data[victim.offset: victim.offset + victim.length]) not in golden_file
     item = vault.catalog.get_quarantine(victim.log_id)
@@ -150,14 +167,19 @@ def test_re_promotion_is_idempotent_and_vault_verify_stays_clean_with_decision_e
     assert vault.run(HOUR, "gen").success
     prefix = "golden/generation_event/gen/2026-01-01/05/"
     golden = {key: vault.store.get(key) for key in vault.store.list(prefix)}
-    assert set(golden) == {prefix + "manifest.json", prefix + "records.ndjson"}
+    index = json.loads(golden[prefix + "manifest.json"])
+    parts = [(part["records_key"], part["manifest_key"]) for part in index["parts"]]
+    assert parts and set(golden) == {prefix + "manifest.json", *(key for pair in parts for key in pair)}
     entries = _ledger(vault, "gen")
     assert [e.kind for e in entries] == [KIND_PARTITION, KIND_PROMOTION_DECISION]
     decision = entries[-1]
     assert decision.previous_hash == entries[0].entry_hash  # chained like partition entries
     assert decision.body["manifest_checksum"] == checksum(golden[prefix + "manifest.json"])
     assert decision.record_count == 25 and decision.body["requested_by"] == "dagster"
-    assert dict(decision.objects)[prefix + "records.ndjson"] == checksum(golden[prefix + "records.ndjson"])
+    assert index["decision_root"] == decision.merkle_root and index["record_count"] == 25
+    for records_key, manifest_key in parts:
+        assert dict(decision.objects)[records_key] == checksum(golden[records_key])
+        assert dict(decision.objects)[manifest_key] == checksum(golden[manifest_key])
 
     rerun = vault.run(HOUR, "gen")
     assert rerun.success
@@ -168,4 +190,4 @@ def test_re_promotion_is_idempotent_and_vault_verify_stays_clean_with_decision_e
     report = verify_vault(store=vault.store, catalog=vault.catalog, verifier=vault.resource.ledger_signer().verifier())
     assert report.clean, [f.to_dict() for f in report.findings]
     assert (report.entries, report.partitions) == (2, 1)
-    assert hashlib.sha256(vault.store.get(prefix + "records.ndjson")).hexdigest()
+    assert hashlib.sha256(vault.store.get(parts[0][0])).hexdigest()

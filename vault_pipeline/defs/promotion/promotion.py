@@ -8,16 +8,27 @@ records are copied byte-exact, verified records holding PII are copied masked (w
 of which paths and types were masked, never the values), and everything else is quarantined
 with its reason and never reaches golden. The decisions become one signed
 ``promotion_decision`` ledger entry chained like partition entries. The raw zone is only read;
-re-promoting an unchanged partition writes nothing. No Dagster here: the asset and the HTTP
-API both call :func:`promote_partition`.
+re-promoting an unchanged partition writes nothing. Work is streamed one raw object (page) at
+a time and golden output is written in parts (``records-{n:05d}.ndjson`` +
+``manifest-{n:05d}.ndjson`` per raw object, indexed by ``manifest.json``), so memory stays
+bounded by the largest page. No Dagster here: the asset and the HTTP API both call
+:func:`promote_partition`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+import os
+import sqlite3
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, fields
+from itertools import groupby
+from operator import attrgetter
 from typing import Any
+
+import msgspec
 
 from vault_pipeline.core.checksums import checksum
 from vault_pipeline.core.framing import RecordDecodeError, decode_record
@@ -27,10 +38,10 @@ from vault_pipeline.core.ledger import (
     LedgerEntry,
     Signer,
     canonical_json,
-    decision_entry,
     utc_now,
     verify_partition_records,
 )
+from vault_pipeline.core.merkle import MerkleBuilder
 from vault_pipeline.core.pii import MaskPolicy, PiiScanner, mask
 from vault_pipeline.core.windows import HourWindow, split_partition_key
 from vault_pipeline.defs.integrity.artifacts import artifact_id
@@ -71,17 +82,16 @@ class PromotionSummary:
     counts: dict[str, int]
     golden_prefix: str
     manifest_key: str
-    records_key: str
     entry_sequence: int
     entry_hash: str
     new_entry: bool
-    quarantined: dict[str, str] = field(default_factory=dict)  # log_id -> reason
-    decisions: dict[str, str] = field(default_factory=dict)  # log_id -> decision
+    quarantined: dict[str, str] = field(default_factory=dict)  # log_id -> reason (a sample, plus tracked logs)
+    decisions: dict[str, str] = field(default_factory=dict)  # log_id -> decision, for the tracked logs
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "provider": self.provider, "partition": self.partition, "kind": self.kind, "counts": dict(self.counts),
-            "golden_prefix": self.golden_prefix, "manifest_key": self.manifest_key, "records_key": self.records_key,
+            "golden_prefix": self.golden_prefix, "manifest_key": self.manifest_key,
             "ledger_sequence": self.entry_sequence, "ledger_entry_hash": self.entry_hash, "new_entry": self.new_entry,
             "quarantined": dict(self.quarantined),
         }
@@ -97,30 +107,107 @@ class _Decision:
     reason: str | None = None
     approval: dict[str, Any] | None = None
 
-    def line(self, tier: str, policy: str) -> bytes:
+    def line(self, tier: str, policy: str, golden_checksum: str | None) -> bytes:
         """What the ledger commits to per record: deterministic, so an unchanged partition re-promotes to the same root."""
         return canonical_json({
             "log_id": self.record.log_id, "decision": self.decision, "raw_checksum": self.record.checksum,
-            "golden_checksum": checksum(self.golden) if self.golden is not None else None,
+            "golden_checksum": golden_checksum,
             "masked": [[m["path"], m["type"]] for m in self.masked], "reason": self.reason,
             "approved": bool(self.approval), "tier": tier, "policy": policy,
         })
 
 
+PART_RECORDS, PART_MANIFEST, INDEX = "records-{:05d}.ndjson", "manifest-{:05d}.ndjson", "manifest.json"
+QUARANTINED_SAMPLE = 1000  # log_ids listed per summary (counts carry the totals)
+_BATCH = 10_000
+
+
 def manifest_key(prefix: str) -> str:
-    return prefix + "manifest.json"
+    """The partition's small index: the parts with their checksums and counts, and the decision root."""
+    return prefix + INDEX
 
 
-def records_key(prefix: str) -> str:
-    return prefix + "records.ndjson"
+def part_records_key(prefix: str, part: int) -> str:
+    return prefix + PART_RECORDS.format(part)
+
+
+def part_manifest_key(prefix: str, part: int) -> str:
+    return prefix + PART_MANIFEST.format(part)
+
+
+# Manifest rows hold only strings, ints, bools and None: msgspec encodes them (compact, UTF-8,
+# key order kept) several times faster than json.dumps, the biggest per-record cost after masking.
+_encode_row = msgspec.json.Encoder().encode
+_RECORD_FIELDS = tuple(f.name for f in fields(RecordEntry))
+_record_row = attrgetter(*_RECORD_FIELDS)
+
+
+def read_manifest(store: ObjectStore, prefix: str) -> dict[str, Any]:
+    """The partition's index (``manifest.json``) under ``prefix``."""
+    return json.loads(store.get(manifest_key(prefix)))
+
+
+def iter_manifest_rows(store: ObjectStore, prefix: str) -> Iterator[dict[str, Any]]:
+    """Every record's manifest row, part by part (one part in memory at a time)."""
+    for part in read_manifest(store, prefix)["parts"]:
+        for line in store.get(part["manifest_key"]).splitlines():
+            if line:
+                yield json.loads(line)
+
+
+class _Workspace:
+    """Local scratch (a temp SQLite file) that keeps memory bounded whatever the hour's size.
+
+    Holds the partition's record index ordered by (object_key, offset) so records can be
+    worked one raw object at a time, and the (log_id, decision digest) pairs so the decision
+    Merkle root can be built in log order afterwards.
+    """
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+        self.db = sqlite3.connect(os.path.join(directory, "work.sqlite"))
+        self.db.executescript(
+            "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA temp_store=FILE;"
+            f"CREATE TABLE records ({', '.join(f'c{i}' for i in range(len(_RECORD_FIELDS)))});"
+            "CREATE TABLE digests (log_id TEXT, digest BLOB);"
+        )
+
+    def add_records(self, records: list[RecordEntry]) -> None:
+        self.db.executemany(f"INSERT INTO records VALUES ({','.join('?' * len(_RECORD_FIELDS))})",
+                            map(_record_row, records))
+
+    def objects(self) -> Iterator[tuple[str, list[RecordEntry]]]:
+        """(object_key, its records by offset), one raw object at a time, in object_key order."""
+        order = ", ".join(f"c{_RECORD_FIELDS.index(name)}" for name in ("object_key", "offset", "log_id"))
+        rows = self.db.execute(f"SELECT * FROM records ORDER BY {order}")
+        for key, group in groupby((RecordEntry(*row) for row in rows), key=attrgetter("object_key")):
+            yield key, list(group)
+
+    def add_digests(self, pairs: list[tuple[str, bytes]]) -> None:
+        self.db.executemany("INSERT INTO digests VALUES (?,?)", pairs)
+
+    def digests(self) -> Iterator[bytes]:
+        """Decision-line digests in log order (ascending log_id)."""
+        for (digest,) in self.db.execute("SELECT digest FROM digests ORDER BY log_id"):
+            yield digest
+
+    def path(self, name: str) -> str:
+        return os.path.join(self.directory, name)
+
+    def close(self) -> None:
+        self.db.close()
 
 
 def promote_partition(
     *, store: ObjectStore, catalog: Catalog, signer: Signer, scanner: PiiScanner, policy: MaskPolicy, provider: str,
     kind: str, partition: str, requested_by: str, tier: str, run_id: str, promotion_id: str | None = None,
-    approval: dict[str, Any] | None = None,
+    approval: dict[str, Any] | None = None, track: Iterable[str] = (),
 ) -> PromotionSummary:
-    """Promote one partition; ``approval`` (log_id, approved_by, reason_code) audits an admin's approval."""
+    """Promote one partition, one raw object at a time (memory bounded by the largest object).
+
+    ``approval`` (log_id, approved_by, reason_code) audits an admin's approval; the decisions of
+    the log_ids in ``track`` (and of ``approval``'s log) are reported in the summary.
+    """
     hour, name = split_partition_key(partition)
     if name != provider:
         raise PromotionError("invalid_partition", f"partition {partition} does not belong to provider {provider!r}")
@@ -129,86 +216,138 @@ def promote_partition(
     if not entries:
         raise PromotionError("not_in_ledger", f"partition {partition} has no ledger entry: it has not passed its checks")
     entry = entries[-1]
-    records = list(catalog.iter_partition_records(partition))  # log order: ascending log_id
-    ledger_ok = not verify_partition_records(entry, (record.checksum for record in records))
     known = {item["log_id"]: item for item in catalog.list_quarantine(partition=partition, limit=10_000_000)}
     approved = {log_id: item for log_id, item in known.items() if item.get("status") == APPROVED_STATUS}
-    decisions = _decide(store, entry, records, ledger_ok, approved, scanner, policy)
-    lines = [d.line(tier, policy.mode) for d in decisions]
-
+    watched = set(track) | ({approval["log_id"]} if approval and approval.get("log_id") else set())
     prefix = golden_prefix(kind, provider, window)
-    draft = decision_entry(provider=provider, partition=partition, sequence=1, previous_hash="0" * 64,
-                           decision_lines=lines, objects=(), run_id=run_id, body={})
-    counts = {name: 0 for name in DECISIONS} | Counter(d.decision for d in decisions)
-    previous = partition_entries(catalog, partition, KIND_PROMOTION_DECISION)
-    if (approval is None and previous and previous[-1].merkle_root == draft.merkle_root
-            and previous[-1].record_count == draft.record_count and store.exists(manifest_key(prefix))):
-        return _summary(previous[-1], decisions, counts, prefix, kind, new=False)
+    with tempfile.TemporaryDirectory(prefix="vault-promotion-") as directory:
+        work = _Workspace(directory)
+        try:
+            return _promote(work, store=store, catalog=catalog, signer=signer, scanner=scanner, policy=policy,
+                            provider=provider, kind=kind, partition=partition, requested_by=requested_by, tier=tier,
+                            run_id=run_id, promotion_id=promotion_id, approval=approval, window=window, entry=entry,
+                            known=known, approved=approved, watched=watched, prefix=prefix)
+        finally:
+            work.close()
 
+
+def _promote(work: _Workspace, *, store, catalog, signer, scanner, policy, provider, kind, partition, requested_by,
+             tier, run_id, promotion_id, approval, window, entry, known, approved, watched, prefix) -> PromotionSummary:
+    # 1. The catalog's records, streamed once: against the signed root, and into the workspace.
+    buffer: list[RecordEntry] = []
+
+    def checksums() -> Iterator[str]:
+        for record in catalog.iter_partition_records(partition):  # log order: ascending log_id
+            buffer.append(record)
+            if len(buffer) >= _BATCH:
+                work.add_records(buffer)
+                buffer.clear()
+            yield record.checksum
+
+    ledger_ok = not verify_partition_records(entry, checksums())
+    work.add_records(buffer)
+    buffer.clear()
+
+    # 2. Decide per raw object; each part is staged on local disk until we know it is new.
     now = utc_now()
-    sources = {key for key, _ in entry.objects}
-    golden, manifest_records = bytearray(), []
-    for d in decisions:
-        row = {"log_id": d.record.log_id, "decision": d.decision,
-               "raw": {"key": d.record.object_key, "offset": d.record.offset, "length": d.record.length,
-                       "digest": d.record.checksum},
-               "golden": None, "masked": d.masked, "reason": d.reason, "approval": d.approval,
-               "ledger_entry": {"sequence": entry.sequence, "hash": entry.entry_hash},
-               "policy_tier": tier, "masking_policy": policy.mode, "requested_by": requested_by, "promoted_at": now}
-        if d.golden is not None:
-            row["golden"] = {"offset": len(golden), "length": len(d.golden), "digest": checksum(d.golden)}
-            # One record per line; a raw record may hold newlines as JSON whitespace, so the
-            # manifest's offsets, not line splitting, are the authoritative way to read it back.
-            golden += d.golden + b"\n"
-        manifest_records.append(row)
+    committed = dict(entry.objects)
+    counts = {name: 0 for name in DECISIONS}
+    quarantined: dict[str, str] = {}
+    decisions: dict[str, str] = {}
+    parts: list[dict[str, Any]] = []
+    with open(work.path("quarantine.ndjson"), "w", encoding="utf-8") as pending:
+        for part, (key, group) in enumerate(work.objects()):
+            try:
+                data = store.get(key)
+            except ObjectMissingError:
+                data = None
+            object_ok = data is not None and committed.get(key) == checksum(data)
+            view = memoryview(data) if data is not None else None
+            golden, rows, pairs = bytearray(), [], []
+            part_counts = {name: 0 for name in DECISIONS}
+            records_name, manifest_name = part_records_key(prefix, part), part_manifest_key(prefix, part)
+            for record in group:
+                piece = bytes(view[record.offset: record.offset + record.length]) if view is not None else None
+                d = _decide_record(record, piece, object_ok, ledger_ok, approved.get(record.log_id), scanner, policy)
+                golden_checksum = checksum(d.golden) if d.golden is not None else None
+                pairs.append((record.log_id, hashlib.sha256(d.line(tier, policy.mode, golden_checksum)).digest()))
+                part_counts[d.decision] += 1
+                if record.log_id in watched:
+                    decisions[record.log_id] = d.decision
+                row = {"log_id": record.log_id, "decision": d.decision,
+                       "raw": {"key": record.object_key, "offset": record.offset, "length": record.length,
+                               "digest": record.checksum},
+                       "golden": None, "masked": d.masked, "reason": d.reason, "approval": d.approval,
+                       "ledger_entry": {"sequence": entry.sequence, "hash": entry.entry_hash},
+                       "policy_tier": tier, "masking_policy": policy.mode, "requested_by": requested_by,
+                       "promoted_at": now}
+                if d.golden is not None:
+                    row["golden"] = {"key": records_name, "offset": len(golden), "length": len(d.golden),
+                                     "digest": golden_checksum}
+                    # One record per line; a raw record may hold newlines as JSON whitespace, so the
+                    # manifest's offsets, not line splitting, are the authoritative way to read it back.
+                    golden += d.golden
+                    golden += b"\n"
+                rows.append(_encode_row(row))
+                _pending_quarantine(pending, d, known.get(record.log_id), entry, now)
+                if d.decision == QUARANTINED and (len(quarantined) < QUARANTINED_SAMPLE or record.log_id in watched):
+                    quarantined[record.log_id] = d.reason
+            work.add_digests(pairs)
+            manifest_bytes = b"\n".join(rows) + b"\n"
+            with open(work.path(f"part-{part}.records"), "wb") as out:
+                out.write(golden)
+            with open(work.path(f"part-{part}.manifest"), "wb") as out:
+                out.write(manifest_bytes)
+            for name, value in part_counts.items():
+                counts[name] += value
+            parts.append({"part": part, "raw_key": key, "raw_object_verified": object_ok,
+                          "records_key": records_name, "records_checksum": checksum(bytes(golden)),
+                          "records_size": len(golden), "manifest_key": manifest_name,
+                          "manifest_checksum": checksum(manifest_bytes), "manifest_size": len(manifest_bytes),
+                          "records": len(group), "counts": part_counts})
+            del data, view, golden, rows
+
+    # 3. The decision root in log order, streamed from the workspace.
+    tree = MerkleBuilder()
+    tree.add_many(work.digests())
+    root, record_count = tree.root_hex(), tree.count
+    previous = partition_entries(catalog, partition, KIND_PROMOTION_DECISION)
+    if (approval is None and previous and previous[-1].merkle_root == root
+            and previous[-1].record_count == record_count and store.exists(manifest_key(prefix))):
+        return _summary(previous[-1], counts, quarantined, decisions, prefix, kind, new=False)
+
+    # 4. Something changed: write the parts, the index, quarantine items and the decision entry.
     # Golden objects are derived and re-computable (like reports): an approval adds records, so
-    # they are replaced; their checksums are in the manifest and in the signed decision entry.
-    records_put = store.put(records_key(prefix), bytes(golden), overwrite=True)
-    manifest = {
-        "version": 1, "provider": provider, "kind": kind, "partition": partition, "golden_prefix": prefix,
-        "records_key": records_key(prefix), "records_checksum": records_put.checksum, "counts": counts,
+    # they are replaced; their checksums are in the index and in the signed decision entry.
+    objects: list[tuple[str, str]] = []
+    for part in parts:
+        for name, suffix in (("records", "records"), ("manifest", "manifest")):
+            with open(work.path(f"part-{part['part']}.{suffix}"), "rb") as staged:
+                put = store.put(part[f"{name}_key"], staged.read(), overwrite=True)
+            objects.append((put.key, put.checksum))
+    index = {
+        "version": 2, "provider": provider, "kind": kind, "partition": partition, "golden_prefix": prefix,
+        "counts": counts, "record_count": record_count, "decision_root": root,
         "partition_entry": {"sequence": entry.sequence, "hash": entry.entry_hash, "merkle_root": entry.merkle_root},
         "ledger_verified": ledger_ok, "policy_tier": tier, "masking_policy": policy.mode,
-        "requested_by": requested_by, "promoted_at": now, "promotion_id": promotion_id, "records": manifest_records,
+        "requested_by": requested_by, "promoted_at": now, "promotion_id": promotion_id, "parts": parts,
     }
-    manifest_put = store.put(manifest_key(prefix), json.dumps(manifest, ensure_ascii=False, indent=1).encode(),
+    manifest_put = store.put(manifest_key(prefix), json.dumps(index, ensure_ascii=False, indent=1).encode(),
                              overwrite=True)
-    quarantine_objects = _quarantine(store, catalog, window, entry, decisions, known, now)
-    objects = sorted([(records_put.key, records_put.checksum), (manifest_put.key, manifest_put.checksum),
-                      *quarantine_objects])
+    quarantine_objects = _quarantine(store, catalog, window, work.path("quarantine.ndjson"))
+    objects = sorted([*objects, (manifest_put.key, manifest_put.checksum), *quarantine_objects])
     body = {"action": "quarantine_approval" if approval else "promotion", "counts": counts,
             "manifest_key": manifest_put.key, "manifest_checksum": manifest_put.checksum,
             "requested_by": requested_by, "tier": tier, "masking_policy": policy.mode,
             "partition_entry": {"sequence": entry.sequence, "hash": entry.entry_hash},
             "promotion_id": promotion_id, "approval": approval}
-    written = append_entry(store=store, catalog=catalog, signer=signer,
-                           draft=decision_entry(provider=provider, partition=partition, sequence=1,
-                                                previous_hash="0" * 64, decision_lines=lines, objects=objects,
-                                                run_id=run_id, body=body, created_at=now))
-    _index(catalog, provider, partition, run_id, now, sources, records_put, manifest_put, quarantine_objects,
-           counts, requested_by, tier, written)
-    return _summary(written, decisions, counts, prefix, kind, new=True)
-
-
-def _decide(store: ObjectStore, entry: LedgerEntry, records: list[RecordEntry], ledger_ok: bool,
-            approved: dict[str, dict], scanner: PiiScanner, policy: MaskPolicy) -> list[_Decision]:
-    committed = dict(entry.objects)
-    by_object: dict[str, list[RecordEntry]] = defaultdict(list)
-    for record in records:
-        by_object[record.object_key].append(record)
-    decided: dict[str, _Decision] = {}
-    for key, group in by_object.items():  # one object in memory at a time
-        try:
-            data = store.get(key)
-        except ObjectMissingError:
-            data = None
-        object_ok = data is not None and committed.get(key) == checksum(data)
-        view = memoryview(data) if data is not None else None
-        for record in group:
-            piece = bytes(view[record.offset: record.offset + record.length]) if view is not None else None
-            decided[record.log_id] = _decide_record(record, piece, object_ok, ledger_ok, approved.get(record.log_id),
-                                                    scanner, policy)
-    return [decided[record.log_id] for record in records]
+    draft = LedgerEntry(provider=provider, partition=partition, sequence=1, previous_hash="0" * 64, created_at=now,
+                        run_id=run_id, kind=KIND_PROMOTION_DECISION, merkle_root=root, record_count=record_count,
+                        objects=tuple(objects), body=body)
+    written = append_entry(store=store, catalog=catalog, signer=signer, draft=draft)
+    _index(catalog, provider, partition, run_id, now, parts, manifest_put, quarantine_objects, counts,
+           requested_by, tier, written)
+    return _summary(written, counts, quarantined, decisions, prefix, kind, new=True)
 
 
 def _decide_record(record: RecordEntry, piece: bytes | None, object_ok: bool, ledger_ok: bool,
@@ -245,59 +384,82 @@ def _decide_record(record: RecordEntry, piece: bytes | None, object_ok: bool, le
     return _Decision(record, MASKED, actual, golden=golden, masked=masked, approval=grant)
 
 
-def _quarantine(store: ObjectStore, catalog: Catalog, window: HourWindow, entry: LedgerEntry,
-                decisions: list[_Decision], known: dict[str, dict], now: str) -> list[tuple[str, str]]:
-    """Quarantine objects (reason, raw pointer, digests; never the bytes) and catalog items."""
+def _pending_quarantine(pending, d: _Decision, existing: dict | None, entry: LedgerEntry, now: str) -> None:
+    """Stage the catalog change a decision implies (a quarantine document, or a release)."""
+    record = d.record
+    if d.decision != QUARANTINED:
+        if existing is not None and existing.get("status") != RELEASED_STATUS:
+            pending.write(json.dumps({"release": existing | {"status": RELEASED_STATUS, "released_at": now}}) + "\n")
+        return
+    document = {
+        "log_id": record.log_id, "provider": record.provider, "partition": record.partition, "reason": d.reason,
+        "raw": {"key": record.object_key, "offset": record.offset, "length": record.length},
+        "catalog_checksum": record.checksum, "actual_checksum": d.actual_checksum,
+        "ledger_entry": {"sequence": entry.sequence, "hash": entry.entry_hash}, "quarantined_at": now,
+    }
+    pending.write(json.dumps({"document": document, "existing": existing}) + "\n")
+
+
+def _quarantine(store: ObjectStore, catalog: Catalog, window: HourWindow, staged: str) -> list[tuple[str, str]]:
+    """Quarantine objects (reason, raw pointer, digests; never the bytes) and catalog items, in batches."""
     objects, items = [], []
-    for d in decisions:
-        record = d.record
-        existing = known.get(record.log_id)
-        if d.decision != QUARANTINED:
-            if existing is not None and existing.get("status") != RELEASED_STATUS:
-                items.append(existing | {"status": RELEASED_STATUS, "released_at": now})
-            continue
-        document = {
-            "log_id": record.log_id, "provider": record.provider, "partition": record.partition, "reason": d.reason,
-            "raw": {"key": record.object_key, "offset": record.offset, "length": record.length},
-            "catalog_checksum": record.checksum, "actual_checksum": d.actual_checksum,
-            "ledger_entry": {"sequence": entry.sequence, "hash": entry.entry_hash}, "quarantined_at": now,
-        }
-        put = store.put(quarantine_key(record.provider, window, record.log_id),
-                        json.dumps(document, indent=1).encode(), overwrite=True)
-        objects.append((put.key, put.checksum))
-        # An approval stays on record (and in force) while the reason is one it cannot override.
-        status = APPROVED_STATUS if existing and existing.get("status") == APPROVED_STATUS else QUARANTINED_STATUS
-        items.append((existing or {}) | document | {"status": status, "quarantine_key": put.key})
+    with open(staged, encoding="utf-8") as lines:
+        for line in lines:
+            change = json.loads(line)
+            if "release" in change:
+                items.append(change["release"])
+            else:
+                document, existing = change["document"], change["existing"]
+                put = store.put(quarantine_key(document["provider"], window, document["log_id"]),
+                                json.dumps(document, indent=1).encode(), overwrite=True)
+                objects.append((put.key, put.checksum))
+                # An approval stays on record (and in force) while the reason is one it cannot override.
+                status = (APPROVED_STATUS if existing and existing.get("status") == APPROVED_STATUS
+                          else QUARANTINED_STATUS)
+                items.append((existing or {}) | document | {"status": status, "quarantine_key": put.key})
+            if len(items) >= 1000:
+                catalog.put_quarantine(items)
+                items = []
     catalog.put_quarantine(items)
     return objects
 
 
-def _index(catalog: Catalog, provider: str, partition: str, run_id: str, now: str, sources: set[str], records_put,
+def _index(catalog: Catalog, provider: str, partition: str, run_id: str, now: str, parts: list[dict[str, Any]],
            manifest_put, quarantine_objects: list[tuple[str, str]], counts: dict[str, int], requested_by: str,
            tier: str, entry: LedgerEntry) -> None:
-    """Golden artifacts in the artifact index, lineage back to the raw objects they came from."""
-    raw_ids = sorted(artifact_id("raw_object", partition, key) for key in sources)
+    """Golden artifacts in the artifact index, lineage back to the raw objects they came from.
+
+    Each part's records (``golden_records``) and per-record manifest (``golden_manifest_part``)
+    descend from their raw object; the index (``golden_manifest``) from every part and raw object.
+    """
+    raw_ids = sorted({artifact_id("raw_object", partition, part["raw_key"]) for part in parts})
     meta = {"counts": counts, "requested_by": requested_by, "policy_tier": tier, "promoted_at": now,
             "ledger_sequence": entry.sequence}
-    records_id = artifact_id("golden_records", partition, records_put.key)
-    artifacts = [
-        Artifact(records_id, "golden_records", provider, partition, records_put.key, records_put.checksum,
-                 records_put.size, run_id, now, raw_ids, meta),
-        Artifact(artifact_id("golden_manifest", partition, manifest_put.key), "golden_manifest", provider, partition,
-                 manifest_put.key, manifest_put.checksum, manifest_put.size, run_id, now, [records_id, *raw_ids], meta),
-    ]
+    artifacts, part_ids = [], []
+    for part in parts:
+        raw_id = [artifact_id("raw_object", partition, part["raw_key"])]
+        part_meta = meta | {"part": part["part"], "counts": part["counts"], "partition_counts": counts}
+        records_id = artifact_id("golden_records", partition, part["records_key"])
+        manifest_id = artifact_id("golden_manifest_part", partition, part["manifest_key"])
+        artifacts.append(Artifact(records_id, "golden_records", provider, partition, part["records_key"],
+                                  part["records_checksum"], part["records_size"], run_id, now, raw_id, part_meta))
+        artifacts.append(Artifact(manifest_id, "golden_manifest_part", provider, partition, part["manifest_key"],
+                                  part["manifest_checksum"], part["manifest_size"], run_id, now,
+                                  [records_id, *raw_id], part_meta))
+        part_ids += [records_id, manifest_id]
+    artifacts.append(Artifact(artifact_id("golden_manifest", partition, manifest_put.key), "golden_manifest", provider,
+                              partition, manifest_put.key, manifest_put.checksum, manifest_put.size, run_id, now,
+                              [*part_ids, *raw_ids], meta | {"parts": len(parts)}))
     for key, digest in quarantine_objects:
         artifacts.append(Artifact(artifact_id("quarantine", partition, key), "quarantine", provider, partition, key,
                                   digest, None, run_id, now, raw_ids, {"ledger_sequence": entry.sequence}))
     catalog.put_artifacts(artifacts)
 
 
-def _summary(entry: LedgerEntry, decisions: list[_Decision], counts: dict[str, int], prefix: str, kind: str,
-             *, new: bool) -> PromotionSummary:
+def _summary(entry: LedgerEntry, counts: dict[str, int], quarantined: dict[str, str], decisions: dict[str, str],
+             prefix: str, kind: str, *, new: bool) -> PromotionSummary:
     return PromotionSummary(
         provider=entry.provider, partition=entry.partition, kind=kind, counts=dict(counts), golden_prefix=prefix,
-        manifest_key=manifest_key(prefix), records_key=records_key(prefix), entry_sequence=entry.sequence,
-        entry_hash=entry.entry_hash, new_entry=new,
-        quarantined={d.record.log_id: d.reason for d in decisions if d.decision == QUARANTINED},
-        decisions={d.record.log_id: d.decision for d in decisions},
+        manifest_key=manifest_key(prefix), entry_sequence=entry.sequence, entry_hash=entry.entry_hash,
+        new_entry=new, quarantined=dict(quarantined), decisions=dict(decisions),
     )
