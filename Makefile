@@ -31,6 +31,8 @@ serve: setup
 
 benchmark: setup
 	$(BIN)/python benchmarks/ingest.py
+	$(BIN)/python benchmarks/api.py
+	$(BIN)/python benchmarks/pii.py
 
 clean:
 	rm -rf $(VAULT_HOME)
