@@ -38,6 +38,8 @@ class RecordEntry:
 
 # A position in the (timestamp, log_id) order of records.
 RecordKey = tuple[str | None, str]
+# Where a record's bytes are and what they must hash to: (log_id, object_key, offset, length, checksum).
+RecordPointer = tuple[str, str, int, int, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +158,12 @@ class Catalog(ABC):
     @abstractmethod
     def iter_partition_records(self, partition: str) -> Iterator[RecordEntry]:
         """Every record first landed by ``partition``, ordered by log_id."""
+
+    def iter_partition_pointers(self, partition: str) -> Iterator[RecordPointer]:
+        """(log_id, object_key, offset, length, checksum) of every record of ``partition``, in
+        log_id order: what re-verification needs, without building full entries."""
+        for entry in self.iter_partition_records(partition):
+            yield entry.log_id, entry.object_key, entry.offset, entry.length, entry.checksum
 
     @abstractmethod
     def count_records(self, *, provider: str | None = None, partition: str | None = None) -> int: ...

@@ -32,6 +32,7 @@ from vault_pipeline.storage.catalog import (
     DeadLetter,
     RecordEntry,
     RecordKey,
+    RecordPointer,
     RecordPage,
     UpsertResult,
 )
@@ -51,6 +52,8 @@ IN_CHUNK = 500
 UPSERT_CHUNK = 5000
 # iter_partition_records pages by log_id so no lock is held while the caller works on a page.
 PARTITION_PAGE = 1000
+# Pointers are small tuples: bigger pages, fewer round trips when a partition is re-verified.
+POINTER_PAGE = 20_000
 
 
 def _columns(names: Sequence[str]) -> str:
@@ -350,6 +353,17 @@ class SqliteCatalog(Catalog):
             rows = self._read(sql, (partition, after))
             yield from (RecordEntry(*row) for row in rows)
             if len(rows) < PARTITION_PAGE:
+                return
+            after = rows[-1][0]
+
+    def iter_partition_pointers(self, partition: str) -> Iterator[RecordPointer]:
+        after = ""
+        sql = ('SELECT "log_id", "object_key", "offset", "length", "checksum" FROM records '
+               f'WHERE "partition" = ? AND "log_id" > ? ORDER BY "log_id" LIMIT {POINTER_PAGE}')
+        while True:
+            rows = self._read(sql, (partition, after))
+            yield from rows
+            if len(rows) < POINTER_PAGE:
                 return
             after = rows[-1][0]
 

@@ -672,3 +672,10 @@ def test_quarantine_items_are_listed_filtered_and_approved_with_a_reason(catalog
     assert catalog.set_quarantine_status("log_unknown", "approved", "admin-1", "x") is None
     with pytest.raises(ValueError):
         catalog.list_quarantine(limit=-1)
+
+
+def test_partition_pointers_match_the_partition_records(catalog):
+    catalog.upsert_records([entry(n) for n in range(25)] + [entry(100 + n, partition="2026-01-01-06:00|acme_audit") for n in range(3)])
+    expected = [(r.log_id, r.object_key, r.offset, r.length, r.checksum) for r in catalog.iter_partition_records(HOUR)]
+    assert [tuple(p) for p in catalog.iter_partition_pointers(HOUR)] == expected
+    assert len(expected) == 25

@@ -98,12 +98,12 @@ def _verify_provider_chain(store, catalog, verifier, provider, report) -> list[L
 
 def _verify_partition(store: ObjectStore, catalog: Catalog, entry: LedgerEntry, report: VerifyReport) -> None:
     report.partitions += 1
-    records = list(catalog.iter_partition_records(entry.partition))  # log order: ascending log_id
-    report.records += len(records)
-    report.findings += verify_partition_records(entry, (record.checksum for record in records))
+    pointers = list(catalog.iter_partition_pointers(entry.partition))  # log order: ascending log_id
+    report.records += len(pointers)
+    report.findings += verify_partition_records(entry, (pointer[4] for pointer in pointers))
     by_object: dict[str, list] = defaultdict(list)
-    for record in records:
-        by_object[record.object_key].append(record)
+    for pointer in pointers:
+        by_object[pointer[1]].append(pointer)
     current: dict[str, str | None] = {}
     for key in sorted({key for key, _ in entry.objects} | set(by_object)):
         try:
@@ -115,11 +115,12 @@ def _verify_partition(store: ObjectStore, catalog: Catalog, entry: LedgerEntry, 
         report.bytes_hashed += len(data)
         current[key] = "sha256:" + hashlib.sha256(data).hexdigest()
         view = memoryview(data)
-        for record in by_object.get(key, ()):
-            piece = view[record.offset : record.offset + record.length]
-            report.bytes_hashed += len(piece)
-            if len(piece) != record.length or "sha256:" + hashlib.sha256(piece).hexdigest() != record.checksum:
+        sha256 = hashlib.sha256
+        for log_id, _key, offset, length, record_checksum in by_object.get(key, ()):
+            piece = view[offset : offset + length]
+            report.bytes_hashed += length
+            if len(piece) != length or "sha256:" + sha256(piece).hexdigest() != record_checksum:
                 report.findings.append(Finding(RECORD_BYTES_ALTERED, entry.provider, entry.sequence,
-                                               f"record {record.log_id} in {key} no longer hashes to its checksum",
+                                               f"record {log_id} in {key} no longer hashes to its checksum",
                                                entry.partition))
     report.findings += verify_partition_objects(entry, current)
