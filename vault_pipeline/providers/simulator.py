@@ -20,6 +20,8 @@ import random
 from collections.abc import Iterator
 from datetime import timedelta
 
+import numpy as np
+
 from vault_pipeline.core.framing import frame_records
 from vault_pipeline.core.windows import HourWindow
 from vault_pipeline.providers.base import Page, Provider
@@ -154,27 +156,32 @@ class SimulatorProvider(Provider):
         seed = int.from_bytes(hashlib.sha256(f"{self.config.seed}|{self.config.name}|{hour.isoformat()}".encode()).digest()[:8], "big")
         rng = random.Random(seed)
         templates, invalid_templates = self._templates(rng, invalid=False), self._templates(rng, invalid=True)
-        invalid_fraction = self.config.invalid_fraction
         count = self.config.records_per_hour
-        offsets = sorted(rng.randrange(3_600_000_000) for _ in range(count))
+        # Per-record draws come in bulk from numpy (seeded from the same stream), so producing
+        # an hour costs little next to what the pipeline does with it. Every draw is made for
+        # every record, late or not, so a lookback fetch sees the same ids and bytes.
+        bulk = np.random.Generator(np.random.PCG64(rng.getrandbits(64)))
+        offsets = np.sort(bulk.integers(0, 3_600_000_000, size=count))
+        invalid = bulk.random(count) < self.config.invalid_fraction
+        choice = bulk.integers(0, 1 << 16, size=count)
+        late = bulk.random(count) < LATE_FRACTION
+        uids = bulk.bytes(16 * count).hex()
         id_field, time_field = self.config.natural_id_field, self.config.event_time_field
         hour_prefix = hour.strftime("%Y-%m-%dT%H:")
-        hour_end = hour + _HOUR
-        getrandbits, random_ = rng.getrandbits, rng.random
-        for micros in offsets:
-            pool = invalid_templates if random_() < invalid_fraction else templates
-            template, has_time = pool[getrandbits(16) % len(pool)]
-            late = random_() < LATE_FRACTION
-            # Drawn before the late check: the random stream must not depend on the window, or
-            # a lookback fetch would give every later record of the hour a different id.
-            uid = f"{getrandbits(128):032x}"
-            if late and window.end <= hour_end:
-                continue  # published after this window closed; a later lookback fetch will see it
-            natural = f"{uid[:8]}-{uid[8:12]}-{uid[12:16]}-{uid[16:20]}-{uid[20:]}"
+        withheld = window.end <= hour + _HOUR  # late records are published after the hour closed
+        for n, (micros, is_invalid, pick, is_late) in enumerate(
+            zip(offsets.tolist(), invalid.tolist(), choice.tolist(), late.tolist(), strict=True)
+        ):
+            if is_late and withheld:
+                continue  # a later lookback fetch will see it
+            pool = invalid_templates if is_invalid else templates
+            template, has_time = pool[pick % len(pool)]
+            uid = uids[32 * n : 32 * n + 32]
             minutes, rest = divmod(micros, 60_000_000)
             stamp = f"{hour_prefix}{minutes:02d}:{rest // 1_000_000:02d}.{rest % 1_000_000:06d}Z"
             time_part = f'"{time_field}": "{stamp}", ' if has_time else ""
-            yield f'{{"{id_field}": "{natural}", {time_part}{template}'
+            yield (f'{{"{id_field}": "{uid[:8]}-{uid[8:12]}-{uid[12:16]}-{uid[16:20]}-{uid[20:]}", '
+                   f"{time_part}{template}")
 
     def _templates(self, rng: random.Random, invalid: bool) -> list[tuple[str, bool]]:
         build = _BUILDERS[self.config.kind]
