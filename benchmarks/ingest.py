@@ -39,6 +39,7 @@ def run_one(records: int, kind: str, page_size: int) -> dict:
         "lookback_hours": 0, "page_size": page_size, "invalid_fraction": 0.001}}}))
     from vault_pipeline.definitions import build_definitions
     from vault_pipeline.defs.resources import VaultResource
+    from vault_pipeline.defs.run_results import asset_metadata
     from vault_pipeline.defs.schedules import HOURLY_JOB
     from vault_pipeline.providers.config import load_config
 
@@ -55,12 +56,8 @@ def run_one(records: int, kind: str, page_size: int) -> dict:
     for event in result.all_events:
         if event.event_type_value == "STEP_SUCCESS":
             steps[event.step_key] = event.event_specific_data.duration_ms / 1000
-    landed = bytes_ = 0
-    for event in result.get_asset_materialization_events():
-        materialization = event.event_specific_data.materialization
-        if materialization.asset_key.path[-1] == "raw_landing":
-            landed = materialization.metadata["records"].value
-            bytes_ = materialization.metadata["bytes"].value
+    landing = asset_metadata(result, "raw_landing") or {}
+    landed, bytes_ = landing.get("records", 0), landing.get("bytes", 0)
     ingest = sum(steps.get(step, 0) for step in INGEST_STEPS)
     return {
         "records": landed,

@@ -43,6 +43,7 @@ def run_demo(hours: int) -> int:
     import dagster as dg
 
     from vault_pipeline.definitions import build_definitions
+    from vault_pipeline.defs.run_results import asset_metadata, check_outcomes
     from vault_pipeline.defs.schedules import HOURLY_JOB
 
     definitions = build_definitions()
@@ -60,16 +61,10 @@ def run_demo(hours: int) -> int:
             )
             totals["runs"] += 1
             totals["failed_runs"] += int(not result.success)
-            records = bytes_ = 0
-            for event in result.get_asset_materialization_events():
-                materialization = event.event_specific_data.materialization
-                if materialization.asset_key.path[-1] == "raw_landing":
-                    records = materialization.metadata["records"].value
-                    bytes_ = materialization.metadata["bytes"].value
-            passed = failed = 0
-            for event in result.get_asset_check_evaluations():
-                passed += int(event.passed)
-                failed += int(not event.passed)
+            landing = asset_metadata(result, "raw_landing") or {}
+            records, bytes_ = landing.get("records", 0), landing.get("bytes", 0)
+            outcomes = check_outcomes(result).values()
+            passed, failed = sum(outcomes), len(outcomes) - sum(outcomes)
             totals["records"] += records
             totals["bytes"] += bytes_
             totals["checks_passed"] += passed

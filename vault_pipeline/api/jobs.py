@@ -78,6 +78,7 @@ class JobService:
         self.max_queue = max_queue
         self.seconds_per_hour = seconds_per_hour
         self._jobs: dict[str, Job] = {}
+        self._finished: dict[str, JobView] = {}  # so /metrics does not re-read every old job's runs
         self._active_by_request: dict[tuple[str, tuple[str, ...]], str] = {}
         self._by_idempotency_key: dict[str, str] = {}
         self._queue: queue.PriorityQueue = queue.PriorityQueue()
@@ -154,6 +155,8 @@ class JobService:
 
     # reporting ----------------------------------------------------------------------------
     def view(self, job_id: str) -> JobView | None:
+        if job_id in self._finished:  # a completed or failed job never changes again
+            return self._finished[job_id]
         job = self._jobs.get(job_id)
         runs = self.runner.runs_for_job(job_id)
         if job is None and not runs:
@@ -166,7 +169,10 @@ class JobService:
         state = self._state(job, runs, error)
         provider = job.provider if job else runs[0].partition.partition("|")[2]
         hours = job.hours if job else sorted(run.partition.partition("|")[0] for run in runs)
-        return JobView(job_id, state, provider, records, bytes_, runs, error if state == "failed" else None, hours)
+        view = JobView(job_id, state, provider, records, bytes_, runs, error if state == "failed" else None, hours)
+        if state in ("completed", "failed") and (job is None or job.done):
+            self._finished[job_id] = view
+        return view
 
     @staticmethod
     def _state(job: Job | None, runs: list[RunInfo], error: str | None) -> str:

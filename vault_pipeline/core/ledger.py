@@ -129,6 +129,18 @@ def utc_now() -> str:
 # -- entries and checkpoints ---------------------------------------------------------------
 
 
+def _load_json(text: str | bytes, what: str) -> Any:
+    try:
+        return json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise LedgerError(f"{what} is not JSON: {exc}") from None
+
+
+def _without_signature(data: dict[str, Any]) -> bytes:
+    del data["signature"]
+    return canonical_json(data)
+
+
 def _check(condition: bool, message: str) -> None:
     if not condition:
         raise LedgerError(message)
@@ -222,17 +234,11 @@ class LedgerEntry:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> LedgerEntry:
-        try:
-            data = json.loads(text)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise LedgerError(f"ledger entry is not JSON: {exc}") from None
-        return cls.from_dict(data)
+        return cls.from_dict(_load_json(text, "ledger entry"))
 
     def signed_bytes(self) -> bytes:
         """What the signature covers and what ``entry_hash`` hashes: everything but the signature."""
-        data = self.to_dict()
-        del data["signature"]
-        return canonical_json(data)
+        return _without_signature(self.to_dict())
 
     @property
     def entry_hash(self) -> str:
@@ -289,17 +295,11 @@ class Checkpoint:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Checkpoint:
-        try:
-            data = json.loads(text)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise LedgerError(f"checkpoint is not JSON: {exc}") from None
-        return cls.from_dict(data)
+        return cls.from_dict(_load_json(text, "checkpoint"))
 
     def signed_bytes(self) -> bytes:
         # The "type" marker keeps a checkpoint signature from ever passing as an entry's.
-        data = self.to_dict()
-        del data["signature"]
-        return canonical_json(data)
+        return _without_signature(self.to_dict())
 
 
 def sign_entry(entry: LedgerEntry, signer: Signer) -> LedgerEntry:

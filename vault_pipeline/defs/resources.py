@@ -44,6 +44,7 @@ class VaultResource(dg.ConfigurableResource):
     _store: ObjectStore | None = PrivateAttr(default=None)
     _catalog: Catalog | None = PrivateAttr(default=None)
     _lake: DeltaLake | None = PrivateAttr(default=None)
+    _config: VaultConfig | None = PrivateAttr(default=None)
 
     # ports ------------------------------------------------------------------------------
     def object_store(self) -> ObjectStore:
@@ -62,7 +63,10 @@ class VaultResource(dg.ConfigurableResource):
         return self._lake
 
     def vault_config(self) -> VaultConfig:
-        return load_config(self.config_path)
+        """vault.yaml as of the first use in this step (read once, not per call)."""
+        if self._config is None:
+            self._config = load_config(self.config_path)
+        return self._config
 
     def provider(self, name: str) -> Provider:
         from vault_pipeline.providers.factory import build_provider
@@ -79,7 +83,7 @@ class VaultResource(dg.ConfigurableResource):
         for port in (self._catalog, self._store):
             if port is not None:
                 port.close()
-        self._store = self._catalog = self._lake = None
+        self._store = self._catalog = self._lake = self._config = None
 
     # backends ---------------------------------------------------------------------------
     def _build_object_store(self) -> ObjectStore:
