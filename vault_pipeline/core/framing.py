@@ -17,6 +17,7 @@ from typing import Any
 
 import msgspec
 import numpy as np
+import pyarrow as pa
 
 _MEMBERS = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _ELEMENTS = msgspec.json.Decoder(list[msgspec.Raw])
@@ -39,12 +40,25 @@ class FramedRecord:
 
 @dataclass(slots=True)
 class FramedPage:
-    records: list[FramedRecord]
+    # Record spans as two parallel columns: landing walks them per record, so no object per span.
+    offsets: list[int]
+    lengths: list[int]
     # Top-level members of the body other than the record array (cursors, totals, ...).
     envelope: dict[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def of(cls, records: list[FramedRecord], envelope: dict[str, Any] | None = None) -> FramedPage:
+        return cls([r.offset for r in records], [r.length for r in records], envelope or {})
+
+    @property
+    def records(self) -> list[FramedRecord]:
+        return list(map(FramedRecord, self.offsets, self.lengths))
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
     def slices(self, body: bytes) -> list[bytes]:
-        return [body[r.offset : r.offset + r.length] for r in self.records]
+        return [body[offset : offset + length] for offset, length in zip(self.offsets, self.lengths, strict=True)]
 
 
 def frame_records(body: bytes, records_at: str) -> FramedPage:
@@ -56,9 +70,9 @@ def frame_records(body: bytes, records_at: str) -> FramedPage:
     if body.startswith(b"\xef\xbb\xbf"):
         raise FramingError("body starts with a UTF-8 byte-order mark; JSON from providers must not")
     if records_at == "ndjson":
-        return FramedPage(_frame_ndjson(body))
+        return FramedPage.of(_frame_ndjson(body))
     if records_at == "$":
-        page = FramedPage(_locate(body, _decode(_ELEMENTS, body, "a JSON array of records"), 0))
+        page = _locate(body, _decode(_ELEMENTS, body, "a JSON array of records"), 0)
         _require_utf8(body)
         return page
     members = _decode(_MEMBERS, body, f"a JSON object holding '{records_at}'")
@@ -74,7 +88,9 @@ def frame_records(body: bytes, records_at: str) -> FramedPage:
                 raise FramingError(f"envelope member '{name}' cannot be read: {exc}") from exc
     array = members[records_at]
     elements = _decode(_ELEMENTS, array, f"'{records_at}' to be an array of records")
-    return FramedPage(_locate(body, elements, _offset_of(body, array)), envelope)
+    page = _locate(body, elements, _offset_of(body, array))
+    page.envelope = envelope
+    return page
 
 
 def decode_record(data: bytes | memoryview) -> Any:
@@ -122,7 +138,27 @@ def _offset_of(body: bytes, view: msgspec.Raw) -> int:
     return offset
 
 
-def _locate(body: bytes, elements: list[msgspec.Raw], cursor: int) -> list[FramedRecord]:
+def _locate(body: bytes, elements: list[msgspec.Raw], cursor: int) -> FramedPage:
+    """Each element's span in ``body``, from the address of its zero-copy ``Raw`` view.
+
+    Spans must come out in order, inside the body and not overlapping, and the first and last
+    are compared byte for byte; anything else (a decoder that copied) falls back to searching
+    for each element's bytes from the previous end.
+    """
+    if not elements:
+        return FramedPage([], [])
+    base = pa.py_buffer(body).address
+    starts = [pa.py_buffer(raw).address - base for raw in elements]
+    lengths = [len(raw) for raw in elements]
+    ends = np.add(starts, lengths)
+    in_order = bool(starts[0] >= cursor and ends[-1] <= len(body) and (np.diff(starts) >= lengths[:-1]).all()
+                    if len(starts) > 1 else starts[0] >= cursor and ends[-1] <= len(body))
+    if in_order and body[starts[0] : ends[0]] == bytes(elements[0]) and body[starts[-1] : ends[-1]] == bytes(elements[-1]):
+        return FramedPage(starts, lengths)
+    return FramedPage.of(_search(body, elements, cursor))
+
+
+def _search(body: bytes, elements: list[msgspec.Raw], cursor: int) -> list[FramedRecord]:
     records = []
     find = body.find
     for raw in elements:

@@ -101,6 +101,11 @@ _ARROW_ISO = (
     r"^[1-8]\d{3}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,6})?"
     r"(Z|[+-]([01]\d|2[0-3]):[0-5]\d)$"
 )
+# Already in the catalog's fixed-width form: most providers send this, and the value then is
+# its own answer once Arrow has checked it names a real moment (February 30 fails the cast).
+_CANONICAL = (
+    r"^[1-8]\d{3}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]\d:[0-5]\d\.\d{6}Z$"
+)
 _UTC_US = pa.timestamp("us", tz="UTC")
 
 
@@ -111,6 +116,12 @@ def fixed_width_timestamps(values: Sequence[object]) -> pa.Array:
     offsets are converted to UTC, naive or unparseable values and non-strings become null.
     """
     strings = pa.array([v if isinstance(v, str) else None for v in values], pa.string())
+    if pc.all(pc.fill_null(pc.match_substring_regex(strings, _CANONICAL), True)).as_py():
+        try:
+            pc.cast(strings, _UTC_US)
+            return strings
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass  # not a real date somewhere: value by value below
     plain = pc.fill_null(pc.match_substring_regex(strings, _ARROW_ISO), False)
     try:
         moments = pc.cast(pc.if_else(plain, strings, None), _UTC_US)

@@ -143,7 +143,7 @@ class RestProvider(Provider):
                 next_url = base_url.copy_merge_params({**base_params, pagination.param: cursor})
                 marker = cursor
             else:  # page
-                if not framed.records:
+                if not framed.offsets:
                     return
                 # A provider that clamps out-of-range page numbers serves its last page forever.
                 digest = hashlib.sha256(body).hexdigest()

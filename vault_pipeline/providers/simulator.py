@@ -132,7 +132,7 @@ class SimulatorProvider(Provider):
 
     def fetch_pages(self, window: HourWindow) -> Iterator[Page]:
         page_size = self.config.page_size
-        buffer: list[str] = []
+        buffer: list[bytes] = []
         number = 0
         hour = window.start.replace(minute=0, second=0, microsecond=0)
         while hour < window.end:
@@ -146,13 +146,15 @@ class SimulatorProvider(Provider):
         if buffer or number == 0:
             yield self._page(number + 1, window, buffer)
 
-    def _page(self, number: int, window: HourWindow, records: list[str]) -> Page:
-        body = ('{"records": [\n  ' + ",\n  ".join(records) + '\n], "page": %d}\n' % number).encode("utf-8")
+    def _page(self, number: int, window: HourWindow, records: list[bytes]) -> Page:
+        # Assembled as bytes: joining text with astral-plane characters and encoding it costs
+        # more than producing the records.
+        body = b'{"records": [\n  ' + b",\n  ".join(records) + b'\n], "page": %d}\n' % number
         url = f"simulator://{self.config.name}/{window.hour_key}?page={number}"
         return Page(number=number, url=url, body=body, framed=frame_records(body, "records"), content_type="application/json")
 
-    def _records_visible(self, hour, window: HourWindow) -> Iterator[str]:
-        """Records of ``hour`` that were published before the window closed."""
+    def _records_visible(self, hour, window: HourWindow) -> Iterator[bytes]:
+        """Records of ``hour`` (UTF-8 JSON) that were published before the window closed."""
         seed = int.from_bytes(hashlib.sha256(f"{self.config.seed}|{self.config.name}|{hour.isoformat()}".encode()).digest()[:8], "big")
         rng = random.Random(seed)
         templates, invalid_templates = self._templates(rng, invalid=False), self._templates(rng, invalid=True)
@@ -165,9 +167,10 @@ class SimulatorProvider(Provider):
         invalid = bulk.random(count) < self.config.invalid_fraction
         choice = bulk.integers(0, 1 << 16, size=count)
         late = bulk.random(count) < LATE_FRACTION
-        uids = bulk.bytes(16 * count).hex()
-        id_field, time_field = self.config.natural_id_field, self.config.event_time_field
-        hour_prefix = hour.strftime("%Y-%m-%dT%H:")
+        uids = bulk.bytes(16 * count).hex().encode()
+        id_field = self.config.natural_id_field.encode()
+        time_field = self.config.event_time_field.encode()
+        hour_prefix = hour.strftime("%Y-%m-%dT%H:").encode()
         withheld = window.end <= hour + _HOUR  # late records are published after the hour closed
         for n, (micros, is_invalid, pick, is_late) in enumerate(
             zip(offsets.tolist(), invalid.tolist(), choice.tolist(), late.tolist(), strict=True)
@@ -177,18 +180,24 @@ class SimulatorProvider(Provider):
             pool = invalid_templates if is_invalid else templates
             template, has_time = pool[pick % len(pool)]
             uid = uids[32 * n : 32 * n + 32]
-            minutes, rest = divmod(micros, 60_000_000)
-            stamp = f"{hour_prefix}{minutes:02d}:{rest // 1_000_000:02d}.{rest % 1_000_000:06d}Z"
-            time_part = f'"{time_field}": "{stamp}", ' if has_time else ""
-            yield (f'{{"{id_field}": "{uid[:8]}-{uid[8:12]}-{uid[12:16]}-{uid[16:20]}-{uid[20:]}", '
-                   f"{time_part}{template}")
+            if has_time:
+                minutes, rest = divmod(micros, 60_000_000)
+                seconds, fraction = divmod(rest, 1_000_000)
+                yield b'{"%b": "%b-%b-%b-%b-%b", "%b": "%b%02d:%02d.%06dZ", %b' % (
+                    id_field, uid[:8], uid[8:12], uid[12:16], uid[16:20], uid[20:],
+                    time_field, hour_prefix, minutes, seconds, fraction, template,
+                )
+            else:
+                yield b'{"%b": "%b-%b-%b-%b-%b", %b' % (
+                    id_field, uid[:8], uid[8:12], uid[12:16], uid[16:20], uid[20:], template,
+                )
 
-    def _templates(self, rng: random.Random, invalid: bool) -> list[tuple[str, bool]]:
+    def _templates(self, rng: random.Random, invalid: bool) -> list[tuple[bytes, bool]]:
         build = _BUILDERS[self.config.kind]
         templates = []
         for _ in range(_TEMPLATES_PER_KIND if not invalid else _INVALID_TEMPLATES):
             record, has_time = build(rng, invalid)
             # Serialised once; the id and time are spliced in front per record.
             text = json.dumps(record, ensure_ascii=rng.random() < 0.3, separators=(", ", ": "))
-            templates.append((text[1:], has_time))
+            templates.append((text[1:].encode("utf-8"), has_time))
         return templates

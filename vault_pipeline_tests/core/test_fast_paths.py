@@ -112,3 +112,16 @@ def test_typed_projection_equals_coerced_projection_or_defers_to_it(kind: str) -
         projected_view = projector.project_typed(memoryview(data))
         assert projected_view == typed
     assert fast_hits  # the fast path is actually taken for ordinary records
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        ["2026-01-01T00:00:00.123456Z", None, "2024-02-29T23:59:59.999999Z"],  # already fixed-width: kept
+        ["2026-01-01T00:00:00.123456Z", "2026-02-30T00:00:00.000000Z"],  # fixed-width but no such day
+        ["2026-01-01T00:00:00.123456Z", "2026-01-01T00:00:00.123456+00:00"],  # one not fixed-width
+        ["0999-01-01T00:00:00.000000Z", "2026-01-01T00:00:60.000000Z"],  # outside the accepted ranges
+    ],
+)
+def test_pages_already_in_fixed_width_form_give_the_same_answer(values: list) -> None:
+    assert fixed_width_timestamps(values).to_pylist() == [slow(v) for v in values]

@@ -10,6 +10,8 @@ with a dead letter saying why.
 from __future__ import annotations
 
 import hashlib
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -17,7 +19,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from vault_pipeline.core.checksums import PREFIX
-from vault_pipeline.core.identity import log_id_for, natural_id_from
+from vault_pipeline.core.framing import FramedPage
+from vault_pipeline.core.identity import natural_id_from
 from vault_pipeline.core.key_fields import KeyFieldsDecoder
 from vault_pipeline.core.layout import dlq_body_key, raw_key, snapshot_objects_key, snapshot_records_key
 from vault_pipeline.core.snapshot import LandedObject, SnapshotWriter, encode_objects
@@ -64,23 +67,29 @@ def land_window(
     snapshot = SnapshotWriter()
     summary = LandingSummary()
     log_ids: list[pa.Array] = []
-    try:
-        for page in provider.fetch_pages(fetch_window):
-            body = page.body
-            digest = hashlib.sha256(body).hexdigest()
-            key = raw_key(name, window, digest)
-            stored = store.put(key, body)
-            summary.new_objects += int(stored.created)
-            summary.pages += 1
-            summary.bytes += len(body)
-            columns = _frame_columns(name, key, page.number, body, page.framed.records, keys, summary)
-            log_ids.append(snapshot.add_page(columns).column("log_id"))
-            summary.objects.append(
-                LandedObject(key, stored.checksum, len(body), page.number, len(page.framed.records), page.url)
-            )
-    except ProviderError as exc:
-        _keep_unusable_body(exc, store, catalog, window, partition, name)
-        raise LandingError(str(exc), retryable=exc.retryable) from exc
+    # Storing a page and encoding its snapshot rows run on one background thread (file and
+    # network writes, SHA-256 of a whole page and Parquet encoding release the GIL) while the
+    # next page is fetched and framed. Single worker: pages reach the snapshot in order. At
+    # most _IN_FLIGHT pages wait, so memory stays bounded by a few pages.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="vault-landing") as sink:
+        in_flight: deque[Future] = deque()
+        try:
+            for page in provider.fetch_pages(fetch_window):
+                body = page.body
+                key = raw_key(name, window, hashlib.sha256(body).hexdigest())
+                columns = _frame_columns(name, key, page.number, body, page.framed, keys, summary)
+                in_flight.append(sink.submit(_store_page, store, snapshot, key, page, columns))
+                while len(in_flight) > _IN_FLIGHT:
+                    _collect(in_flight.popleft().result(), summary, log_ids)
+        except ProviderError as exc:
+            _drain(in_flight)
+            _keep_unusable_body(exc, store, catalog, window, partition, name)
+            raise LandingError(str(exc), retryable=exc.retryable) from exc
+        except BaseException:
+            _drain(in_flight)
+            raise
+        while in_flight:
+            _collect(in_flight.popleft().result(), summary, log_ids)
     summary.records = snapshot.rows
     summary.duplicate_records = _duplicates(log_ids)
     store.put(snapshot_records_key(name, window), snapshot.finish(), overwrite=True)
@@ -88,19 +97,45 @@ def land_window(
     return summary
 
 
-def _frame_columns(name, key, page_number, body, records, keys, summary) -> dict[str, list | pa.Array]:
-    log_ids, natural_ids, offsets, lengths, checksums, times = [], [], [], [], [], []
+_IN_FLIGHT = 2
+
+
+def _store_page(store: ObjectStore, snapshot: SnapshotWriter, key: str, page, columns) -> tuple[LandedObject, bool, pa.Array]:
+    stored = store.put(key, page.body)
+    log_ids = snapshot.add_page(columns).column("log_id")
+    landed = LandedObject(key, stored.checksum, len(page.body), page.number, len(page.framed), page.url)
+    return landed, stored.created, log_ids
+
+
+def _collect(stored: tuple[LandedObject, bool, pa.Array], summary: LandingSummary, log_ids: list[pa.Array]) -> None:
+    landed, created, ids = stored
+    summary.objects.append(landed)
+    summary.pages += 1
+    summary.bytes += landed.size
+    summary.new_objects += int(created)
+    log_ids.append(ids)
+
+
+def _drain(in_flight: deque[Future]) -> None:
+    """Let pages already handed to the sink finish (they are harmless, content-addressed) before
+    the failure is reported, so no write is still running when the step ends."""
+    for future in in_flight:
+        future.exception()
+    in_flight.clear()
+
+
+def _frame_columns(name, key, page_number, body, framed: FramedPage, keys, summary) -> dict[str, list | pa.Array]:
     sha256, decode, view = hashlib.sha256, keys.decode, memoryview(body)
-    for record in records:
-        offset, length = record.offset, record.length
+    id_prefix = f"{name}\x1f"
+    log_ids, natural_ids, checksums, times = [], [], [], []
+    for offset, length in zip(framed.offsets, framed.lengths, strict=True):
         data = view[offset : offset + length]
         record_checksum = PREFIX + sha256(data).hexdigest()
         natural_value, time_value, _is_object = decode(data)
         natural_id = natural_id_from(natural_value, record_checksum)
-        log_ids.append(log_id_for(name, natural_id))
+        # log_id_for, inlined: this loop runs once per record of the hour.
+        log_ids.append("log_" + sha256((id_prefix + natural_id).encode("utf-8", "surrogatepass")).hexdigest()[:32])
         natural_ids.append(natural_id)
-        offsets.append(offset)
-        lengths.append(length)
         checksums.append(record_checksum)
         times.append(time_value)
     # Event times are parsed and formatted for the whole page at once (Arrow, in C).
@@ -115,8 +150,8 @@ def _frame_columns(name, key, page_number, body, records, keys, summary) -> dict
             summary.oldest_event = oldest
     count = len(log_ids)
     return {
-        "log_id": log_ids, "natural_id": natural_ids, "object_key": [key] * count, "offset": offsets,
-        "length": lengths, "checksum": checksums, "timestamp": timestamps, "page": [page_number] * count,
+        "log_id": log_ids, "natural_id": natural_ids, "object_key": [key] * count, "offset": framed.offsets,
+        "length": framed.lengths, "checksum": checksums, "timestamp": timestamps, "page": [page_number] * count,
     }
 
 
