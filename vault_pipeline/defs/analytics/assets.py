@@ -3,9 +3,8 @@
 
 import dagster as dg
 
-from vault_pipeline.core.kinds import fact_table_name
 from vault_pipeline.core.layout import report_key
-from vault_pipeline.defs.analytics.normalisation import normalise_partition, partitions_of
+from vault_pipeline.defs.analytics.normalisation import normalise_partition, validate_lake_rows
 from vault_pipeline.defs.ingestion.assets import NETWORK_RETRY, fetch_window_of, suite_runner
 from vault_pipeline.defs.ingestion.validation import failure_markdown, outcome_report
 from vault_pipeline.defs.partitions import partition_of
@@ -18,8 +17,12 @@ def build_analytics_assets(partitions: dg.PartitionsDefinition, record_index: dg
         group_name="hourly",
         deps=[record_index],
         retry_policy=NETWORK_RETRY,
+        # One loader per Delta table at a time: appends never conflict in Delta, so two runs
+        # loading the same hour would both insert. Limit it where runs can overlap:
+        # `dagster instance concurrency set vault_lake_writer 1`.
+        pool="vault_lake_writer",
         kinds={"deltalake"},
-        description="Validated records as typed rows, merged on log_id into the kind's Delta fact table (partitioned by date, hour).",
+        description="Validated records as typed rows, loaded once per log_id into the kind's Delta fact table (partitioned by date, hour).",
     )
     def normalised_records(context: dg.AssetExecutionContext, vault: VaultResource) -> dg.MaterializeResult:
         partition, name, window = partition_of(context)
@@ -49,12 +52,11 @@ def build_analytics_assets(partitions: dg.PartitionsDefinition, record_index: dg
     def output_validation(context: dg.AssetCheckExecutionContext, vault: VaultResource) -> dg.AssetCheckResult:
         partition, name, window = partition_of(context)
         kind = vault.vault_config().provider(name).kind
-        fetch_window = fetch_window_of(vault, name, window)
-        rows = vault.lake().read(fact_table_name(kind), partitions=partitions_of(fetch_window), provider=name)
-        frame = rows.to_pandas() if rows.num_columns else None
-        if frame is None or frame.empty:
+        outcome = validate_lake_rows(
+            suite_runner(), vault.lake(), kind=kind, provider=name, fetch_window=fetch_window_of(vault, name, window)
+        )
+        if outcome is None:
             return dg.AssetCheckResult(passed=True, metadata={"evaluated": 0, "note": "no rows for this window"})
-        outcome = suite_runner().run(f"{kind}.output", frame)
         vault.object_store().put(
             report_key(name, window, "output-validation"),
             outcome_report(outcome, context.op_execution_context.run.run_id), overwrite=True,

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
-from itertools import repeat
+from concurrent.futures import ThreadPoolExecutor
+from itertools import islice, repeat
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -37,6 +38,20 @@ class IndexSummary:
     watermark: str | None = None
 
 
+def _rows_of(batch: pa.RecordBatch, rejected_ids: pa.Array, constants: dict[str, str]) -> tuple[list[tuple], str | None]:
+    """A snapshot batch as catalog rows (log_id order), and its newest valid event time."""
+    # Inserting in log_id order keeps the random-order indexes (log_id, partition) local.
+    batch = batch.take(pc.sort_indices(batch, [("log_id", "ascending")]))
+    dead = pc.is_in(batch.column("log_id"), value_set=rejected_ids)
+    latest = pc.max(pc.if_else(dead, None, batch.column("timestamp"))).as_py()
+    columns = {name: batch.column(name).to_pylist() for name in _SNAPSHOT_COLUMNS}
+    columns["status"] = pc.if_else(dead, DEAD_LETTER, VALID).to_pylist()
+    rows = list(zip(*(
+        columns[name] if name in columns else repeat(constants[name], batch.num_rows) for name in RECORD_FIELDS
+    )))
+    return rows, latest
+
+
 def dead_letter_ids(catalog: Catalog, provider: str, partition: str) -> set[str]:
     ids: set[str] = set()
     offset = 0
@@ -55,33 +70,31 @@ def index_partition(
     rejected = dead_letter_ids(catalog, provider, partition)
     rejected_ids = pa.array(sorted(rejected), pa.string())
     summary = IndexSummary()
-    now = fixed_width_timestamp(datetime.now(UTC))
+    constants = {"provider": provider, "partition": partition, "run_id": run_id,
+                 "ingested_at": fixed_width_timestamp(datetime.now(UTC))}
     newest = None
-    constants = {"provider": provider, "partition": partition, "run_id": run_id, "ingested_at": now}
-    for batch in landed.record_batches(BATCH, columns=_SNAPSHOT_COLUMNS):
-        with tracer().start_as_current_span("vault.index_batch") as span:
-            # Inserting in log_id order keeps the random-order indexes (log_id, partition) local.
-            batch = batch.take(pc.sort_indices(batch, [("log_id", "ascending")]))
-            dead = pc.is_in(batch.column("log_id"), value_set=rejected_ids)
-            latest = pc.max(pc.if_else(dead, None, batch.column("timestamp"))).as_py()
+    # The next batch's rows are prepared on a helper thread while SQLite inserts this one
+    # (sqlite3 releases the GIL while it steps through the inserts).
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="vault-index") as helper:
+        batches = landed.record_batches(BATCH, columns=_SNAPSHOT_COLUMNS)
+        ahead = [helper.submit(_rows_of, batch, rejected_ids, constants) for batch in islice(batches, 1)]
+        while ahead:
+            rows, latest = ahead.pop().result()
+            ahead = [helper.submit(_rows_of, batch, rejected_ids, constants) for batch in islice(batches, 1)]
             if latest is not None and (newest is None or latest > newest):
                 newest = latest
-            columns = {name: batch.column(name).to_pylist() for name in _SNAPSHOT_COLUMNS}
-            columns["status"] = pc.if_else(dead, DEAD_LETTER, VALID).to_pylist()
-            rows = list(zip(*(
-                columns[name] if name in columns else repeat(constants[name], batch.num_rows) for name in RECORD_FIELDS
-            )))
-            result = catalog.upsert_rows(rows)
-            summary.records += len(rows)
-            summary.inserted += result.inserted
-            summary.unchanged += result.unchanged
-            summary.conflicts.extend(result.conflicts)
-            span.set_attribute("vault.provider", provider)
-            span.set_attribute("vault.partition", partition)
-            span.set_attribute("vault.records", len(rows))
-            span.set_attribute("vault.inserted", result.inserted)
-            span.set_attribute("vault.unchanged", result.unchanged)
-            span.set_attribute("vault.conflicts", len(result.conflicts))
+            with tracer().start_as_current_span("vault.index_batch") as span:
+                result = catalog.upsert_rows(rows)
+                summary.records += len(rows)
+                summary.inserted += result.inserted
+                summary.unchanged += result.unchanged
+                summary.conflicts.extend(result.conflicts)
+                span.set_attribute("vault.provider", provider)
+                span.set_attribute("vault.partition", partition)
+                span.set_attribute("vault.records", len(rows))
+                span.set_attribute("vault.inserted", result.inserted)
+                span.set_attribute("vault.unchanged", result.unchanged)
+                span.set_attribute("vault.conflicts", len(result.conflicts))
     # Records first indexed as valid can be rejected by a later, stricter suite: keep status current.
     if rejected:
         catalog.set_status(sorted(rejected), DEAD_LETTER)

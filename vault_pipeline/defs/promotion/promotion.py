@@ -251,6 +251,9 @@ def _promote(work: _Workspace, *, store, catalog, signer, scanner, policy, provi
     # 2. Decide per raw object; each part is staged on local disk until we know it is new.
     now = utc_now()
     committed = dict(entry.objects)
+    # Hashed once: the entry's hash covers its whole body (every object), so computing it per
+    # record made promotion quadratic in the partition's size.
+    entry_ref = {"sequence": entry.sequence, "hash": entry.entry_hash}
     counts = {name: 0 for name in DECISIONS}
     quarantined: dict[str, str] = {}
     decisions: dict[str, str] = {}
@@ -278,7 +281,7 @@ def _promote(work: _Workspace, *, store, catalog, signer, scanner, policy, provi
                        "raw": {"key": record.object_key, "offset": record.offset, "length": record.length,
                                "digest": record.checksum},
                        "golden": None, "masked": d.masked, "reason": d.reason, "approval": d.approval,
-                       "ledger_entry": {"sequence": entry.sequence, "hash": entry.entry_hash},
+                       "ledger_entry": entry_ref,
                        "policy_tier": tier, "masking_policy": policy.mode, "requested_by": requested_by,
                        "promoted_at": now}
                 if d.golden is not None:
@@ -289,7 +292,7 @@ def _promote(work: _Workspace, *, store, catalog, signer, scanner, policy, provi
                     golden += d.golden
                     golden += b"\n"
                 rows.append(_encode_row(row))
-                _pending_quarantine(pending, d, known.get(record.log_id), entry, now)
+                _pending_quarantine(pending, d, known.get(record.log_id), entry_ref, now)
                 if d.decision == QUARANTINED and (len(quarantined) < QUARANTINED_SAMPLE or record.log_id in watched):
                     quarantined[record.log_id] = d.reason
             work.add_digests(pairs)
@@ -384,7 +387,7 @@ def _decide_record(record: RecordEntry, piece: bytes | None, object_ok: bool, le
     return _Decision(record, MASKED, actual, golden=golden, masked=masked, approval=grant)
 
 
-def _pending_quarantine(pending, d: _Decision, existing: dict | None, entry: LedgerEntry, now: str) -> None:
+def _pending_quarantine(pending, d: _Decision, existing: dict | None, entry_ref: dict[str, Any], now: str) -> None:
     """Stage the catalog change a decision implies (a quarantine document, or a release)."""
     record = d.record
     if d.decision != QUARANTINED:
@@ -395,7 +398,7 @@ def _pending_quarantine(pending, d: _Decision, existing: dict | None, entry: Led
         "log_id": record.log_id, "provider": record.provider, "partition": record.partition, "reason": d.reason,
         "raw": {"key": record.object_key, "offset": record.offset, "length": record.length},
         "catalog_checksum": record.checksum, "actual_checksum": d.actual_checksum,
-        "ledger_entry": {"sequence": entry.sequence, "hash": entry.entry_hash}, "quarantined_at": now,
+        "ledger_entry": entry_ref, "quarantined_at": now,
     }
     pending.write(json.dumps({"document": document, "existing": existing}) + "\n")
 

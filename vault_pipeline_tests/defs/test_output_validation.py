@@ -1,0 +1,63 @@
+"""The output check reads a partition's lake rows back in slices by log_id and validates each.
+
+A million-row hour is never one pandas frame; slicing must not weaken any expectation (every
+row is evaluated once, and a log_id loaded twice is still caught by the uniqueness check,
+because both copies fall in the same slice).
+"""
+
+from __future__ import annotations
+
+import pytest
+from deltalake import DeltaTable, write_deltalake
+
+from vault_pipeline.core.windows import HourWindow
+from vault_pipeline.defs.analytics import normalisation
+from vault_pipeline.defs.ingestion.assets import suite_runner
+from vault_pipeline_tests.fixtures.vault import check_results
+
+HOUR = "2026-01-01-05:00"
+
+
+@pytest.fixture
+def loaded(vault):
+    vault.write_providers({"sim_audit": {"type": "simulator", "kind": "audit_event", "records_per_hour": 400,
+                                         "seed": 5, "page_size": 150, "invalid_fraction": 0.0}})
+    assert vault.run(HOUR, "sim_audit").success
+    return vault
+
+
+def _validate(vault, slice_rows: int, monkeypatch):
+    monkeypatch.setattr(normalisation, "OUTPUT_SLICE", slice_rows)
+    window = HourWindow.for_hour_key(HOUR).with_lookback(1)
+    return normalisation.validate_lake_rows(suite_runner(), vault.lake, kind="audit_event", provider="sim_audit",
+                                            fetch_window=window)
+
+
+def test_slices_evaluate_every_row_once_and_agree_with_one_frame(loaded, monkeypatch) -> None:
+    rows = loaded.lake.count("audit_events", provider="sim_audit")
+    whole = _validate(loaded, 10_000, monkeypatch)
+    sliced = _validate(loaded, 20, monkeypatch)  # 16 slices
+    assert whole.evaluated == sliced.evaluated == rows
+    assert [(e.type, e.success, e.unexpected_count) for e in whole.expectations] == [
+        (e.type, e.success, e.unexpected_count) for e in sliced.expectations
+    ]
+
+
+def test_a_log_id_loaded_twice_fails_uniqueness_even_in_slices(loaded, monkeypatch) -> None:
+    table_uri = loaded.lake.table_uri("audit_events")
+    one_row = DeltaTable(table_uri).to_pyarrow_dataset().to_table(use_threads=False).slice(0, 1)
+    twice = one_row.column("log_id")[0].as_py()
+    write_deltalake(table_uri, one_row, mode="append")  # the same record a second time
+    outcome = _validate(loaded, 20, monkeypatch)
+    unique = next(e for e in outcome.expectations if e.type == "expect_column_values_to_be_unique")
+    assert not unique.success and unique.unexpected_count == 2
+    assert twice in outcome.failing
+
+
+def test_the_graph_check_fails_on_a_duplicate_row(loaded, monkeypatch) -> None:
+    table_uri = loaded.lake.table_uri("audit_events")
+    one_row = DeltaTable(table_uri).to_pyarrow_dataset().to_table(use_threads=False).slice(0, 1)
+    write_deltalake(table_uri, one_row, mode="append")
+    monkeypatch.setattr(normalisation, "OUTPUT_SLICE", 20)
+    result = loaded.run(HOUR, "sim_audit")
+    assert check_results(result)["output_validation"] is False
