@@ -71,6 +71,13 @@ def test_wrong_types_keep_their_type_and_lose_their_value():
     assert row["success__json_type"] == "string" and row["success"] == "yes"
 
 
+def test_an_integer_beyond_every_float_is_out_of_range_not_a_crash():
+    record = {**GENERATION, "latency_ms": 10**400, "tokens": {"prompt": -(10**400), "completion": 1, "total": 1}}
+    row = input_frame("generation_event", WINDOW, [("log_a", START, record)]).iloc[0]
+    assert row["latency_ms__json_type"] == "integer" and row["latency_ms"] == math.inf
+    assert row["prompt_tokens"] == -math.inf
+
+
 @pytest.mark.parametrize("record", [[1, 2], None, "text", 7])
 def test_non_object_records(record):
     row = input_frame("test_result", WINDOW, [("log_x", START, record)]).iloc[0]

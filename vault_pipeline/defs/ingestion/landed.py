@@ -8,7 +8,7 @@ one stored page, however large the hour is.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import pyarrow as pa
 
@@ -22,8 +22,7 @@ class NotLandedError(RuntimeError):
     """The partition has no landing snapshot: materialize raw_landing first."""
 
 
-@dataclass(frozen=True, slots=True)
-class LandedRow:
+class LandedRow(NamedTuple):  # a tuple: built once per record by every stage, so it must be cheap
     log_id: str
     natural_id: str
     object_key: str
@@ -51,13 +50,10 @@ class LandedPartition:
     def row_batches(self, batch_size: int = 100_000) -> Iterator[list[LandedRow]]:
         for batch in read_snapshot_batches(self._snapshot, batch_size=batch_size):
             columns = batch.to_pydict()
-            yield [
-                LandedRow(*values)
-                for values in zip(
-                    columns["log_id"], columns["natural_id"], columns["object_key"], columns["offset"],
-                    columns["length"], columns["checksum"], columns["timestamp"], strict=True,
-                )
-            ]
+            yield list(map(LandedRow._make, zip(
+                columns["log_id"], columns["natural_id"], columns["object_key"], columns["offset"],
+                columns["length"], columns["checksum"], columns["timestamp"], strict=True,
+            )))
 
     def with_bytes(self, rows: list[LandedRow]) -> Iterator[tuple[LandedRow, bytes]]:
         """Each row with its record's bytes, reading each stored page once per batch."""
