@@ -20,10 +20,34 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 INGEST_STEPS = ("raw_landing", "record_index", "normalised_records")
+
+
+class RssSampler(threading.Thread):
+    """Resident set size every 50 ms, so each step's own peak can be told apart."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.samples: list[tuple[float, int]] = []
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        page = os.sysconf("SC_PAGE_SIZE")
+        while not self._done.wait(0.05):
+            with open("/proc/self/statm") as statm:
+                self.samples.append((time.time(), int(statm.read().split()[1]) * page))
+
+    def stop(self) -> None:
+        self._done.set()
+        self.join()
+
+    def peak_between(self, start: float, end: float) -> int:
+        inside = [rss for at, rss in self.samples if start <= at <= end]
+        return round(max(inside) / 2**20) if inside else 0
 
 
 def run_one(records: int, kind: str, page_size: int) -> dict:
@@ -45,17 +69,27 @@ def run_one(records: int, kind: str, page_size: int) -> dict:
 
     definitions = build_definitions(load_config(config), {"vault": VaultResource(home=str(home), config_path=str(config))})
     job = definitions.resolve_job_def(HOURLY_JOB)
+    instance = dg.DagsterInstance.ephemeral()
+    sampler = RssSampler()
+    sampler.start()
     started = time.perf_counter()
     result = job.execute_in_process(
         partition_key=dg.MultiPartitionKey({"hour": "2026-01-01-00:00", "provider": "bench"}),
-        instance=dg.DagsterInstance.ephemeral(), raise_on_error=False,
+        instance=instance, raise_on_error=False,
         run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}},
     )
     total = time.perf_counter() - started
-    steps = {}
-    for event in result.all_events:
-        if event.event_type_value == "STEP_SUCCESS":
+    sampler.stop()
+    steps, step_rss, began = {}, {}, {}
+    for entry in instance.all_logs(result.run_id):
+        event = entry.dagster_event
+        if event is None:
+            continue
+        if event.event_type_value == "STEP_START":
+            began[event.step_key] = entry.timestamp
+        elif event.event_type_value == "STEP_SUCCESS":
             steps[event.step_key] = event.event_specific_data.duration_ms / 1000
+            step_rss[event.step_key] = sampler.peak_between(began.get(event.step_key, 0), entry.timestamp)
     landing = asset_metadata(result, "raw_landing") or {}
     landed, bytes_ = landing.get("records", 0), landing.get("bytes", 0)
     ingest = sum(steps.get(step, 0) for step in INGEST_STEPS)
@@ -69,6 +103,7 @@ def run_one(records: int, kind: str, page_size: int) -> dict:
         "graph_seconds": round(total, 2),
         "graph_records_per_s": round(landed / total),
         "steps": {k: round(v, 2) for k, v in steps.items()},
+        "step_peak_rss_mb": step_rss,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
     }
 
@@ -100,6 +135,7 @@ def main() -> int:
             f"whole graph {figures['graph_seconds']:6.1f}s {figures['graph_records_per_s']:>7} rec/s | peak RSS {figures['peak_rss_mb']} MB"
         )
         print("    steps: " + ", ".join(f"{k}={v}s" for k, v in figures["steps"].items()))
+        print("    step peak RSS MB: " + ", ".join(f"{k}={v}" for k, v in figures["step_peak_rss_mb"].items()))
     return 0
 
 
