@@ -8,7 +8,7 @@ because both copies fall in the same slice).
 from __future__ import annotations
 
 import pytest
-from deltalake import DeltaTable, write_deltalake
+from deltalake import write_deltalake
 
 from vault_pipeline.core.windows import HourWindow
 from vault_pipeline.defs.analytics import normalisation
@@ -45,7 +45,7 @@ def test_slices_evaluate_every_row_once_and_agree_with_one_frame(loaded, monkeyp
 
 def test_a_log_id_loaded_twice_fails_uniqueness_even_in_slices(loaded, monkeypatch) -> None:
     table_uri = loaded.lake.table_uri("audit_events")
-    one_row = DeltaTable(table_uri).to_pyarrow_dataset().to_table(use_threads=False).slice(0, 1)
+    one_row = loaded.lake.read("audit_events").slice(0, 1)  # QueryBuilder: no pyarrow dataset (DESIGN.md trap)
     twice = one_row.column("log_id")[0].as_py()
     write_deltalake(table_uri, one_row, mode="append")  # the same record a second time
     outcome = _validate(loaded, 20, monkeypatch)
@@ -56,7 +56,7 @@ def test_a_log_id_loaded_twice_fails_uniqueness_even_in_slices(loaded, monkeypat
 
 def test_the_graph_check_fails_on_a_duplicate_row(loaded, monkeypatch) -> None:
     table_uri = loaded.lake.table_uri("audit_events")
-    one_row = DeltaTable(table_uri).to_pyarrow_dataset().to_table(use_threads=False).slice(0, 1)
+    one_row = loaded.lake.read("audit_events").slice(0, 1)  # QueryBuilder: no pyarrow dataset (DESIGN.md trap)
     write_deltalake(table_uri, one_row, mode="append")
     monkeypatch.setattr(normalisation, "OUTPUT_SLICE", 20)
     result = loaded.run(HOUR, "sim_audit")
