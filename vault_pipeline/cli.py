@@ -101,7 +101,7 @@ def _hour_key(text: str) -> str | None:
         return moment.strftime("%Y-%m-%d-%H:00") if moment else None
 
 
-def run_verify(providers: list[str] | None, since: str | None, as_json: bool) -> int:
+def run_verify(providers: list[str] | None, since: str | None, as_json: bool, workers: int | None = None) -> int:
     """Exit 0 when everything verifies, 1 with a report naming every finding."""
     import json
 
@@ -110,7 +110,7 @@ def run_verify(providers: list[str] | None, since: str | None, as_json: bool) ->
 
     vault = resources_for_env()["vault"]
     report = verify_vault(store=vault.object_store(), catalog=vault.catalog(), verifier=vault.ledger_signer().verifier(),
-                          providers=providers, since_partition_hour=since)
+                          providers=providers, since_partition_hour=since, workers=workers)
     if as_json:
         print(json.dumps({"clean": report.clean, "summary": report.summary(),
                           "findings": [f.to_dict() for f in report.findings]}, indent=1))
@@ -132,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     verify.add_argument("--provider", action="append", help="only this provider (repeatable)")
     verify.add_argument("--since", help="only partitions from this hour on (YYYY-MM-DD-HH:00 or ISO-8601)")
     verify.add_argument("--json", action="store_true", help="print the report as JSON")
+    verify.add_argument("--workers", type=int, help="processes re-hashing a large partition side by side "
+                        "(default: one per core; 1: this process only)")
     serve = commands.add_parser("serve", help="run the HTTP API (FastAPI + uvicorn)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
@@ -144,7 +146,9 @@ def main(argv: list[str] | None = None) -> int:
         since = _hour_key(args.since) if args.since else None
         if args.since and since is None:
             parser.error(f"--since {args.since!r} is not an hour (YYYY-MM-DD-HH:00) or an ISO-8601 time")
-        return run_verify(args.provider, since, args.json)
+        if args.workers is not None and args.workers < 1:
+            parser.error("--workers must be at least 1")
+        return run_verify(args.provider, since, args.json, args.workers)
     if args.command == "serve":
         from vault_pipeline.api.server import serve
 

@@ -11,8 +11,11 @@ see :func:`verify_proof`, which is written to be copied out of the vault as-is.
 
 from __future__ import annotations
 
+import binascii
 import hashlib
 from collections.abc import Iterable, Sequence
+
+import numpy as np
 
 LEAF_PREFIX = b"\x00"
 NODE_PREFIX = b"\x01"
@@ -25,6 +28,7 @@ _LEAF_SEED = hashlib.sha256(LEAF_PREFIX)
 _NODE_SEED = hashlib.sha256(NODE_PREFIX)
 
 _CHECKSUM_PREFIX = "sha256:"
+_PREFIX_BYTES = np.frombuffer(_CHECKSUM_PREFIX.encode(), dtype=np.uint8)
 
 
 def as_leaf(value: bytes | bytearray | memoryview | str) -> bytes:
@@ -115,6 +119,35 @@ class MerkleBuilder:
             count += 1
         self._count = count
 
+    def add_subtree(self, size: int, root: bytes) -> None:
+        """Append ``size`` leaves at once by the root of their perfect subtree, computed elsewhere.
+
+        This is how a tree hashed in parts (by several processes) is put together: the result
+        is bit-identical to adding the leaves one by one, provided ``size`` is a power of two
+        and the leaves added so far fill whole subtrees of that size (the subtree is aligned).
+        """
+        if size < 1 or size & (size - 1):
+            raise ValueError(f"a perfect subtree holds a power of two leaves, not {size}")
+        if self._count % size:
+            raise ValueError(f"a subtree of {size} leaves cannot start at leaf {self._count}: not aligned")
+        if len(root) != 32:
+            raise ValueError("a subtree root is a 32-byte SHA-256 digest")
+        stack = self._stack
+        digest = bytes(root)
+        # Same merge as add(), one level up per trailing 1-bit above the subtree's height.
+        n = self._count // size
+        while n & 1:
+            digest = node_hash(stack.pop(), digest)
+            n >>= 1
+        stack.append(digest)
+        self._count += size
+
+    def subtrees(self) -> list[tuple[int, bytes]]:
+        """The perfect subtrees the leaves so far decompose into, left to right, as (size, root):
+        what :meth:`add_subtree` takes to continue this tree in another builder."""
+        sizes = [1 << bit for bit in reversed(range(self._count.bit_length())) if self._count >> bit & 1]
+        return list(zip(sizes, self._stack, strict=True))
+
     def root(self) -> bytes:
         """The root of the leaves added so far (RFC 6962 MTH); does not end the stream."""
         if not self._stack:
@@ -128,6 +161,40 @@ class MerkleBuilder:
 
     def root_hex(self) -> str:
         return self.root().hex()
+
+
+def digests_from_checksums(checksums: Sequence[str]) -> tuple[bytes, list[int]]:
+    """Vault checksums ``sha256:<hex>`` as their 32-byte digests, concatenated, in one pass.
+
+    Returns the digests and the positions of checksums that are valid but not in canonical
+    form (``sha256:`` + 64 lowercase hex), which a byte-for-byte comparison with a freshly
+    computed checksum would reject. Invalid checksums raise ValueError exactly as
+    :func:`as_leaf` does. Converting a page at once costs a few per cent of converting each.
+    """
+    count = len(checksums)
+    try:
+        if count and set(map(len, checksums)) == {71}:
+            text = "".join(checksums).encode("ascii")
+            table = np.frombuffer(text, dtype=np.uint8).reshape(count, 71)
+            if (table[:, :7] == _PREFIX_BYTES).all():
+                hex_part = table[:, 7:].tobytes()
+                digests = binascii.unhexlify(hex_part)
+                # The round trip proves every piece was 64 lowercase hex: canonical throughout.
+                if binascii.hexlify(digests) == hex_part:
+                    return digests, []
+    except (TypeError, ValueError):  # not all strings, not ASCII, not hex: sorted out below
+        pass
+    # Slow path: some checksum is odd (upper case, or invalid: as_leaf raises as it always did).
+    parts: list[bytes] = []
+    odd: list[int] = []
+    for position, value in enumerate(checksums):
+        leaf = as_leaf(value)
+        if len(leaf) != 32:
+            raise ValueError(f"a record checksum is a 32-byte SHA-256 digest, not {len(leaf)} bytes")
+        if not (isinstance(value, str) and value == _CHECKSUM_PREFIX + leaf.hex()):
+            odd.append(position)
+        parts.append(leaf)
+    return b"".join(parts), odd
 
 
 def merkle_root(leaves: Iterable[bytes | str]) -> bytes:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import islice
+from operator import itemgetter
 from datetime import datetime
 from typing import Any
 
@@ -40,6 +42,36 @@ class RecordEntry:
 RecordKey = tuple[str | None, str]
 # Where a record's bytes are and what they must hash to: (log_id, object_key, offset, length, checksum).
 RecordPointer = tuple[str, str, int, int, str]
+# Records per PointerPage unless the caller asks otherwise.
+POINTER_PAGE_SIZE = 20_000
+
+
+@dataclass(frozen=True, slots=True)
+class PointerPage:
+    """Consecutive record pointers of a partition in log order, column by column: re-verifying a
+    million records works on whole columns (all checksums at once) rather than row by row."""
+
+    log_ids: list[str]
+    object_keys: list[str]
+    offsets: list[int]
+    lengths: list[int]
+    checksums: list[str]
+
+    def __len__(self) -> int:
+        return len(self.log_ids)
+
+    @classmethod
+    def from_rows(cls, rows: Sequence[RecordPointer]) -> PointerPage:
+        # One pass per column: about three times cheaper than transposing with zip(*rows).
+        return cls(*[list(map(itemgetter(column), rows)) for column in range(5)])
+
+    def rows(self) -> list[RecordPointer]:
+        return list(zip(self.log_ids, self.object_keys, self.offsets, self.lengths, self.checksums, strict=True))
+
+
+def check_pointer_range(start: int, stop: int | None, page_size: int) -> None:
+    if start < 0 or (stop is not None and stop < start) or page_size < 1:
+        raise ValueError(f"invalid pointer range start={start} stop={stop} page_size={page_size}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +196,17 @@ class Catalog(ABC):
         log_id order: what re-verification needs, without building full entries."""
         for entry in self.iter_partition_records(partition):
             yield entry.log_id, entry.object_key, entry.offset, entry.length, entry.checksum
+
+    def iter_partition_pointer_pages(
+        self, partition: str, *, start: int = 0, stop: int | None = None, page_size: int = POINTER_PAGE_SIZE
+    ) -> Iterator[PointerPage]:
+        """The pointers of ``partition``'s records at log positions ``start`` to ``stop`` (exclusive;
+        None: to the end), i.e. ``iter_partition_pointers`` sliced, in pages of ``page_size``
+        records. Lets several processes each verify one slice of a partition's log order."""
+        check_pointer_range(start, stop, page_size)
+        pointers = islice(self.iter_partition_pointers(partition), start, stop)
+        while rows := list(islice(pointers, page_size)):
+            yield PointerPage.from_rows(rows)
 
     @abstractmethod
     def count_records(self, *, provider: str | None = None, partition: str | None = None) -> int: ...

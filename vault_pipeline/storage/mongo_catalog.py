@@ -27,14 +27,18 @@ from vault_pipeline.storage.catalog import (
     VALID,
     AccessEntry,
     Artifact,
+    POINTER_PAGE_SIZE,
     Catalog,
     CatalogError,
     LedgerConflictError,
     DeadLetter,
+    PointerPage,
     RecordEntry,
     RecordKey,
     RecordPage,
+    RecordPointer,
     UpsertResult,
+    check_pointer_range,
 )
 
 DUPLICATE_KEY = 11000
@@ -290,6 +294,29 @@ class MongoCatalog(Catalog):
             cursor = self.records.find({"partition": partition}).sort("_id", pymongo.ASCENDING)
             for document in cursor:
                 yield self._record_entry(document)
+
+    def iter_partition_pointer_pages(
+        self, partition: str, *, start: int = 0, stop: int | None = None, page_size: int = POINTER_PAGE_SIZE
+    ) -> Iterator[PointerPage]:
+        check_pointer_range(start, stop, page_size)
+        if stop == start:
+            return
+        # Only the pointer fields travel, not whole record documents.
+        projection = {"object_key": 1, "offset": 1, "length": 1, "checksum": 1}
+        with self._translated("iter_partition_pointer_pages"):
+            cursor = (self.records.find({"partition": partition}, projection)
+                      .sort("_id", pymongo.ASCENDING).skip(start).batch_size(page_size))
+            if stop is not None:
+                cursor = cursor.limit(stop - start)
+            rows: list[RecordPointer] = []
+            for document in cursor:
+                rows.append((document["_id"], document.get("object_key"), document.get("offset"),
+                             document.get("length"), document.get("checksum")))
+                if len(rows) == page_size:
+                    yield PointerPage.from_rows(rows)
+                    rows = []
+            if rows:
+                yield PointerPage.from_rows(rows)
 
     def count_records(self, *, provider: str | None = None, partition: str | None = None) -> int:
         with self._translated("count_records"):

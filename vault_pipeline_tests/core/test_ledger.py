@@ -397,6 +397,35 @@ def test_streaming_records_into_an_entry():
     assert verify_partition_records(entry, iter(checksums)) == []
 
 
+def test_a_partition_digest_combined_from_aligned_parts_equals_the_streamed_one():
+    checksums = checksums_of(record_bytes(0, 1000))
+    streamed = L.PartitionDigest()
+    streamed.add_many(checksums)
+    digests = b"".join(L.as_leaf(c) for c in checksums)
+    parts = []
+    for start in range(0, 1000, 64):  # cut at multiples of a power of two, as `vault verify` does
+        part = L.PartitionDigest()
+        part.add_digests(digests[32 * start : 32 * min(start + 64, 1000)])
+        parts.append(part.part())
+    combined = L.PartitionDigest.combine(parts)
+    assert (combined.count, combined.root_hex(), combined.leaf_sum_hex()) == (
+        streamed.count, streamed.root_hex(), streamed.leaf_sum_hex())
+    with pytest.raises(ValueError):
+        L.PartitionDigest().add_digests(b"\x00" * 33)
+
+
+def test_verifying_a_digest_finds_what_verifying_the_checksums_finds(chain):
+    entries, _, records = chain
+    recs = list(records[4])
+    variants = {"intact": recs, "reordered": [recs[3], *recs[1:3], recs[0], *recs[4:]],
+                "deleted": recs[1:], "inserted": [*recs, b"{}"], "altered": [b"{}", *recs[1:]]}
+    for name, variant in variants.items():
+        digest = L.PartitionDigest()
+        digest.add_many(checksums_of(variant))
+        assert L.verify_partition_digest(entries[3], digest) == verify_partition_records(
+            entries[3], checksums_of(variant)), name
+
+
 # -- inclusion proofs verified outside the vault -------------------------------------------
 
 

@@ -11,6 +11,7 @@ from vault_pipeline.core.merkle import (
     EMPTY_ROOT,
     MerkleBuilder,
     as_leaf,
+    digests_from_checksums,
     inclusion_proof,
     leaf_hash,
     merkle_root,
@@ -188,3 +189,62 @@ def test_single_leaf_proof_is_empty():
     leaf = digests(1)[0]
     assert inclusion_proof([leaf], 0) == []
     assert verify_inclusion(leaf, 0, 1, [], merkle_root([leaf]))
+
+
+# -- trees hashed in parts (vault verify splits a partition between processes) -------------
+
+
+def _leaves(n: int) -> list[bytes]:
+    return [hashlib.sha256(i.to_bytes(4, "big")).digest() for i in range(n)]
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 7, 8, 9, 31, 64, 100, 257])
+@pytest.mark.parametrize("unit", [1, 2, 4, 16])
+def test_a_tree_hashed_in_aligned_parts_has_the_same_root(n, unit):
+    leaves = _leaves(n)
+    whole = merkle_root(leaves)
+    # Cut at every multiple of `unit`, hash each run in a builder of its own, then combine.
+    combined = MerkleBuilder()
+    for start in range(0, n, unit):
+        part = MerkleBuilder()
+        part.add_many(leaves[start : start + unit])
+        for size, root in part.subtrees():
+            combined.add_subtree(size, root)
+    assert combined.root() == whole
+    assert combined.count == n
+
+
+def test_subtrees_describe_the_builder_and_refuse_misaligned_or_odd_parts():
+    builder = MerkleBuilder()
+    builder.add_many(_leaves(13))
+    assert [size for size, _ in builder.subtrees()] == [8, 4, 1]
+    assert MerkleBuilder().subtrees() == []
+    three = MerkleBuilder()
+    three.add_many(_leaves(3))
+    with pytest.raises(ValueError, match="not aligned"):
+        three.add_subtree(2, EMPTY_ROOT)
+    with pytest.raises(ValueError, match="power of two"):
+        MerkleBuilder().add_subtree(3, EMPTY_ROOT)
+    with pytest.raises(ValueError, match="32-byte"):
+        MerkleBuilder().add_subtree(1, b"short")
+
+
+def test_checksums_convert_to_digests_in_bulk_exactly_as_one_by_one():
+    checksums = ["sha256:" + leaf.hex() for leaf in _leaves(50)]
+    digests, odd = digests_from_checksums(checksums)
+    assert digests == b"".join(as_leaf(c) for c in checksums) and odd == []
+    assert digests_from_checksums([]) == (b"", [])
+    # Upper-case hex is the same digest, but not the canonical checksum a fresh hash would give.
+    shouted = [*checksums[:3], "sha256:" + checksums[3][7:].upper(), *checksums[4:]]
+    digests, odd = digests_from_checksums(shouted)
+    assert digests == b"".join(as_leaf(c) for c in checksums) and odd == [3]
+
+
+@pytest.mark.parametrize("bad", ["sha256:" + "g" * 64, "md5:" + "0" * 67, "sha256:" + "0" * 63, "sha256:" + "é" * 64,
+                                 "sha256:" + "0" * 62 + "  "])
+def test_an_invalid_checksum_is_refused_in_bulk_as_one_by_one(bad):
+    good = "sha256:" + "0" * 64
+    with pytest.raises(ValueError):
+        as_leaf(bad)
+    with pytest.raises(ValueError):
+        digests_from_checksums([good, bad, good])

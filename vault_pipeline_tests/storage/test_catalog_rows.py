@@ -25,3 +25,20 @@ def test_upsert_rows_behaves_like_upsert_records(catalog: Catalog) -> None:
     assert (again.inserted, again.unchanged, again.conflicts) == (2, 1, [changed.log_id])
     assert catalog.get_record(changed.log_id) == entry(1)  # the first copy is kept
     assert catalog.upsert_rows([]).inserted == 0
+
+
+def test_sqlite_catalogs_are_created_with_16k_pages_and_older_files_still_open(tmp_path) -> None:
+    import sqlite3
+
+    from vault_pipeline.storage.sqlite_catalog import SqliteCatalog
+
+    fresh = SqliteCatalog(tmp_path / "fresh.db")
+    assert fresh._db.execute("PRAGMA page_size").fetchone()[0] == 16384
+    older = tmp_path / "older.db"
+    with sqlite3.connect(older) as db:  # a catalog file made with SQLite's default 4 KiB pages
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("CREATE TABLE placeholder (x)")
+    catalog = SqliteCatalog(older)
+    assert catalog._db.execute("PRAGMA page_size").fetchone()[0] == 4096
+    assert catalog.upsert_rows([astuple(entry(1))]).inserted == 1
+    assert catalog.get_record(entry(1).log_id) == entry(1)

@@ -5,34 +5,67 @@ stored checkpoint, which makes deleting the newest entries visible); every ledge
 also exist byte-identical under ``ledger/``. For each partition's newest entry, every raw
 object is re-read and re-hashed, every catalog record is re-hashed from its byte range, and
 the records' checksums in log order are compared with the signed Merkle root, which tells an
-inserted, deleted, altered or reordered record apart. Work is one partition at a time, one
-object at a time, so memory stays bounded by a partition's index rows.
+inserted, deleted, altered or reordered record apart.
+
+An auditor re-proves millions of records, so the work is spread over the machine's cores: a
+partition's log order is cut into slices (at multiples of a power of two, so the slices'
+Merkle subtrees combine into exactly the signed root) verified side by side, one in this
+process and the others in worker processes, when the catalog and the object store can be
+opened from another process (SQLite file, local directory); otherwise (MongoDB, S3), or for a
+small partition, the whole partition is one slice verified here. Within a slice the catalog
+is read a page of pointers at a time; objects are read and hashed whole a few ahead in
+threads (hashlib releases the GIL on large buffers) while this thread hashes the records of
+the previous one, in offset order, and compares raw digests rather than hex strings. Memory
+holds one slice's pointers in compact columns (about 100 bytes a record) and a few objects.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import multiprocessing
+import os
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import BrokenExecutor, Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import count, islice
+from operator import add, itemgetter
+
+import numpy as np
 
 from vault_pipeline.core.ledger import (
     KIND_PARTITION,
     Finding,
     LedgerEntry,
+    PartitionDigest,
     entries_from_dicts,
     verify_chain,
+    verify_partition_digest,
     verify_partition_objects,
-    verify_partition_records,
 )
+from vault_pipeline.core.merkle import digests_from_checksums
 from vault_pipeline.defs.integrity.ledger_stage import entry_key, stored_checkpoint
-from vault_pipeline.storage.catalog import Catalog
+from vault_pipeline.storage.catalog import Catalog, PointerPage
+from vault_pipeline.storage.local_store import LocalObjectStore
 from vault_pipeline.storage.object_store import ObjectMissingError, ObjectStore
+from vault_pipeline.storage.sqlite_catalog import SqliteCatalog
+
+_log = logging.getLogger(__name__)
 
 LEDGER_OBJECT_MISSING = "ledger_object_missing"
 LEDGER_OBJECT_MISMATCH = "ledger_object_mismatch"
 RECORD_BYTES_ALTERED = "record_bytes_altered"
+
+#: Slices of a partition start at multiples of this many records (a power of two).
+SLICE_ALIGNMENT = 4096
+#: Below this many records a partition is verified in this process: starting a worker costs more.
+PARALLEL_MIN_RECORDS = 100_000
+MAX_DEFAULT_WORKERS = 4
+# Objects read ahead of the one being checked (bounded memory; hides S3 latency).
+READ_AHEAD = 2
 
 
 @dataclass(slots=True)
@@ -57,21 +90,41 @@ class VerifyReport:
                 f"in {self.seconds:.2f}s ({rate:.0f} MB/s): {len(self.findings)} findings")
 
 
+def default_workers() -> int:
+    """Processes verifying one partition side by side: the cores this process may run on, at most
+    MAX_DEFAULT_WORKERS, because a slice of the log order has records in nearly every object of
+    the partition, so each extra slice reads (not hashes) the partition's objects once more."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, MAX_DEFAULT_WORKERS))
+
+
 def verify_vault(*, store: ObjectStore, catalog: Catalog, verifier, providers: list[str] | None = None,
-                 since_partition_hour: str | None = None) -> VerifyReport:
+                 since_partition_hour: str | None = None, workers: int | None = None,
+                 parallel_min_records: int = PARALLEL_MIN_RECORDS,
+                 slice_alignment: int = SLICE_ALIGNMENT) -> VerifyReport:
+    """Verify every provider's chain and each partition's newest entry; ``workers`` processes
+    (default: one per core, 1 = this process only) share a partition of at least
+    ``parallel_min_records`` records when the catalog and store allow it."""
+    if slice_alignment < 1 or slice_alignment & (slice_alignment - 1):
+        raise ValueError(f"slice_alignment must be a power of two, not {slice_alignment}")
     started = time.perf_counter()
     report = VerifyReport()
-    for provider in providers if providers is not None else catalog.ledger_providers():
-        report.providers += 1
-        entries = _verify_provider_chain(store, catalog, verifier, provider, report)
-        newest_per_partition: dict[str, LedgerEntry] = {}
-        for entry in entries:
-            if entry.kind == KIND_PARTITION:
-                newest_per_partition[entry.partition] = entry
-        for partition, entry in sorted(newest_per_partition.items()):
-            if since_partition_hour and partition.split("|")[0] < since_partition_hour:
-                continue
-            _verify_partition(store, catalog, entry, report)
+    with _PartitionVerifier(store, catalog, workers or default_workers(), parallel_min_records,
+                            slice_alignment) as partitions:
+        for provider in providers if providers is not None else catalog.ledger_providers():
+            report.providers += 1
+            entries = _verify_provider_chain(store, catalog, verifier, provider, report)
+            newest_per_partition: dict[str, LedgerEntry] = {}
+            for entry in entries:
+                if entry.kind == KIND_PARTITION:
+                    newest_per_partition[entry.partition] = entry
+            for partition, entry in sorted(newest_per_partition.items()):
+                if since_partition_hour and partition.split("|")[0] < since_partition_hour:
+                    continue
+                partitions.verify(entry, report)
     report.seconds = time.perf_counter() - started
     return report
 
@@ -96,31 +149,282 @@ def _verify_provider_chain(store, catalog, verifier, provider, report) -> list[L
     return entries
 
 
-def _verify_partition(store: ObjectStore, catalog: Catalog, entry: LedgerEntry, report: VerifyReport) -> None:
-    report.partitions += 1
-    pointers = list(catalog.iter_partition_pointers(entry.partition))  # log order: ascending log_id
-    report.records += len(pointers)
-    report.findings += verify_partition_records(entry, (pointer[4] for pointer in pointers))
-    by_object: dict[str, list] = defaultdict(list)
-    for pointer in pointers:
-        by_object[pointer[1]].append(pointer)
-    current: dict[str, str | None] = {}
-    for key in sorted({key for key, _ in entry.objects} | set(by_object)):
+# -- one partition, in slices --------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _SliceResult:
+    """What one slice of a partition found; picklable, so a worker process can send it back."""
+
+    digest_parts: list = field(default_factory=list)  # PartitionDigest.part()s, in log order
+    objects: dict[str, tuple[str | None, int]] = field(default_factory=dict)  # key -> (checksum now, size)
+    altered: list[tuple[str, str]] = field(default_factory=list)  # (object key, log_id), log order per key
+    record_bytes: int = 0
+
+
+class _PartitionVerifier:
+    def __init__(self, store: ObjectStore, catalog: Catalog, workers: int, parallel_min_records: int,
+                 slice_alignment: int) -> None:
+        self.store, self.catalog = store, catalog
+        self.workers = max(1, workers)
+        self.parallel_min_records = parallel_min_records
+        self.alignment = slice_alignment
+        # Worker processes open the vault themselves; in-memory or networked clients (mongomock,
+        # moto, a boto3 session) cannot be handed over, so those vaults are verified here.
+        self.shared = _shareable(store, catalog)
+        self._pool: Executor | None = None
+
+    def __enter__(self) -> _PartitionVerifier:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def _slices(self, partition: str) -> list[tuple[int, int | None]]:
+        if self.workers == 1 or self.shared is None:
+            return [(0, None)]
+        count = self.catalog.count_records(partition=partition)
+        if count < max(self.parallel_min_records, 1):
+            return [(0, None)]
+        align = self.alignment
+        cuts = sorted({round(count * i / self.workers / align) * align for i in range(1, self.workers)} - {0})
+        cuts = [cut for cut in cuts if cut < count]
+        # The last slice runs to the end, so records added meanwhile are still counted.
+        return list(zip([0, *cuts], [*cuts, None], strict=True))
+
+    def verify(self, entry: LedgerEntry, report: VerifyReport) -> None:
+        report.partitions += 1
+        slices = self._slices(entry.partition)
+        entry_keys = sorted({key for key, _ in entry.objects})
+        # Each committed object is read whole and hashed by one slice; every slice reads the
+        # objects its own records are in.
+        owned = [frozenset(entry_keys[i :: len(slices)]) for i in range(len(slices))]
+        committed = frozenset(entry_keys)
+        futures = []
+        if len(slices) > 1:
+            if self._pool is None:
+                self._pool = ProcessPoolExecutor(max_workers=self.workers - 1,
+                                                 mp_context=multiprocessing.get_context("spawn"))
+            futures = [self._pool.submit(_verify_slice_in_worker, self.shared, entry.partition, start, stop,
+                                         owned[i], committed, self.alignment)
+                       for i, (start, stop) in enumerate(slices[1:], 1)]
+        start, stop = slices[0]
+        results = [_verify_slice(self.store, self.catalog, entry.partition, start, stop, owned[0], committed,
+                                 self.alignment)]
+        for i, future in enumerate(futures, 1):
+            try:
+                results.append(future.result())
+            except Exception as exc:  # noqa: BLE001 - any worker failure: redo the slice here
+                # A worker that cannot open the vault, or a pool that broke (e.g. a __main__
+                # without the `if __name__ == "__main__"` guard), must not cost the verdict:
+                # the slice is verified again in this process, where a real error recurs.
+                _log.warning("verify worker failed on %s slice %s (%s: %s); verifying it in-process",
+                             entry.partition, slices[i], type(exc).__name__, exc)
+                if isinstance(exc, BrokenExecutor) and self._pool is not None:
+                    self._pool.shutdown(wait=False, cancel_futures=True)
+                    self._pool, self.shared = None, None
+                results.append(_verify_slice(self.store, self.catalog, entry.partition, *slices[i], owned[i],
+                                             committed, self.alignment))
+        self._report(entry, results, report)
+
+    @staticmethod
+    def _report(entry: LedgerEntry, results: list[_SliceResult], report: VerifyReport) -> None:
+        digest = PartitionDigest.combine(part for result in results for part in result.digest_parts)
+        report.records += digest.count
+        report.findings += verify_partition_digest(entry, digest)
+        current: dict[str, str | None] = {}
+        for result in results:
+            for key, (checksum, size) in result.objects.items():
+                if key not in current:
+                    current[key] = checksum
+                    report.objects += checksum is not None
+                    report.bytes_hashed += size
+            report.bytes_hashed += result.record_bytes
+        # Slices are in log order, so a stable sort by key keeps log order within each object.
+        altered = sorted((pair for result in results for pair in result.altered), key=itemgetter(0))
+        report.findings += [Finding(RECORD_BYTES_ALTERED, entry.provider, entry.sequence,
+                                    f"record {log_id} in {key} no longer hashes to its checksum", entry.partition)
+                            for key, log_id in altered]
+        report.findings += verify_partition_objects(entry, current)
+
+
+def _shareable(store: ObjectStore, catalog: Catalog) -> tuple[str, str] | None:
+    if type(store) is LocalObjectStore and type(catalog) is SqliteCatalog:
+        return str(store.root), str(catalog.path)
+    return None
+
+
+def _verify_slice_in_worker(shared: tuple[str, str], partition: str, start: int, stop: int | None,
+                            owned: frozenset[str], committed: frozenset[str], alignment: int) -> _SliceResult:
+    root, catalog_path = shared
+    catalog = SqliteCatalog(catalog_path)
+    try:
+        return _verify_slice(LocalObjectStore(root), catalog, partition, start, stop, owned, committed, alignment)
+    finally:
+        catalog.close()
+
+
+class _SliceIndex:
+    """A slice's record pointers in compact columns (about 60 bytes a record plus its log_id),
+    then sorted by object and offset, so each object is read once, front to back."""
+
+    def __init__(self) -> None:
+        self._code_of: dict[str, int] = defaultdict(count().__next__)  # object key -> small int
+        self._codes: list[np.ndarray] = []
+        self._offsets: list[np.ndarray] = []
+        self._lengths: list[np.ndarray] = []
+        self._digests = bytearray()
+        # log_ids only name altered records: kept per page as one string plus where each ends.
+        self._log_ids: list[tuple[str, np.ndarray]] = []
+        self._odd: list[int] = []  # rows whose checksum is not in canonical form: never equal
+        self.rows = 0
+
+    def add(self, page: PointerPage, digests: bytes, odd: list[int]) -> None:
+        # numpy would quietly take 12.0 or "12" for 12; a slice of the stored bytes never did.
+        if not set(map(type, page.offsets)) | set(map(type, page.lengths)) <= {int}:
+            raise TypeError(f"record offsets and lengths must be integers (partition page at row {self.rows})")
+        self._codes.append(np.fromiter(map(self._code_of.__getitem__, page.object_keys), np.int32, len(page)))
+        self._offsets.append(np.array(page.offsets, dtype=np.int64))
+        self._lengths.append(np.array(page.lengths, dtype=np.int64))
+        self._digests += digests
+        ends = np.cumsum(np.fromiter(map(len, page.log_ids), np.int64, len(page)))
+        self._log_ids.append(("".join(page.log_ids), ends))
+        self._odd += [self.rows + row for row in odd]
+        self.rows += len(page)
+
+    def log_id(self, row: int) -> str:
+        for joined, ends in self._log_ids:
+            if row < len(ends):
+                return joined[ends[row - 1] if row else 0 : ends[row]]
+            row -= len(ends)
+        raise IndexError(row)
+
+    def by_object(self) -> Iterator[tuple[str, _ObjectRecords]]:
+        """Each object's records, sorted by key, built one object at a time."""
+        if not self.rows:
+            return
+        codes = np.concatenate(self._codes)
+        offsets, lengths = np.concatenate(self._offsets), np.concatenate(self._lengths)
+        digests = np.frombuffer(self._digests, dtype="V32")  # one 32-byte item per record
+        self._codes, self._offsets, self._lengths = [], [], []
+        # Within an object, records in offset order: hashing then walks the object front to back.
+        if len(offsets) and 0 <= offsets.min() and offsets.max() < 1 << 40:
+            order = np.argsort(codes.astype(np.int64) << 40 | offsets)  # one sort key: cheaper than lexsort
+        else:
+            order = np.lexsort((offsets, codes))
+        bounds = np.searchsorted(codes[order], np.arange(len(self._code_of) + 1)).tolist()
+        del codes
+        odd = set(self._odd)
+        for key, code in sorted(self._code_of.items()):
+            rows = order[bounds[code] : bounds[code + 1]]
+            yield key, _ObjectRecords(rows, offsets[rows], lengths[rows], digests[rows].tobytes(),
+                                      {i for i, row in enumerate(rows.tolist()) if row in odd} if odd else set())
+
+    def keys(self) -> set[str]:
+        return set(self._code_of)
+
+
+class _ObjectRecords:
+    """The records of one object within a slice, in offset order."""
+
+    __slots__ = ("rows", "offsets", "lengths", "expected", "odd")
+
+    def __init__(self, rows: np.ndarray, offsets: np.ndarray, lengths: np.ndarray, expected: bytes,
+                 odd: set[int]) -> None:
+        self.rows = rows  # the slice rows (log order) of these records
+        self.offsets, self.lengths = offsets, lengths
+        self.expected = expected  # the 32-byte digests the catalog's checksums name
+        self.odd = odd
+
+
+def _verify_slice(store: ObjectStore, catalog: Catalog, partition: str, start: int, stop: int | None,
+                  owned: frozenset[str], committed: frozenset[str], alignment: int) -> _SliceResult:
+    result = _SliceResult()
+    index = _SliceIndex()
+    digest = PartitionDigest()
+    position = start
+    for page in catalog.iter_partition_pointer_pages(partition, start=start, stop=stop):
+        digests, odd = digests_from_checksums(page.checksums)
+        leaves = [digests[i : i + 32] for i in range(0, len(digests), 32)]
+        # Digest parts end at multiples of the alignment, so slices hashed apart combine exactly.
+        done = 0
+        while done < len(leaves):
+            take = min(len(leaves) - done, alignment - position % alignment)
+            digest.add_leaves(leaves[done : done + take])
+            done += take
+            position += take
+            if position % alignment == 0:
+                result.digest_parts.append(digest.part())
+                digest = PartitionDigest()
+        index.add(page, digests, odd)
+    if digest.count:
+        result.digest_parts.append(digest.part())
+
+    keys = sorted(index.keys() | owned)
+    # Keys no entry committed to are hashed by every slice that points into them (deduplicated
+    # when the slices are combined), committed ones only by the slice that owns them.
+    wanted = {key for key in keys if key in owned or key not in committed}
+    groups = index.by_object()
+    group = next(groups, None)
+    for key, data, checksum in _read_ahead(store, keys, wanted):
+        if key in wanted:
+            result.objects[key] = (checksum, len(data) if data is not None else 0)
+        if group is None or group[0] != key:
+            continue
+        records = group[1]
+        group = next(groups, None)
+        if data is None:
+            continue
+        hashed, altered = _check_records(data, records)
+        result.record_bytes += hashed
+        if altered:
+            rows = records.rows[altered].tolist()
+            result.altered += [(key, index.log_id(row)) for row in sorted(rows)]
+    return result
+
+
+def _check_records(data: bytes, records: _ObjectRecords) -> tuple[int, list[int]]:
+    """(bytes hashed, indexes of the records whose bytes no longer hash to their catalog checksum)."""
+    offsets, lengths, expected = records.offsets.tolist(), records.lengths.tolist(), records.expected
+    sha256 = hashlib.sha256
+    size = len(data)
+    hashed = sum(lengths)
+    if min(offsets) >= 0 and min(lengths) >= 0 and max(map(add, offsets, lengths)) <= size:
+        # Every range lies inside the object: hash them all and compare in one go.
+        got = b"".join([sha256(data[o : o + n]).digest() for o, n in zip(offsets, lengths)])
+        if got == expected and not records.odd:
+            return hashed, []
+        return hashed, [i for i in range(len(offsets))
+                        if i in records.odd or got[32 * i : 32 * i + 32] != expected[32 * i : 32 * i + 32]]
+    altered = []
+    for i, (o, n) in enumerate(zip(offsets, lengths, strict=True)):
+        piece = data[o : o + n]
+        if len(piece) != n or i in records.odd or sha256(piece).digest() != expected[32 * i : 32 * i + 32]:
+            altered.append(i)
+    return hashed, altered
+
+
+def _read_ahead(store: ObjectStore, keys: Iterable[str],
+                hashed: set[str]) -> Iterator[tuple[str, bytes | None, str | None]]:
+    """``(key, bytes or None if missing, "sha256:<hex>" if the key is in hashed)`` in key order.
+
+    Objects are read, and hashed whole, a few ahead in threads: hashlib releases the GIL on
+    large buffers, so that hashing overlaps with the caller's per-record work (and S3 reads
+    with everything)."""
+
+    def load(key: str) -> tuple[str, bytes | None, str | None]:
         try:
             data = store.get(key)
         except ObjectMissingError:
-            current[key] = None
-            continue
-        report.objects += 1
-        report.bytes_hashed += len(data)
-        current[key] = "sha256:" + hashlib.sha256(data).hexdigest()
-        view = memoryview(data)
-        sha256 = hashlib.sha256
-        for log_id, _key, offset, length, record_checksum in by_object.get(key, ()):
-            piece = view[offset : offset + length]
-            report.bytes_hashed += length
-            if len(piece) != length or "sha256:" + sha256(piece).hexdigest() != record_checksum:
-                report.findings.append(Finding(RECORD_BYTES_ALTERED, entry.provider, entry.sequence,
-                                               f"record {log_id} in {key} no longer hashes to its checksum",
-                                               entry.partition))
-    report.findings += verify_partition_objects(entry, current)
+            return key, None, None
+        return key, data, ("sha256:" + hashlib.sha256(data).hexdigest()) if key in hashed else None
+
+    keys = iter(keys)
+    with ThreadPoolExecutor(max_workers=READ_AHEAD, thread_name_prefix="verify-read") as pool:
+        pending = deque(pool.submit(load, key) for key in islice(keys, READ_AHEAD))
+        while pending:
+            loaded = pending.popleft().result()
+            for key in islice(keys, 1):
+                pending.append(pool.submit(load, key))
+            yield loaded
