@@ -65,8 +65,8 @@ def read_snapshot_batches(data: bytes, columns: list[str] | None = None, batch_s
     yield from pq.ParquetFile(io.BytesIO(data)).iter_batches(batch_size=batch_size, columns=columns)
 
 
-def read_snapshot(data: bytes, columns: list[str] | None = None) -> pa.Table:
-    return pq.read_table(io.BytesIO(data), columns=columns, use_threads=False)
+def read_snapshot(data: bytes, columns: list[str] | None = None, dictionary: list[str] | None = None) -> pa.Table:
+    return pq.read_table(io.BytesIO(data), columns=columns, use_threads=False, read_dictionary=dictionary)
 
 
 def encode_objects(objects: list[LandedObject]) -> bytes:

@@ -13,7 +13,7 @@ from typing import NamedTuple
 import pyarrow as pa
 
 from vault_pipeline.core.layout import snapshot_objects_key, snapshot_records_key
-from vault_pipeline.core.snapshot import LandedObject, decode_objects, read_snapshot_batches
+from vault_pipeline.core.snapshot import LandedObject, decode_objects, read_snapshot, read_snapshot_batches
 from vault_pipeline.core.windows import HourWindow
 from vault_pipeline.storage.object_store import ObjectMissingError, ObjectStore
 
@@ -74,7 +74,6 @@ class LandedPartition:
                 current_key, current = key, memoryview(self.store.get(key))
             yield current[offset : offset + length]
 
-    def snapshot_table(self, columns: list[str] | None = None):
-        from vault_pipeline.core.snapshot import read_snapshot
-
-        return read_snapshot(self._snapshot, columns)
+    def snapshot_table(self, columns: list[str] | None = None, dictionary: list[str] | None = None) -> pa.Table:
+        """The whole snapshot (or some columns); ``dictionary`` columns come back dictionary-encoded."""
+        return read_snapshot(self._snapshot, columns, dictionary)

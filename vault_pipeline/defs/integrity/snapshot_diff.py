@@ -35,13 +35,13 @@ def diff_partition(
     report = IntegrityReport(partition=partition)
     landed = LandedPartition(store, provider, window)
     changed_objects = _check_objects(store, landed, provider, window, report)
-    snapshot = landed.snapshot_table(["log_id", "object_key", "offset", "length", "checksum", "timestamp"])
+    # Object keys repeat for every record of a page: dictionary-encoded they cost an index each.
+    snapshot = landed.snapshot_table(["log_id", "object_key", "offset", "length", "checksum", "timestamp"],
+                                     dictionary=["object_key"])
     report.counts["landed_records"] = snapshot.num_rows
     if changed_objects:
         _check_changed_records(store, snapshot, changed_objects, report)
-    snapshot = snapshot.take(pc.sort_indices(snapshot, [("log_id", "ascending")]))
-    unique_ids = pc.unique(snapshot["log_id"])
-    report.counts["unique_records"] = len(unique_ids)
+    report.counts["unique_records"] = pc.count_distinct(snapshot["log_id"]).as_py()
     _check_catalog(catalog, snapshot, provider, window, fetch_window, partition, report)
     rejected = dead_letter_ids(catalog, provider, partition)
     _check_lake(lake, kind, snapshot, rejected, provider, fetch_window, report)
@@ -98,35 +98,42 @@ def _catalog_stream(catalog: Catalog, provider: str, fetch_window: HourWindow):
     return heapq.merge(*streams, key=lambda entry: entry.log_id)
 
 
+def _in_log_order(snapshot: pa.Table, batch: int = 50_000):
+    """The snapshot's rows in log_id order (stable: the first copy of a log_id comes first),
+    gathered batch by batch rather than as a sorted copy of the whole table."""
+    order = pc.sort_indices(snapshot, [("log_id", "ascending")])
+    columns = ("log_id", "object_key", "offset", "length", "checksum")
+    for start in range(0, len(order), batch):
+        rows = snapshot.select(list(columns)).take(order[start : start + batch])
+        yield from zip(*(rows.column(name).to_pylist() for name in columns), strict=True)
+
+
 def _check_catalog(catalog, snapshot: pa.Table, provider, window, fetch_window, partition, report) -> None:
     entries = _catalog_stream(catalog, provider, fetch_window)
     current = next(entries, None)
     matched = 0
     previous_id = None
-    for row in snapshot.to_batches(max_chunksize=50_000):
-        for log_id, object_key, offset, length, record_checksum in zip(
-            *(row.column(name).to_pylist() for name in ("log_id", "object_key", "offset", "length", "checksum")), strict=True
-        ):
-            if log_id == previous_id:
-                continue  # a duplicate within the fetch; the first copy is the one indexed
-            previous_id = log_id
-            while current is not None and current.log_id < log_id:
-                if current.partition == partition:
-                    report.add("orphaned_in_catalog", log_id=current.log_id)
-                current = next(entries, None)
-            if current is None or current.log_id != log_id:
-                report.add("missing_in_catalog", log_id=log_id)
-                continue
-            matched += 1
-            if current.checksum != record_checksum:
-                if current.partition == partition:
-                    report.add("catalog_checksum_mismatch", log_id=log_id, expected=record_checksum, found=current.checksum)
-                else:
-                    report.add("revision_conflict", log_id=log_id, indexed_by=current.partition)
-            elif current.partition == partition and (current.object_key, current.offset, current.length) != (object_key, offset, length):
-                report.add("catalog_pointer_mismatch", log_id=log_id, expected=f"{object_key}@{offset}+{length}",
-                           found=f"{current.object_key}@{current.offset}+{current.length}")
+    for log_id, object_key, offset, length, record_checksum in _in_log_order(snapshot):
+        if log_id == previous_id:
+            continue  # a duplicate within the fetch; the first copy is the one indexed
+        previous_id = log_id
+        while current is not None and current.log_id < log_id:
+            if current.partition == partition:
+                report.add("orphaned_in_catalog", log_id=current.log_id)
             current = next(entries, None)
+        if current is None or current.log_id != log_id:
+            report.add("missing_in_catalog", log_id=log_id)
+            continue
+        matched += 1
+        if current.checksum != record_checksum:
+            if current.partition == partition:
+                report.add("catalog_checksum_mismatch", log_id=log_id, expected=record_checksum, found=current.checksum)
+            else:
+                report.add("revision_conflict", log_id=log_id, indexed_by=current.partition)
+        elif current.partition == partition and (current.object_key, current.offset, current.length) != (object_key, offset, length):
+            report.add("catalog_pointer_mismatch", log_id=log_id, expected=f"{object_key}@{offset}+{length}",
+                       found=f"{current.object_key}@{current.offset}+{current.length}")
+        current = next(entries, None)
     while current is not None:
         if current.partition == partition:
             report.add("orphaned_in_catalog", log_id=current.log_id)

@@ -1,0 +1,90 @@
+"""The integrity snapshot diff names each kind of damage done after a partition was ingested.
+
+A clean partition, then one change at a time to what landing recorded: a byte of a stored
+page, a catalog entry deleted, a catalog pointer moved, a lake row deleted. Each must come
+out as its own finding naming the record, on the real local store, SQLite catalog and Delta.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+
+import pytest
+from deltalake import DeltaTable
+
+from vault_pipeline.core.windows import HourWindow
+from vault_pipeline.defs.integrity.snapshot_diff import diff_partition
+
+HOUR = "2026-01-01-07:00"
+PROVIDER = "sim_tests"
+PARTITION = f"{HOUR}|{PROVIDER}"
+
+
+@pytest.fixture
+def ingested(vault):
+    vault.write_providers({PROVIDER: {"type": "simulator", "kind": "test_result", "records_per_hour": 300, "seed": 2,
+                                      "page_size": 100, "invalid_fraction": 0.0, "lookback_hours": 0}})
+    assert vault.run(HOUR, PROVIDER).success
+    return vault
+
+
+def _diff(vault):
+    window = HourWindow.for_hour_key(HOUR)
+    return diff_partition(store=vault.store, catalog=vault.catalog, lake=vault.lake, kind="test_result",
+                          provider=PROVIDER, window=window, fetch_window=window, partition=PARTITION)
+
+
+def _kinds(report) -> dict[str, int]:
+    return dict(report.finding_counts)
+
+
+def _second_record(vault):
+    return sorted(vault.catalog.iter_partition_records(PARTITION), key=lambda r: (r.object_key, r.offset))[1]
+
+
+def test_an_untouched_partition_is_clean_and_fully_matched(ingested) -> None:
+    report = _diff(ingested)
+    assert report.clean and _kinds(report) == {}
+    assert report.counts["catalog_matched"] == report.counts["unique_records"] == report.counts["landed_records"]
+    assert report.counts["lake_matched"] == report.counts["lake_expected"] > 0
+
+
+def test_one_edited_byte_names_the_page_and_the_record(ingested) -> None:
+    record = _second_record(ingested)
+    path = ingested.home / "objects" / record.object_key
+    os.chmod(path, 0o644)  # landed pages are kept read-only
+    data = bytearray(path.read_bytes())
+    position = record.offset + record.length // 2
+    data[position] = ord("X") if data[position] != ord("X") else ord("Y")
+    path.write_bytes(bytes(data))
+    report = _diff(ingested)
+    assert not report.clean
+    assert _kinds(report) == {"changed_object": 1, "changed_record": 1}
+    assert {"type": "changed_record", "log_id": record.log_id, "key": record.object_key} in report.findings
+
+
+def test_a_deleted_catalog_entry_is_missing_in_catalog(ingested) -> None:
+    record = _second_record(ingested)
+    with sqlite3.connect(ingested.home / "catalog.db") as db:
+        db.execute("DELETE FROM records WHERE log_id = ?", (record.log_id,))
+    report = _diff(ingested)
+    assert _kinds(report) == {"missing_in_catalog": 1}
+    assert report.findings == [{"type": "missing_in_catalog", "log_id": record.log_id}]
+
+
+def test_a_moved_catalog_pointer_is_a_pointer_mismatch(ingested) -> None:
+    record = _second_record(ingested)
+    with sqlite3.connect(ingested.home / "catalog.db") as db:
+        db.execute('UPDATE records SET "offset" = "offset" + 1 WHERE log_id = ?', (record.log_id,))
+    report = _diff(ingested)
+    assert _kinds(report) == {"catalog_pointer_mismatch": 1}
+    assert report.findings[0]["log_id"] == record.log_id
+
+
+def test_a_deleted_lake_row_is_missing_in_lake(ingested) -> None:
+    record = _second_record(ingested)
+    DeltaTable(ingested.lake.table_uri("test_results")).delete(f"log_id = '{record.log_id}'")
+    report = _diff(ingested)
+    assert _kinds(report) == {"missing_in_lake": 1}
+    assert report.findings == [{"type": "missing_in_lake", "log_id": record.log_id}]
