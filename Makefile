@@ -33,6 +33,7 @@ benchmark: setup
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/api.py
 	$(BIN)/python benchmarks/pii.py
+	$(BIN)/python benchmarks/verify.py
 
 clean:
 	rm -rf $(VAULT_HOME)
