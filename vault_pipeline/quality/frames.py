@@ -71,25 +71,27 @@ def input_frame(kind: str, window: HourWindow, rows: Iterable[tuple[str, str | N
     columns = KIND_COLUMNS[kind]
     projector = Projector(kind)
     start, end = fixed_width_timestamp(window.start), fixed_width_timestamp(window.end)
-    log_ids, times, in_window, record_types, value_rows = [], [], [], [], []
+    data: dict[str, list] = {"log_id": [], "event_time": [], "in_window": [], "record_type": []}
+    for column in columns:
+        data[column.name] = []
+        data[column.name + TYPE_SUFFIX] = []
+    # Per column: (its value list, its type list, whether it is numeric), looked up once.
+    targets = [(data[c.name].append, data[c.name + TYPE_SUFFIX].append, c.type in ("int", "float")) for c in columns]
+    type_names = _TYPE_NAMES
     for log_id, timestamp, record in rows:
-        log_ids.append(log_id)
-        times.append(timestamp)
-        in_window.append(timestamp is not None and start <= timestamp < end)
+        data["log_id"].append(log_id)
+        data["event_time"].append(timestamp)
+        data["in_window"].append(timestamp is not None and start <= timestamp < end)
         record_type, values = _field_values(record, columns, projector)
-        record_types.append(record_type)
-        value_rows.append(values)
-    data: dict[str, list] = {"log_id": log_ids, "event_time": times, "in_window": in_window, "record_type": record_types}
-    # Column by column: one pass per analysed field over the page, instead of one per value.
-    per_column = list(zip(*value_rows)) if value_rows else [() for _ in columns]
-    for column, values in zip(columns, per_column, strict=True):
-        types = [_TYPE_NAMES.get(type(value)) or json_type(value) for value in values]
-        if column.type in ("int", "float"):
-            values = [_number(v) if t == "integer" or t == "number" else None for v, t in zip(values, types, strict=True)]
-        else:
-            values = [None if t == "object" or t == "array" else v for v, t in zip(values, types, strict=True)]
-        data[column.name] = values
-        data[column.name + TYPE_SUFFIX] = types
+        data["record_type"].append(record_type)
+        for (add_value, add_type, numeric), value in zip(targets, values, strict=True):
+            kind_of_value = type_names.get(type(value)) or json_type(value)
+            add_type(kind_of_value)
+            if numeric:
+                value = _number(value) if kind_of_value == "integer" or kind_of_value == "number" else None
+            elif kind_of_value == "object" or kind_of_value == "array":
+                value = None
+            add_value(value)
     frame = pd.DataFrame(data)
     for column in columns:
         if column.type in ("int", "float"):

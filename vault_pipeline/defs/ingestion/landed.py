@@ -8,7 +8,6 @@ one stored page, however large the hour is.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import NamedTuple
 
 import pyarrow as pa
 
@@ -20,16 +19,6 @@ from vault_pipeline.storage.object_store import ObjectMissingError, ObjectStore
 
 class NotLandedError(RuntimeError):
     """The partition has no landing snapshot: materialize raw_landing first."""
-
-
-class LandedRow(NamedTuple):  # a tuple: built once per record by every stage, so it must be cheap
-    log_id: str
-    natural_id: str
-    object_key: str
-    offset: int
-    length: int
-    checksum: str
-    timestamp: str | None
 
 
 class LandedPartition:
@@ -46,22 +35,6 @@ class LandedPartition:
     def record_batches(self, batch_size: int = 100_000, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
         """The snapshot as Arrow batches, for stages that work column-wise."""
         yield from read_snapshot_batches(self._snapshot, columns=columns, batch_size=batch_size)
-
-    def row_batches(self, batch_size: int = 100_000) -> Iterator[list[LandedRow]]:
-        for batch in read_snapshot_batches(self._snapshot, batch_size=batch_size):
-            columns = batch.to_pydict()
-            yield list(map(LandedRow._make, zip(
-                columns["log_id"], columns["natural_id"], columns["object_key"], columns["offset"],
-                columns["length"], columns["checksum"], columns["timestamp"], strict=True,
-            )))
-
-    def with_bytes(self, rows: list[LandedRow]) -> Iterator[tuple[LandedRow, bytes]]:
-        """Each row with its record's bytes, reading each stored page once per batch."""
-        current_key, current = None, b""
-        for row in rows:
-            if row.object_key != current_key:
-                current_key, current = row.object_key, self.store.get(row.object_key)
-            yield row, current[row.offset : row.offset + row.length]
 
     def with_bytes_of(self, batch: pa.RecordBatch) -> Iterator[memoryview]:
         """The record bytes of each row of a snapshot batch (zero-copy views of each stored page)."""

@@ -21,6 +21,7 @@ from vault_pipeline.storage.catalog import Catalog, DeadLetter, fixed_width_time
 from vault_pipeline.storage.object_store import ObjectStore
 
 CHUNK = 100_000
+_SPAN_COLUMNS = ["log_id", "object_key", "offset", "length", "timestamp"]
 
 
 def dead_letter_id(stage: str, log_id: str) -> str:
@@ -43,13 +44,13 @@ def validate_input(
     suite = f"{kind}.input"
     total: SuiteOutcome | None = None
     now = fixed_width_timestamp(datetime.now(UTC))
-    for rows in landed.row_batches(CHUNK):
-        parsed = []
-        spans = {}
-        for row, data in landed.with_bytes(rows):
-            parsed.append((row.log_id, row.timestamp, data))
-            spans[row.log_id] = row
-        outcome = runner.run(suite, input_frame(kind, fetch_window, parsed))
+    for batch in landed.record_batches(CHUNK, columns=_SPAN_COLUMNS):
+        log_ids = batch.column("log_id").to_pylist()
+        rows = zip(log_ids, batch.column("timestamp").to_pylist(), landed.with_bytes_of(batch), strict=True)
+        outcome = runner.run(suite, input_frame(kind, fetch_window, rows))
+        # Spans are looked up for the failing records only (usually a handful per chunk).
+        failing = {log_id: i for i, log_id in enumerate(log_ids) if log_id in outcome.failing}
+        keys, offsets, lengths = (batch.column(name) for name in ("object_key", "offset", "length"))
         letters = [
             DeadLetter(
                 dead_letter_id=dead_letter_id("input_validation", log_id),
@@ -57,15 +58,15 @@ def validate_input(
                 partition=partition,
                 stage="input_validation",
                 reason="failed " + "; ".join(sorted(set(reasons))),
-                object_key=spans[log_id].object_key,
+                object_key=keys[failing[log_id]].as_py(),
                 log_id=log_id,
-                offset=spans[log_id].offset,
-                length=spans[log_id].length,
+                offset=offsets[failing[log_id]].as_py(),
+                length=lengths[failing[log_id]].as_py(),
                 created_at=now,
                 detail={"suite": suite, "run_id": run_id, "failed": sorted(set(reasons))},
             )
             for log_id, reasons in outcome.failing.items()
-            if log_id in spans
+            if log_id in failing
         ]
         catalog.add_dead_letters(letters)
         if total is None:
