@@ -22,6 +22,7 @@ from vault_pipeline.core.kinds import fact_schema, fact_table_name
 from vault_pipeline.core.normalise import fact_batch
 from vault_pipeline.core.projection import Projector
 from vault_pipeline.core.windows import HourWindow
+from vault_pipeline.defs.collector import cyclic_gc_paused
 from vault_pipeline.defs.ingestion.indexing import dead_letter_ids
 from vault_pipeline.defs.ingestion.landed import LandedPartition
 from vault_pipeline.storage.catalog import Catalog
@@ -65,7 +66,8 @@ def normalise_partition(
                 summary.rows += chosen.num_rows
                 yield fact_batch(kind, provider, run_id, chosen, landed.with_bytes_of(chosen), projector)
 
-    stats = lake.merge_batches(summary.table, batches(), fact_schema(kind), partitions=lake_partitions)
+    with cyclic_gc_paused():
+        stats = lake.merge_batches(summary.table, batches(), fact_schema(kind), partitions=lake_partitions)
     summary.inserted, summary.unchanged, summary.version = stats.inserted, stats.unchanged, stats.version
     return summary
 

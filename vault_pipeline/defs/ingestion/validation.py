@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 from vault_pipeline.core.layout import dlq_report_key, report_key
 from vault_pipeline.core.windows import HourWindow
+from vault_pipeline.defs.collector import cyclic_gc_paused
 from vault_pipeline.defs.ingestion.landed import LandedPartition
 from vault_pipeline.quality.frames import input_frame
 from vault_pipeline.quality.gx_runner import SuiteOutcome, SuiteRunner
@@ -47,7 +48,9 @@ def validate_input(
     for batch in landed.record_batches(CHUNK, columns=_SPAN_COLUMNS):
         log_ids = batch.column("log_id").to_pylist()
         rows = zip(log_ids, batch.column("timestamp").to_pylist(), landed.with_bytes_of(batch), strict=True)
-        outcome = runner.run(suite, input_frame(kind, fetch_window, rows))
+        with cyclic_gc_paused():
+            frame = input_frame(kind, fetch_window, rows)
+        outcome = runner.run(suite, frame)
         # Spans are looked up for the failing records only (usually a handful per chunk).
         failing = {log_id: i for i, log_id in enumerate(log_ids) if log_id in outcome.failing}
         keys, offsets, lengths = (batch.column(name) for name in ("object_key", "offset", "length"))

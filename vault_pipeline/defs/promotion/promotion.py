@@ -44,6 +44,7 @@ from vault_pipeline.core.ledger import (
 from vault_pipeline.core.merkle import MerkleBuilder
 from vault_pipeline.core.pii import MaskPolicy, PiiScanner, mask
 from vault_pipeline.core.windows import HourWindow, split_partition_key
+from vault_pipeline.defs.collector import cyclic_gc_paused
 from vault_pipeline.defs.integrity.artifacts import artifact_id
 from vault_pipeline.defs.integrity.ledger_stage import append_entry, partition_entries
 from vault_pipeline.storage.catalog import DEAD_LETTER, Artifact, Catalog, RecordEntry
@@ -223,10 +224,11 @@ def promote_partition(
     with tempfile.TemporaryDirectory(prefix="vault-promotion-") as directory:
         work = _Workspace(directory)
         try:
-            return _promote(work, store=store, catalog=catalog, signer=signer, scanner=scanner, policy=policy,
-                            provider=provider, kind=kind, partition=partition, requested_by=requested_by, tier=tier,
-                            run_id=run_id, promotion_id=promotion_id, approval=approval, window=window, entry=entry,
-                            known=known, approved=approved, watched=watched, prefix=prefix)
+            with cyclic_gc_paused():
+                return _promote(work, store=store, catalog=catalog, signer=signer, scanner=scanner, policy=policy,
+                                provider=provider, kind=kind, partition=partition, requested_by=requested_by,
+                                tier=tier, run_id=run_id, promotion_id=promotion_id, approval=approval, window=window,
+                                entry=entry, known=known, approved=approved, watched=watched, prefix=prefix)
         finally:
             work.close()
 
