@@ -102,6 +102,8 @@ def decode_record(data: bytes | memoryview) -> Any:
 
 
 def _require_utf8(body: bytes) -> None:
+    if body.isascii():  # most provider bodies: checked in C at memory speed, no decode needed
+        return
     try:
         body.decode("utf-8")
     except UnicodeDecodeError as exc:
