@@ -118,6 +118,7 @@ class _Decision:
         })
 
 
+_GOLDEN_JSON = msgspec.json.Encoder()
 PART_RECORDS, PART_MANIFEST, INDEX = "records-{:05d}.ndjson", "manifest-{:05d}.ndjson", "manifest.json"
 QUARANTINED_SAMPLE = 1000  # log_ids listed per summary (counts carry the totals)
 _BATCH = 10_000
@@ -274,7 +275,12 @@ def _promote(work: _Workspace, *, store, catalog, signer, scanner, policy, provi
             for record in group:
                 piece = bytes(view[record.offset: record.offset + record.length]) if view is not None else None
                 d = _decide_record(record, piece, object_ok, ledger_ok, approved.get(record.log_id), scanner, policy)
-                golden_checksum = checksum(d.golden) if d.golden is not None else None
+                if d.golden is None:
+                    golden_checksum = None
+                elif d.golden is piece:  # a clean record is copied as is: its digest was just taken
+                    golden_checksum = d.actual_checksum
+                else:
+                    golden_checksum = checksum(d.golden)
                 pairs.append((record.log_id, hashlib.sha256(d.line(tier, policy.mode, golden_checksum)).digest()))
                 part_counts[d.decision] += 1
                 if record.log_id in watched:
@@ -384,7 +390,9 @@ def _decide_record(record: RecordEntry, piece: bytes | None, object_ok: bool, le
     masked_value, report = mask(value, policy, scanner)
     if not report.items:
         return _Decision(record, CLEAN, actual, golden=piece, approval=grant)
-    golden = json.dumps(masked_value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    # A masked copy is a new serialisation (the raw bytes stay untouched in the raw zone):
+    # compact UTF-8 JSON, integers of any size exact; msgspec, as fast as the decode.
+    golden = _GOLDEN_JSON.encode(masked_value)
     masked = [{"path": item.path, "type": item.type, "in_key": item.in_key} for item in report.items]
     return _Decision(record, MASKED, actual, golden=golden, masked=masked, approval=grant)
 
