@@ -30,6 +30,7 @@ _TEMPLATES_PER_KIND = 257
 _INVALID_TEMPLATES = 31
 LATE_FRACTION = 0.01  # share of records published after their hour closed
 _HOUR = timedelta(hours=1)
+_BLOCK = 65_536  # records turned into Python values at a time
 
 _NAMES = ["alice", "bob", "Zoë Ærøskøbing", "José", "李小龍", "Ωmega 𝔘𝔫𝔦𝔠𝔬𝔡𝔢", "e\u0301mile", "🦄 ops-bot"]
 _IPS = ["203.0.113.7", "198.51.100.23", "2001:db8::1", "192.0.2.44", "10.1.2.3"]
@@ -167,30 +168,35 @@ class SimulatorProvider(Provider):
         invalid = bulk.random(count) < self.config.invalid_fraction
         choice = bulk.integers(0, 1 << 16, size=count)
         late = bulk.random(count) < LATE_FRACTION
-        uids = bulk.bytes(16 * count).hex().encode()
+        uids = bulk.bytes(16 * count)
         id_field = self.config.natural_id_field.encode()
         time_field = self.config.event_time_field.encode()
         hour_prefix = hour.strftime("%Y-%m-%dT%H:").encode()
         withheld = window.end <= hour + _HOUR  # late records are published after the hour closed
-        for n, (micros, is_invalid, pick, is_late) in enumerate(
-            zip(offsets.tolist(), invalid.tolist(), choice.tolist(), late.tolist(), strict=True)
-        ):
-            if is_late and withheld:
-                continue  # a later lookback fetch will see it
-            pool = invalid_templates if is_invalid else templates
-            template, has_time = pool[pick % len(pool)]
-            uid = uids[32 * n : 32 * n + 32]
-            if has_time:
-                minutes, rest = divmod(micros, 60_000_000)
-                seconds, fraction = divmod(rest, 1_000_000)
-                yield b'{"%b": "%b-%b-%b-%b-%b", "%b": "%b%02d:%02d.%06dZ", %b' % (
-                    id_field, uid[:8], uid[8:12], uid[12:16], uid[16:20], uid[20:],
-                    time_field, hour_prefix, minutes, seconds, fraction, template,
-                )
-            else:
-                yield b'{"%b": "%b-%b-%b-%b-%b", %b' % (
-                    id_field, uid[:8], uid[8:12], uid[12:16], uid[16:20], uid[20:], template,
-                )
+        # Turned into Python values a block at a time: a whole hour of them would be ~150 MB.
+        for first in range(0, count, _BLOCK):
+            last = min(first + _BLOCK, count)
+            hexed = uids[16 * first : 16 * last].hex().encode()
+            for n, (micros, is_invalid, pick, is_late) in enumerate(zip(
+                offsets[first:last].tolist(), invalid[first:last].tolist(), choice[first:last].tolist(),
+                late[first:last].tolist(), strict=True,
+            )):
+                if is_late and withheld:
+                    continue  # a later lookback fetch will see it
+                pool = invalid_templates if is_invalid else templates
+                template, has_time = pool[pick % len(pool)]
+                uid = hexed[32 * n : 32 * n + 32]
+                if has_time:
+                    minutes, rest = divmod(micros, 60_000_000)
+                    seconds, fraction = divmod(rest, 1_000_000)
+                    yield b'{"%b": "%b-%b-%b-%b-%b", "%b": "%b%02d:%02d.%06dZ", %b' % (
+                        id_field, uid[:8], uid[8:12], uid[12:16], uid[16:20], uid[20:],
+                        time_field, hour_prefix, minutes, seconds, fraction, template,
+                    )
+                else:
+                    yield b'{"%b": "%b-%b-%b-%b-%b", %b' % (
+                        id_field, uid[:8], uid[8:12], uid[12:16], uid[16:20], uid[20:], template,
+                    )
 
     def _templates(self, rng: random.Random, invalid: bool) -> list[tuple[bytes, bool]]:
         build = _BUILDERS[self.config.kind]
