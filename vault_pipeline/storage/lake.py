@@ -1,9 +1,10 @@
 """The Lake adapter: the vault's analytics fact tables as Delta tables (delta-rs).
 
 Tables are partitioned by event ``date`` and ``hour`` under a local directory
-(``$VAULT_HOME/lake``) or an ``s3://bucket/prefix`` root. Loading is an idempotent merge on the
-record id, so re-running an hourly partition never duplicates a row and, when nothing is new,
-adds no table version. Reads run in delta-rs's own query engine (``QueryBuilder``), never
+(``$VAULT_HOME/lake``) or an ``s3://bucket/prefix`` root. Loading inserts only rows whose
+record id the hour's partitions do not hold yet (a delta-rs merge for a table, an anti-join and
+one streamed append for an hour's stream), so re-running an hourly partition never duplicates
+a row and, when nothing is new, adds no table version. Reads run in delta-rs's own query engine (``QueryBuilder``), never
 through pyarrow (``to_pyarrow_table`` or its dataset), which can make the process abort at exit
 on deltalake 1.6. For S3 the caller passes delta-rs ``storage_options`` (credentials,
 ``AWS_REGION``, plus ``AWS_ENDPOINT_URL``/``AWS_ALLOW_HTTP`` for S3-compatible endpoints);

@@ -22,9 +22,7 @@ from pymongo.database import Database
 from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
 from vault_pipeline.storage.catalog import (
-    DEAD_LETTER,
     STATUSES,
-    VALID,
     AccessEntry,
     Artifact,
     POINTER_PAGE_SIZE,

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from vault_pipeline.storage.catalog import (
-    DEAD_LETTER,
     STATUSES,
     VALID,
     AccessEntry,

@@ -9,9 +9,9 @@ validation are indexed with status ``dead_letter`` so their bytes stay reachable
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
-from concurrent.futures import ThreadPoolExecutor
 from itertools import islice, repeat
 
 import pyarrow as pa
