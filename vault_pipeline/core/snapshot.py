@@ -66,7 +66,12 @@ def read_snapshot_batches(data: bytes, columns: list[str] | None = None, batch_s
 
 
 def read_snapshot(data: bytes, columns: list[str] | None = None, dictionary: list[str] | None = None) -> pa.Table:
-    return pq.read_table(io.BytesIO(data), columns=columns, use_threads=False, read_dictionary=dictionary)
+    # Row group by row group: reading the whole file at once kept ~2.5x the table's size in
+    # transient buffers (measured: a 157 MB table of 1M rows raised RSS by 400 MB, this by 257).
+    snapshot = pq.ParquetFile(io.BytesIO(data), read_dictionary=dictionary, pre_buffer=False)
+    batches = list(snapshot.iter_batches(batch_size=65_536, columns=columns, use_threads=False))
+    schema = snapshot.schema_arrow if columns is None else pa.schema([snapshot.schema_arrow.field(c) for c in columns])
+    return pa.Table.from_batches(batches, schema=schema)
 
 
 def encode_objects(objects: list[LandedObject]) -> bytes:

@@ -148,7 +148,7 @@ def _check_catalog(catalog, snapshot: pa.Table, provider, window, fetch_window, 
 
 def _check_lake(lake: DeltaLake, kind, snapshot: pa.Table, rejected: set[str], provider, fetch_window, report) -> None:
     table = fact_table_name(kind)
-    valid = snapshot.filter(pc.is_valid(snapshot["timestamp"]))
+    valid = snapshot.select(["log_id", "timestamp"]).filter(pc.is_valid(snapshot["timestamp"]))
     if rejected:
         valid = valid.filter(pc.invert(pc.is_in(valid["log_id"], pa.array(sorted(rejected), pa.string()))))
     expected = pc.unique(valid["log_id"])
