@@ -32,7 +32,7 @@ from vault_pipeline.storage.object_store import ObjectStore
 if TYPE_CHECKING:  # importing GX takes seconds; the runner is created on first use
     from vault_pipeline.quality.gx_runner import SuiteOutcome, SuiteRunner
 
-BATCH = 100_000
+BATCH = 40_000  # rows projected at a time (1M rows: peak 1.13 GB at 100k per batch, 1.02 GB at 40k, no slower)
 _COLUMNS = ["log_id", "natural_id", "object_key", "offset", "length", "checksum", "timestamp"]
 
 
