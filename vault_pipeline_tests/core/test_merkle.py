@@ -248,3 +248,11 @@ def test_an_invalid_checksum_is_refused_in_bulk_as_one_by_one(bad):
         as_leaf(bad)
     with pytest.raises(ValueError):
         digests_from_checksums([good, bad, good])
+
+
+@pytest.mark.parametrize("bad", ["sha256:" + "g" * 64, "garbage", "", None])
+def test_an_invalid_checksum_can_be_flagged_instead_of_raising(bad):
+    good = "sha256:" + "1" * 64
+    digests, odd = digests_from_checksums([good, bad, good], flag_invalid=True)
+    assert odd == [1]
+    assert digests == as_leaf(good) + bytes(32) + as_leaf(good)

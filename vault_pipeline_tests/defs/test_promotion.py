@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import sqlite3
 
 import dagster as dg
 import httpx
@@ -159,6 +160,21 @@ def test_a_corrupted_partition_quarantines_the_affected_records_and_nothing_of_t
     assert item["quarantine_key"] in quarantined
     decision = [e for e in _ledger(vault, "qa") if e.kind == KIND_PROMOTION_DECISION][-1]
     assert decision.body["counts"]["quarantined"] == len(same_page) + 1
+
+
+def test_a_catalog_checksum_that_is_not_a_digest_quarantines_the_partition_instead_of_crashing(vault):
+    vault.write_providers({"qa": {"type": "simulator", "kind": "test_result", "records_per_hour": 30, "seed": 2,
+                                  "lookback_hours": 0, "invalid_fraction": 0, "page_size": 10}})
+    assert vault.run(HOUR, "qa").success
+    records = list(vault.catalog.iter_partition_records(f"{HOUR}|qa"))
+    with sqlite3.connect(vault.home / "catalog.db") as db:
+        db.execute("UPDATE records SET checksum = 'not a digest' WHERE log_id = ?", (records[5].log_id,))
+    result = _promote_only(vault, "qa")
+    assert result.success
+    manifest = _manifest(vault, "test_result", "qa")
+    assert {row["reason"] for row in manifest["records"]} == {"ledger_mismatch"}
+    assert len(manifest["records"]) == len(records)  # every record decided, none lost half-way
+    assert _golden_file(vault, manifest) == b""
 
 
 def test_re_promotion_is_idempotent_and_vault_verify_stays_clean_with_decision_entries(vault):

@@ -79,6 +79,14 @@ def test_a_deleted_catalog_row_is_found(landed):
     assert _types(_verify(landed)) == ["record_deleted"]
 
 
+def test_a_catalog_checksum_that_is_not_a_digest_is_a_finding_not_a_crash(landed):
+    record = next(landed.catalog.iter_partition_records(_partition(HOURS[0])))
+    _sql(landed, "UPDATE records SET checksum = 'rewritten by hand' WHERE log_id = ?", record.log_id)
+    report = _verify(landed)
+    assert _types(report) == ["record_altered", "record_bytes_altered"]
+    assert any(f.type == "record_bytes_altered" and record.log_id in f.detail for f in report.findings)
+
+
 def test_an_injected_record_is_found(landed):
     record = next(landed.catalog.iter_partition_records(_partition(HOURS[0])))
     _sql(landed, "INSERT INTO records (log_id, provider, partition, natural_id, object_key, \"offset\", length, checksum,"

@@ -41,7 +41,7 @@ from vault_pipeline.core.ledger import (
     utc_now,
     verify_partition_records,
 )
-from vault_pipeline.core.merkle import MerkleBuilder
+from vault_pipeline.core.merkle import MerkleBuilder, as_leaf
 from vault_pipeline.core.pii import MaskPolicy, PiiScanner, mask
 from vault_pipeline.core.windows import HourWindow, split_partition_key
 from vault_pipeline.defs.collector import cyclic_gc_paused
@@ -239,13 +239,20 @@ def _promote(work: _Workspace, *, store, catalog, signer, scanner, policy, provi
     # 1. The catalog's records, streamed once: against the signed root, and into the workspace.
     buffer: list[RecordEntry] = []
 
-    def checksums() -> Iterator[str]:
+    def checksums() -> Iterator[str | bytes]:
         for record in catalog.iter_partition_records(partition):  # log order: ascending log_id
             buffer.append(record)
             if len(buffer) >= _BATCH:
                 work.add_records(buffer)
                 buffer.clear()
-            yield record.checksum
+            # A catalog checksum that is not even a digest cannot match the signed root: it
+            # stands in as zero bytes, so the partition fails the ledger check (every record is
+            # quarantined) instead of the promotion stopping half-way through the workspace.
+            try:
+                leaf = as_leaf(record.checksum)
+            except (TypeError, ValueError):
+                leaf = bytes(32)
+            yield leaf
 
     ledger_ok = not verify_partition_records(entry, checksums())
     work.add_records(buffer)
