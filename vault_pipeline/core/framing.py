@@ -153,8 +153,7 @@ def _locate(body: bytes, elements: list[msgspec.Raw], cursor: int) -> FramedPage
     starts = [pa.py_buffer(raw).address - base for raw in elements]
     lengths = [len(raw) for raw in elements]
     ends = np.add(starts, lengths)
-    in_order = bool(starts[0] >= cursor and ends[-1] <= len(body) and (np.diff(starts) >= lengths[:-1]).all()
-                    if len(starts) > 1 else starts[0] >= cursor and ends[-1] <= len(body))
+    in_order = starts[0] >= cursor and ends[-1] <= len(body) and bool((np.asarray(starts[1:]) >= ends[:-1]).all())
     if in_order and body[starts[0] : ends[0]] == bytes(elements[0]) and body[starts[-1] : ends[-1]] == bytes(elements[-1]):
         return FramedPage(starts, lengths)
     return FramedPage.of(_search(body, elements, cursor))

@@ -313,3 +313,13 @@ def test_random_pages_every_span_equals_the_serialised_record(seed):
     lines = [rng.choice([b"", b" ", b"\t"]) + p + rng.choice([b"", b" ", b"\r"]) for p in pieces]
     ndjson = b"".join(line + rng.choice([b"\n", b"\r\n", b"\n\n"]) for line in lines)
     assert _spans(ndjson, "ndjson") == pieces
+
+
+def test_spans_fall_back_to_a_search_when_the_views_are_not_inside_the_body() -> None:
+    from vault_pipeline.core.framing import _locate
+
+    body = b'[{"a": 1},\n {"a": 1}, {"b": "x"}]'
+    copies = [b'{"a": 1}', b'{"a": 1}', b'{"b": "x"}']  # not views into body: addresses tell nothing
+    page = _locate(body, copies, 0)
+    assert page.slices(body) == copies
+    assert page.offsets == [1, 12, 22]
