@@ -2,9 +2,9 @@
 
 Tables are partitioned by event ``date`` and ``hour`` under a local directory
 (``$VAULT_HOME/lake``) or an ``s3://bucket/prefix`` root. Loading inserts only rows whose
-record id the hour's partitions do not hold yet (a delta-rs merge for a table, an anti-join and
-one streamed append for an hour's stream), so re-running an hourly partition never duplicates
-a row and, when nothing is new, adds no table version. Reads run in delta-rs's own query engine (``QueryBuilder``), never
+record id the hour's partitions do not hold yet (an anti-join on the key column and one
+streamed append), so re-running an hourly partition never duplicates a row and, when nothing
+is new, adds no table version. Reads run in delta-rs's own query engine (``QueryBuilder``), never
 through pyarrow (``to_pyarrow_table`` or its dataset), which can make the process abort at exit
 on deltalake 1.6. For S3 the caller passes delta-rs ``storage_options`` (credentials,
 ``AWS_REGION``, plus ``AWS_ENDPOINT_URL``/``AWS_ALLOW_HTTP`` for S3-compatible endpoints);
@@ -93,32 +93,16 @@ class DeltaLake:
     def merge(self, table: str, rows: pa.Table, key: str = "log_id") -> MergeStats:
         """Insert the rows whose ``key`` is not in the table yet; never update or delete.
 
-        The table is created (partitioned by date, hour) on first use. Rows repeating a key
-        within ``rows`` are collapsed to the first one.
+        ``merge_batches`` for rows already in memory, declared to fall into their own (date,
+        hour) partitions. The table is created (partitioned by date, hour) on first use; rows
+        repeating a key within ``rows`` are collapsed to the first one.
         """
-        uri = self.table_uri(table)
-        if not _COLUMN_NAME.match(key):
-            raise ValueError(f"invalid merge key column {key!r}")
         if rows.num_rows == 0:
             return MergeStats(0, 0, self.version(table))
-        source_rows = rows.num_rows
-        rows = _dedupe(self._checked(table, rows, key), key)
-
-        dt = self._open(table) or self._create(table, rows.schema)
-        rows = self._conform(table, dt, rows)
-        # Partition columns in the predicate let delta-rs prune target files to the hours
-        # present in the source; that pruning needs streamed_exec=False (source stats).
-        predicate = " AND ".join(f"t.{c} = s.{c}" for c in (*PARTITION_COLUMNS, key))
-        try:
-            metrics = (
-                dt.merge(source=rows, predicate=predicate, source_alias="s", target_alias="t", streamed_exec=False)
-                .when_not_matched_insert_all()
-                .execute()
-            )
-        except (DeltaError, OSError, pa.ArrowException) as exc:
-            raise LakeError(f"merge into lake table {table!r} at {uri} failed: {exc}") from exc
-        inserted = int(metrics.get("num_target_rows_inserted", 0))
-        return MergeStats(inserted=inserted, unchanged=source_rows - inserted, version=dt.version())
+        rows = self._checked(table, rows, key)
+        hours = pc.unique(pc.binary_join_element_wise(rows.column("date"), rows.column("hour"), "|")).to_pylist()
+        return self.merge_batches(table, rows.to_batches(), rows.schema,
+                                  partitions=[tuple(h.split("|", 1)) for h in hours], key=key)
 
     def merge_batches(
         self,
