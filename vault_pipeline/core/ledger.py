@@ -370,9 +370,7 @@ class PartitionDigest:
         self._sum = 0
 
     def add(self, record_checksum: str | bytes) -> None:
-        leaf = as_leaf(record_checksum)
-        self._tree.add(leaf)
-        self._sum += int.from_bytes(leaf, "big")
+        self.add_many((record_checksum,))
 
     def add_many(self, record_checksums: Iterable[str | bytes]) -> None:
         # Converted and summed here, hashed by the builder in chunks: keeps the per-leaf cost
@@ -479,18 +477,20 @@ def partition_entry(
     """An unsigned partition entry; ``record_checksums`` may be a stream (O(log n) memory)."""
     digest = PartitionDigest()
     digest.add_many(record_checksums)
-    return LedgerEntry(
-        provider=provider,
-        partition=partition,
-        sequence=sequence,
-        previous_hash=previous_hash,
-        created_at=created_at or utc_now(),
-        run_id=run_id,
-        kind=KIND_PARTITION,
-        merkle_root=digest.root_hex(),
-        record_count=digest.count,
-        objects=tuple(objects),
+    return _unsigned_entry(
+        KIND_PARTITION, digest.root_hex(), digest.count, provider=provider, partition=partition,
+        sequence=sequence, previous_hash=previous_hash, objects=objects, run_id=run_id, created_at=created_at,
         body={**(body or {}), "leaf_sum": digest.leaf_sum_hex()},
+    )
+
+
+def _unsigned_entry(kind: str, merkle_root: str, record_count: int, *, provider: str, partition: str, sequence: int,
+                    previous_hash: str, objects: Iterable[tuple[str, str]], run_id: str, created_at: str | None,
+                    body: Mapping[str, Any]) -> LedgerEntry:
+    return LedgerEntry(
+        provider=provider, partition=partition, sequence=sequence, previous_hash=previous_hash,
+        created_at=created_at or utc_now(), run_id=run_id, kind=kind, merkle_root=merkle_root,
+        record_count=record_count, objects=tuple(objects), body=dict(body),
     )
 
 
@@ -510,20 +510,11 @@ def decision_entry(
     per-record decision line (canonical JSON, in log order), the number of decisions, and
     the golden/quarantine objects written, with their checksums."""
     tree = MerkleBuilder()
-    for line in decision_lines:
-        tree.add(hashlib.sha256(line).digest())
-    return LedgerEntry(
-        provider=provider,
-        partition=partition,
-        sequence=sequence,
-        previous_hash=previous_hash,
-        created_at=created_at or utc_now(),
-        run_id=run_id,
-        kind=KIND_PROMOTION_DECISION,
-        merkle_root=tree.root_hex(),
-        record_count=tree.count,
-        objects=tuple(objects),
-        body=dict(body),
+    tree.add_many(hashlib.sha256(line).digest() for line in decision_lines)
+    return _unsigned_entry(
+        KIND_PROMOTION_DECISION, tree.root_hex(), tree.count, provider=provider, partition=partition,
+        sequence=sequence, previous_hash=previous_hash, objects=objects, run_id=run_id, created_at=created_at,
+        body=body,
     )
 
 

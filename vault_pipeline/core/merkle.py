@@ -79,25 +79,10 @@ class MerkleBuilder:
         return self._count
 
     def add(self, leaf: bytes | str) -> None:
-        if type(leaf) is not bytes:
-            leaf = as_leaf(leaf)
-        h = _LEAF_SEED.copy()
-        h.update(leaf)
-        digest = h.digest()
-        stack = self._stack
-        # Each trailing 1-bit of the count is a perfect subtree of equal height to merge with.
-        n = self._count
-        while n & 1:
-            h = _NODE_SEED.copy()
-            h.update(stack.pop())
-            h.update(digest)
-            digest = h.digest()
-            n >>= 1
-        stack.append(digest)
-        self._count += 1
+        self.add_many((leaf,))
 
     def add_many(self, leaves: Iterable[bytes | str]) -> None:
-        # The loop of add() inlined: method-call overhead is a third of the cost per leaf.
+        # One loop for every leaf: a method call per leaf would be a third of the cost.
         stack = self._stack
         count = self._count
         leaf_seed = _LEAF_SEED
