@@ -11,7 +11,6 @@ import stat
 import threading
 
 import pytest
-from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from vault_pipeline.core import ledger as L
 from vault_pipeline.core.ledger import (
@@ -40,6 +39,7 @@ from vault_pipeline.core.ledger import (
     verify_partition_records,
 )
 from vault_pipeline.core.merkle import merkle_root, verify_proof
+from vault_pipeline_tests.fixtures.auditor import independent_verify
 
 PROVIDER = "acme_audit"
 HMAC_SECRET = bytes(range(32))
@@ -427,31 +427,6 @@ def test_verifying_a_digest_finds_what_verifying_the_checksums_finds(chain):
 
 
 # -- inclusion proofs verified outside the vault -------------------------------------------
-
-
-def independent_verify(record: bytes, proof: dict, public_key_pem: bytes) -> bool:
-    """What an auditor writes from the docs alone: hashlib for the path, cryptography for the signature."""
-    h = lambda *parts: hashlib.sha256(b"".join(parts)).digest()  # noqa: E731
-    index, last = proof["leaf_index"], proof["tree_size"] - 1
-    node = h(b"\x00", hashlib.sha256(record).digest())
-    for sibling in map(bytes.fromhex, proof["audit_path"]):
-        if index % 2 == 1 or index == last:
-            node = h(b"\x01", sibling, node)
-            while index % 2 == 0 and index != 0:
-                index, last = index // 2, last // 2
-        else:
-            node = h(b"\x01", node, sibling)
-        index, last = index // 2, last // 2
-    entry = proof["entry"]
-    if last != 0 or node.hex() != entry["merkle_root"] or proof["tree_size"] != entry["record_count"]:
-        return False
-    signed = json.dumps({k: v for k, v in entry.items() if k != "signature"},
-                        sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-    try:
-        load_pem_public_key(public_key_pem).verify(base64.b64decode(entry["signature"]), signed)
-    except Exception:
-        return False
-    return True
 
 
 def test_every_record_proof_verifies_independently(signer):

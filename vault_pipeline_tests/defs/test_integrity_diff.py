@@ -39,6 +39,11 @@ def _kinds(report) -> dict[str, int]:
     return dict(report.finding_counts)
 
 
+def _catalog_sql(vault, statement: str, *params) -> None:
+    with sqlite3.connect(vault.home / "catalog.db") as db:
+        db.execute(statement, params)
+
+
 def _second_record(vault):
     return sorted(vault.catalog.iter_partition_records(PARTITION), key=lambda r: (r.object_key, r.offset))[1]
 
@@ -66,8 +71,7 @@ def test_one_edited_byte_names_the_page_and_the_record(ingested) -> None:
 
 def test_a_deleted_catalog_entry_is_missing_in_catalog(ingested) -> None:
     record = _second_record(ingested)
-    with sqlite3.connect(ingested.home / "catalog.db") as db:
-        db.execute("DELETE FROM records WHERE log_id = ?", (record.log_id,))
+    _catalog_sql(ingested, "DELETE FROM records WHERE log_id = ?", record.log_id)
     report = _diff(ingested)
     assert _kinds(report) == {"missing_in_catalog": 1}
     assert report.findings == [{"type": "missing_in_catalog", "log_id": record.log_id}]
@@ -75,8 +79,7 @@ def test_a_deleted_catalog_entry_is_missing_in_catalog(ingested) -> None:
 
 def test_a_moved_catalog_pointer_is_a_pointer_mismatch(ingested) -> None:
     record = _second_record(ingested)
-    with sqlite3.connect(ingested.home / "catalog.db") as db:
-        db.execute('UPDATE records SET "offset" = "offset" + 1 WHERE log_id = ?', (record.log_id,))
+    _catalog_sql(ingested, 'UPDATE records SET "offset" = "offset" + 1 WHERE log_id = ?', record.log_id)
     report = _diff(ingested)
     assert _kinds(report) == {"catalog_pointer_mismatch": 1}
     assert report.findings[0]["log_id"] == record.log_id

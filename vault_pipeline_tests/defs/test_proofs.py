@@ -1,10 +1,5 @@
 """An inclusion proof from the API verifies with a few lines of hashlib and the public key."""
 
-import base64
-import hashlib
-import json
-
-from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from fastapi.testclient import TestClient
 
 from vault_pipeline.api.app import VaultApi, create_app
@@ -12,6 +7,7 @@ from vault_pipeline.api.auth import parse_api_keys
 from vault_pipeline.api.jobs import JobService
 from vault_pipeline.api.runs import Runner
 from vault_pipeline.providers.config import load_config
+from vault_pipeline_tests.fixtures.auditor import independent_verify
 
 KEY = "auditor-key-0123456789abcdef"
 
@@ -22,31 +18,6 @@ class _NoRuns(Runner):
 
     def runs_for_job(self, job_id):
         return []
-
-
-def independent_verify(record: bytes, proof: dict, public_key_pem: bytes) -> bool:
-    """What an auditor writes: RFC 6962 path folding + an Ed25519 check, nothing from the vault."""
-    h = lambda *parts: hashlib.sha256(b"".join(parts)).digest()  # noqa: E731
-    index, last = proof["leaf_index"], proof["tree_size"] - 1
-    node = h(b"\x00", hashlib.sha256(record).digest())
-    for sibling in map(bytes.fromhex, proof["audit_path"]):
-        if index % 2 == 1 or index == last:
-            node = h(b"\x01", sibling, node)
-            while index % 2 == 0 and index:
-                index, last = index >> 1, last >> 1
-        else:
-            node = h(b"\x01", node, sibling)
-        index, last = index >> 1, last >> 1
-    entry = dict(proof["entry"])
-    if node.hex() != entry["merkle_root"] or entry["record_count"] != proof["tree_size"]:
-        return False
-    signature = base64.b64decode(entry.pop("signature"))
-    message = json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-    try:
-        load_pem_public_key(public_key_pem).verify(signature, message)
-    except Exception:
-        return False
-    return True
 
 
 def test_every_record_of_a_partition_has_a_proof_an_auditor_can_check(vault):

@@ -19,18 +19,8 @@ import pytest
 
 from vault_pipeline.defs.integrity import verification
 from vault_pipeline.defs.integrity.verification import _PartitionVerifier, verify_vault
-
-HOURS = ["2026-01-01-05:00", "2026-01-01-06:00", "2026-01-01-07:00", "2026-01-01-08:00"]
-PROVIDER = "tamper"
-
-
-def _landed(harness):
-    harness.write_providers({PROVIDER: {"type": "simulator", "kind": "test_result", "records_per_hour": 40, "seed": 4,
-                                        "lookback_hours": 0, "invalid_fraction": 0, "page_size": 15}})
-    for hour in HOURS:
-        assert harness.run(hour, PROVIDER).success
-    return harness
-
+from vault_pipeline_tests.defs.test_verify import HOURS, PROVIDER
+from vault_pipeline_tests.defs.test_verify import _landed_vault as _landed
 
 def _records(harness, hour):
     return list(harness.catalog.iter_partition_records(f"{hour}|{PROVIDER}"))
