@@ -11,7 +11,6 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from itertools import islice
 from operator import itemgetter
 from typing import Any
 
@@ -67,11 +66,6 @@ class PointerPage:
 
     def rows(self) -> list[RecordPointer]:
         return list(zip(self.log_ids, self.object_keys, self.offsets, self.lengths, self.checksums, strict=True))
-
-
-def check_pointer_range(start: int, stop: int | None, page_size: int) -> None:
-    if start < 0 or (stop is not None and stop < start) or page_size < 1:
-        raise ValueError(f"invalid pointer range start={start} stop={stop} page_size={page_size}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,22 +185,22 @@ class Catalog(ABC):
     def iter_partition_records(self, partition: str) -> Iterator[RecordEntry]:
         """Every record first landed by ``partition``, ordered by log_id."""
 
-    def iter_partition_pointers(self, partition: str) -> Iterator[RecordPointer]:
-        """(log_id, object_key, offset, length, checksum) of every record of ``partition``, in
-        log_id order: what re-verification needs, without building full entries."""
-        for entry in self.iter_partition_records(partition):
-            yield entry.log_id, entry.object_key, entry.offset, entry.length, entry.checksum
-
     def iter_partition_pointer_pages(
         self, partition: str, *, start: int = 0, stop: int | None = None, page_size: int = POINTER_PAGE_SIZE
     ) -> Iterator[PointerPage]:
-        """The pointers of ``partition``'s records at log positions ``start`` to ``stop`` (exclusive;
-        None: to the end), i.e. ``iter_partition_pointers`` sliced, in pages of ``page_size``
-        records. Lets several processes each verify one slice of a partition's log order."""
-        check_pointer_range(start, stop, page_size)
-        pointers = islice(self.iter_partition_pointers(partition), start, stop)
-        while rows := list(islice(pointers, page_size)):
-            yield PointerPage.from_rows(rows)
+        """(log_id, object_key, offset, length, checksum) of ``partition``'s records at log
+        positions ``start`` to ``stop`` (exclusive; None: to the end), in column pages of
+        ``page_size`` records: what re-verification needs, without building full entries, and
+        slices so several processes can each verify one part of a partition's log order."""
+        if start < 0 or (stop is not None and stop < start) or page_size < 1:
+            raise ValueError(f"invalid pointer range start={start} stop={stop} page_size={page_size}")
+        if stop == start:
+            return iter(())
+        return self._pointer_pages(partition, start, stop, page_size)
+
+    @abstractmethod
+    def _pointer_pages(self, partition: str, start: int, stop: int | None, page_size: int) -> Iterator[PointerPage]:
+        """A non-empty, already checked slice, read as the pointer fields only."""
 
     @abstractmethod
     def count_records(self, *, provider: str | None = None, partition: str | None = None) -> int: ...

@@ -25,7 +25,6 @@ from vault_pipeline.storage.catalog import (
     STATUSES,
     AccessEntry,
     Artifact,
-    POINTER_PAGE_SIZE,
     Catalog,
     CatalogError,
     LedgerConflictError,
@@ -36,7 +35,6 @@ from vault_pipeline.storage.catalog import (
     RecordPage,
     RecordPointer,
     UpsertResult,
-    check_pointer_range,
 )
 
 DUPLICATE_KEY = 11000
@@ -293,12 +291,7 @@ class MongoCatalog(Catalog):
             for document in cursor:
                 yield self._record_entry(document)
 
-    def iter_partition_pointer_pages(
-        self, partition: str, *, start: int = 0, stop: int | None = None, page_size: int = POINTER_PAGE_SIZE
-    ) -> Iterator[PointerPage]:
-        check_pointer_range(start, stop, page_size)
-        if stop == start:
-            return
+    def _pointer_pages(self, partition: str, start: int, stop: int | None, page_size: int) -> Iterator[PointerPage]:
         # Only the pointer fields travel, not whole record documents.
         projection = {"object_key": 1, "offset": 1, "length": 1, "checksum": 1}
         with self._translated("iter_partition_pointer_pages"):

@@ -25,7 +25,6 @@ from vault_pipeline.storage.catalog import (
     VALID,
     AccessEntry,
     Artifact,
-    POINTER_PAGE_SIZE,
     Catalog,
     CatalogError,
     LedgerConflictError,
@@ -33,10 +32,8 @@ from vault_pipeline.storage.catalog import (
     PointerPage,
     RecordEntry,
     RecordKey,
-    RecordPointer,
     RecordPage,
     UpsertResult,
-    check_pointer_range,
 )
 
 SCHEMA_VERSION = 1
@@ -55,7 +52,6 @@ UPSERT_CHUNK = 5000
 # iter_partition_records pages by log_id so no lock is held while the caller works on a page.
 PARTITION_PAGE = 1000
 # Pointers are small tuples: bigger pages, fewer round trips when a partition is re-verified.
-POINTER_PAGE = 20_000
 
 
 def _columns(names: Sequence[str]) -> str:
@@ -363,23 +359,7 @@ class SqliteCatalog(Catalog):
                 return
             after = rows[-1][0]
 
-    def iter_partition_pointers(self, partition: str) -> Iterator[RecordPointer]:
-        after = ""
-        sql = ('SELECT "log_id", "object_key", "offset", "length", "checksum" FROM records '
-               f'WHERE "partition" = ? AND "log_id" > ? ORDER BY "log_id" LIMIT {POINTER_PAGE}')
-        while True:
-            rows = self._read(sql, (partition, after))
-            yield from rows
-            if len(rows) < POINTER_PAGE:
-                return
-            after = rows[-1][0]
-
-    def iter_partition_pointer_pages(
-        self, partition: str, *, start: int = 0, stop: int | None = None, page_size: int = POINTER_PAGE_SIZE
-    ) -> Iterator[PointerPage]:
-        check_pointer_range(start, stop, page_size)
-        if stop == start:
-            return
+    def _pointer_pages(self, partition: str, start: int, stop: int | None, page_size: int) -> Iterator[PointerPage]:
         # A read-only connection of its own, in one read transaction: the slice is a consistent
         # snapshot, other threads keep the shared connection between pages, and the log order
         # (which visits table pages at random, served as fast by the OS cache) does not fill the
@@ -392,14 +372,14 @@ class SqliteCatalog(Catalog):
         try:
             db.execute("PRAGMA cache_size = -16384")
             db.execute("BEGIN")
-            yield from self._pointer_pages(db, partition, start, stop, page_size)
+            yield from self._pointer_pages_in(db, partition, start, stop, page_size)
         except sqlite3.Error as exc:
             raise CatalogError(f"SQLite catalog {self.path}: {exc}") from exc
         finally:
             db.close()
 
     @staticmethod
-    def _pointer_pages(db: sqlite3.Connection, partition: str, start: int, stop: int | None,
+    def _pointer_pages_in(db: sqlite3.Connection, partition: str, start: int, stop: int | None,
                        page_size: int) -> Iterator[PointerPage]:
         remaining = None if stop is None else stop - start
         # Find the slice's first log_id on the (partition, log_id) index alone: an OFFSET over
