@@ -50,17 +50,20 @@ def validate_key(key: str) -> str:
 class ObjectStore(ABC):
     """Port implemented by LocalObjectStore and S3ObjectStore."""
 
-    def put(self, key: str, data: bytes, *, overwrite: bool = False, retain_days: int | None = None) -> PutResult:
+    def put(self, key: str, data: bytes, *, overwrite: bool = False, retain_days: int | None = None,
+            known_checksum: str | None = None) -> PutResult:
         """Store ``data`` under ``key``.
 
         Identical bytes already present: no write, ``created=False``. Different bytes present:
         ObjectConflictError unless ``overwrite`` (used only for derived, re-computable objects
         such as reports; raw objects are never overwritten). ``retain_days`` asks the backend
         to make the new object immutable for that long where it can (S3 Object Lock on a
-        bucket that has it; a read-only file locally).
+        bucket that has it; a read-only file locally). ``known_checksum`` is ``checksum(data)``
+        when the caller has just computed it from these same bytes (landing names a page by
+        its digest), so a page is hashed once, not once per layer.
         """
         validate_key(key)
-        digest = checksum(data)
+        digest = known_checksum or checksum(data)
         existing_size = self._size(key)
         if existing_size is not None:
             if existing_size == len(data) and checksum(self._read(key)) == digest:
@@ -69,7 +72,7 @@ class ObjectStore(ABC):
                 raise ObjectConflictError(
                     f"object {key!r} already exists with different bytes; refusing to overwrite stored data"
                 )
-        self._write(key, data)
+        self._write(key, data, digest)
         if retain_days:
             self._retain(key, retain_days)
         return PutResult(key, digest, len(data), created=True)
@@ -114,7 +117,8 @@ class ObjectStore(ABC):
     def _read_range(self, key: str, offset: int, length: int) -> bytes: ...
 
     @abstractmethod
-    def _write(self, key: str, data: bytes) -> None: ...
+    def _write(self, key: str, data: bytes, digest: str) -> None:
+        """Store the bytes; ``digest`` is their ``sha256:`` checksum, for backends that send it along."""
 
     @abstractmethod
     def _list(self, prefix: str) -> Iterator[str]: ...

@@ -11,7 +11,6 @@ deliberately no retry loop here. Errors name the bucket, key and cause, never cr
 from __future__ import annotations
 
 import base64
-import hashlib
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,6 +19,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from vault_pipeline.core.checksums import hex_of
 from vault_pipeline.storage.object_store import ObjectMissingError, ObjectStore, ObjectStoreError, validate_key
 
 _SSE_MODES = ("AES256", "aws:kms", "aws:kms:dsse")
@@ -137,8 +137,8 @@ class S3ObjectStore(ObjectStore):
             raise ObjectStoreError(f"object {key!r} is shorter than the range {offset}+{length}")
         return data
 
-    def _write(self, key: str, data: bytes) -> None:
-        sha256_b64 = base64.b64encode(hashlib.sha256(data).digest()).decode("ascii")
+    def _write(self, key: str, data: bytes, digest: str) -> None:
+        sha256_b64 = base64.b64encode(bytes.fromhex(hex_of(digest))).decode("ascii")
         try:
             self.client.put_object(
                 Bucket=self.bucket,

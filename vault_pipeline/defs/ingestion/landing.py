@@ -76,9 +76,10 @@ def land_window(
         try:
             for page in provider.fetch_pages(fetch_window):
                 body = page.body
-                key = raw_key(name, window, hashlib.sha256(body).hexdigest())
+                digest = hashlib.sha256(body).hexdigest()
+                key = raw_key(name, window, digest)
                 columns = _frame_columns(name, key, page.number, body, page.framed, keys, summary)
-                in_flight.append(sink.submit(_store_page, store, snapshot, key, page, columns))
+                in_flight.append(sink.submit(_store_page, store, snapshot, key, PREFIX + digest, page, columns))
                 while len(in_flight) > _IN_FLIGHT:
                     _collect(in_flight.popleft().result(), summary, log_ids)
         except ProviderError as exc:
@@ -100,8 +101,9 @@ def land_window(
 _IN_FLIGHT = 2
 
 
-def _store_page(store: ObjectStore, snapshot: SnapshotWriter, key: str, page, columns) -> tuple[LandedObject, bool, pa.Array]:
-    stored = store.put(key, page.body)
+def _store_page(store: ObjectStore, snapshot: SnapshotWriter, key: str, digest: str, page,
+                columns) -> tuple[LandedObject, bool, pa.Array]:
+    stored = store.put(key, page.body, known_checksum=digest)
     log_ids = snapshot.add_page(columns).column("log_id")
     landed = LandedObject(key, stored.checksum, len(page.body), page.number, len(page.framed), page.url)
     return landed, stored.created, log_ids
