@@ -125,6 +125,21 @@ class AccessEntry:
     client: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class IdempotencyRecord:
+    """An ``Idempotency-Key`` of ``POST /v1/ingest`` and the job it named, until it expires.
+
+    Only fingerprints are kept: a client may put a secret (or something that identifies a
+    person) in the key, so neither the key nor the request body is ever stored.
+    """
+
+    key_fingerprint: str  # sha256 hex of (principal, key): the same key of two principals is two keys
+    request_fingerprint: str  # sha256 hex of what the request asked for (provider and hours)
+    job_id: str
+    created_at: str  # fixed-width ISO timestamp
+    expires_at: str  # fixed-width ISO timestamp; the record is forgotten from then on
+
+
 class CatalogError(RuntimeError):
     """The catalog is unreachable or refused an operation; the message says which."""
 
@@ -209,6 +224,16 @@ class Catalog(ABC):
     def set_status(self, log_ids: Sequence[str], status: str) -> int:
         """Set the status (one of STATUSES) of records; returns how many changed."""
 
+    @abstractmethod
+    def partition_record_counts(self, *, provider: str | None = None) -> dict[str, int]:
+        """{partition: number of records it landed first}, for every partition holding records:
+        what ``vault verify`` compares with the partitions the ledger covers."""
+
+    @abstractmethod
+    def partition_lake_keys(self, partition: str) -> tuple[list[str], list[bool]]:
+        """(log_ids of ``partition``'s records in log order, for each whether it belongs in the
+        lake): a record belongs there when it has an event time and is not a dead letter."""
+
     # watermarks --------------------------------------------------------------------------
     @abstractmethod
     def get_watermark(self, provider: str) -> str | None: ...
@@ -231,6 +256,28 @@ class Catalog(ABC):
 
     @abstractmethod
     def count_dead_letters(self, *, provider: str | None = None, partition: str | None = None) -> int: ...
+
+    @abstractmethod
+    def dead_lettered(self, log_ids: Sequence[str], *, stage: str = "input_validation") -> set[str]:
+        """The given log_ids that have a dead letter of ``stage``, whichever partition wrote it:
+        a record one partition rejected never reaches the lake through another's lookback."""
+
+    # leases ------------------------------------------------------------------------------
+    # A lease makes one holder at a time do something that must not run twice at once (loading
+    # a Delta table) across processes and machines; it expires, so a holder killed with -9
+    # blocks the others for at most its time to live.
+    @abstractmethod
+    def acquire_lease(self, name: str, holder: str, ttl_s: float) -> bool:
+        """Take (or renew, for the same holder) the lease ``name`` for ``ttl_s`` seconds; False
+        while another holder's lease has not expired."""
+
+    @abstractmethod
+    def release_lease(self, name: str, holder: str) -> None:
+        """Give the lease up; a no-op unless ``holder`` holds it."""
+
+    @abstractmethod
+    def lease_holder(self, name: str) -> str | None:
+        """Who holds the lease now (None: free or expired)."""
 
     # artifact index ----------------------------------------------------------------------
     @abstractmethod
@@ -305,6 +352,30 @@ class Catalog(ABC):
         item = {**item, "status": status, "approved_by": approved_by, "reason_code": reason_code}
         self.put_quarantine([item])
         return item
+
+    # idempotency keys ---------------------------------------------------------------------
+    # What lets a client repeat ``POST /v1/ingest`` with the same Idempotency-Key and get the
+    # same job even after the API restarted, or from another API process. Records expire; an
+    # expired record is as good as absent. Times are the catalog's fixed-width ISO strings.
+    @abstractmethod
+    def claim_idempotency_key(self, record: IdempotencyRecord) -> IdempotencyRecord:
+        """Store ``record`` unless a record for its key fingerprint is still live at
+        ``record.created_at`` (an expired one is replaced). Atomic: of two claims racing for
+        one fingerprint exactly one is stored. Returns the record in force afterwards, which
+        equals ``record`` only if this call stored it."""
+
+    @abstractmethod
+    def get_idempotency_key(self, key_fingerprint: str, *, now: str) -> IdempotencyRecord | None:
+        """The record for ``key_fingerprint`` unless it has expired at ``now`` (None then)."""
+
+    @abstractmethod
+    def release_idempotency_key(self, key_fingerprint: str, job_id: str) -> bool:
+        """Forget the record if it still names ``job_id`` (a claim whose job could not be
+        queued); returns whether a record was removed."""
+
+    @abstractmethod
+    def purge_idempotency_keys(self, *, now: str) -> int:
+        """Delete every record that has expired at ``now``; returns how many."""
 
     # access log --------------------------------------------------------------------------
     @abstractmethod

@@ -43,6 +43,7 @@ class MergeStats:
     inserted: int
     unchanged: int  # source rows already in the table (or repeated within the source)
     version: int | None  # table version after the merge; None when the table does not exist
+    repaired: int = 0  # rows removed first: keys held twice, or keys the load excludes
 
 
 class DeltaLake:
@@ -112,6 +113,7 @@ class DeltaLake:
         *,
         partitions: list[tuple[str, str]],
         key: str = "log_id",
+        exclude: pa.Array | None = None,
     ) -> MergeStats:
         """``merge`` for a stream of batches: one commit, idempotent, memory bounded by a batch.
 
@@ -124,9 +126,14 @@ class DeltaLake:
         repeated anywhere in the stream are collapsed to the first row; nothing new adds no
         table version.
 
-        One loader per table at a time (the asset runs in the ``vault_lake_writer`` pool):
-        two appends do not conflict in Delta, so a concurrent load of the same records is
-        detected after the commit and reported instead of being prevented.
+        ``exclude`` holds keys that must never be in the table (dead letters): source rows
+        with them are dropped, and a declared partition already holding one, or holding a key
+        twice (a load that raced another before loads were exclusive), is repaired first by
+        rewriting just that partition without them.
+
+        One loader per table at a time (the caller holds the table's lake-writer lease): two
+        appends do not conflict in Delta, so a concurrent load of the same records by a writer
+        outside the lease is detected after the commit and reported.
         """
         uri = self.table_uri(table)
         if not _COLUMN_NAME.match(key):
@@ -140,7 +147,13 @@ class DeltaLake:
         read_version = dt.version()
         target = pa.schema(dt.schema().to_arrow())
         allowed = pa.array([f"{d}|{h}" for d, h in pairs], pa.string())
+        exclude = exclude.cast(pa.string()) if exclude is not None and len(exclude) else None
         present = self._keys_in(table, dt, key, pairs)
+        repaired = self._repair(table, dt, key, pairs, present, exclude)
+        if repaired:
+            dt.update_incremental()
+            read_version = dt.version()
+            present = self._keys_in(table, dt, key, pairs)
         counts = {"source": 0, "inserted": 0}
 
         def new_rows() -> Iterator[pa.RecordBatch]:
@@ -154,6 +167,8 @@ class DeltaLake:
                 if not pc.all(pc.is_in(where, value_set=allowed)).as_py():
                     outside = sorted(set(pc.filter(where, pc.invert(pc.is_in(where, value_set=allowed))).to_pylist()))
                     raise LakeError(f"rows for lake table {table!r} fall outside the declared partitions: {outside[:5]}")
+                if exclude is not None:
+                    rows = rows.filter(pc.invert(pc.is_in(rows.column(key), value_set=exclude)))
                 if len(present):
                     rows = rows.filter(pc.invert(pc.is_in(rows.column(key), value_set=present)))
                 if rows.num_rows:
@@ -166,7 +181,7 @@ class DeltaLake:
             # Peek: a load with nothing new must not add an empty table version.
             head = next(rows, None)
             if head is None:
-                return MergeStats(0, counts["source"], read_version)
+                return MergeStats(0, counts["source"], read_version, repaired)
             write_deltalake(
                 dt, pa.RecordBatchReader.from_batches(target, itertools.chain([head], rows)),
                 mode="append", partition_by=list(PARTITION_COLUMNS), storage_options=self.storage_options or None,
@@ -179,7 +194,40 @@ class DeltaLake:
         dt.update_incremental()
         if dt.version() != read_version + 1:
             self._refuse_duplicates(table, dt, key, pairs)
-        return MergeStats(inserted=counts["inserted"], unchanged=counts["source"] - counts["inserted"], version=dt.version())
+        return MergeStats(inserted=counts["inserted"], unchanged=counts["source"] - counts["inserted"],
+                          version=dt.version(), repaired=repaired)
+
+    def _repair(self, table: str, dt: DeltaTable, key: str, pairs: list[tuple[str, str]], present: pa.Array,
+                exclude: pa.Array | None) -> int:
+        """Rewrite each declared partition that holds a key twice or an excluded key, keeping one
+        row per key; the rows removed. Only the damaged partitions are read and rewritten."""
+        doubled = pc.count_distinct(present).as_py() < len(present) if len(present) else False
+        banned = exclude is not None and len(present) and pc.any(pc.is_in(present, value_set=exclude)).as_py()
+        if not (doubled or banned):
+            return 0
+        target = pa.schema(dt.schema().to_arrow())
+        removed = 0
+        for date, hour in pairs:
+            where = f"{_ident('date')} = '{date}' AND {_ident('hour')} = '{hour}'"
+            try:
+                rows = pa.table(QueryBuilder().register(table, dt).execute(f"SELECT * FROM {_ident(table)} WHERE {where}"))
+            except (DeltaError, OSError, pa.ArrowException) as exc:
+                raise LakeError(f"cannot read partition {date}/{hour} of lake table {table!r} to repair it: {exc}") from exc
+            rows = rows.select(target.names).cast(target)  # DataFusion's string views back to the table's types
+            kept = _dedupe(rows, key) if rows.num_rows else rows
+            if exclude is not None and kept.num_rows:
+                kept = kept.filter(pc.invert(pc.is_in(kept.column(key), value_set=exclude)))
+            if kept.num_rows == rows.num_rows:
+                continue
+            try:
+                write_deltalake(dt, kept, mode="overwrite", predicate=where,
+                                partition_by=list(PARTITION_COLUMNS), storage_options=self.storage_options or None,
+                                target_file_size=_TARGET_FILE_SIZE, writer_properties=_writer_properties())
+            except Exception as exc:  # DeltaError, OSError, ArrowException
+                raise LakeError(f"repair of partition {date}/{hour} of lake table {table!r} failed: {exc}") from exc
+            removed += rows.num_rows - kept.num_rows
+            dt.update_incremental()
+        return removed
 
     def _keys_in(self, table: str, dt: DeltaTable, key: str, pairs: list[tuple[str, str]]) -> pa.Array:
         hours = " OR ".join(f"({_ident('date')} = '{d}' AND {_ident('hour')} = '{h}')" for d, h in pairs)

@@ -10,6 +10,7 @@ adapters to identical answers.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, fields
@@ -22,6 +23,7 @@ from pymongo.database import Database
 from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
 from vault_pipeline.storage.catalog import (
+    DEAD_LETTER,
     STATUSES,
     AccessEntry,
     Artifact,
@@ -29,6 +31,7 @@ from vault_pipeline.storage.catalog import (
     CatalogError,
     LedgerConflictError,
     DeadLetter,
+    IdempotencyRecord,
     PointerPage,
     RecordEntry,
     RecordKey,
@@ -109,6 +112,7 @@ class MongoCatalog(Catalog):
         self.ledger_checkpoints: Collection = database["ledger_checkpoints"]
         self.promotions: Collection = database["promotions"]
         self.quarantine: Collection = database["quarantine"]
+        self.leases: Collection = database["leases"]
         with self._translated("create indexes"):
             self.ledger.create_index([("partition", pymongo.ASCENDING), ("sequence", pymongo.ASCENDING)], name="ledger_by_partition")
             self.quarantine.create_index([("partition", pymongo.ASCENDING), ("_id", pymongo.ASCENDING)], name="quarantine_by_partition")
@@ -126,6 +130,8 @@ class MongoCatalog(Catalog):
             self.dead_letters.create_index(
                 [("partition", pymongo.ASCENDING), ("_id", pymongo.ASCENDING)], name="dead_letters_by_partition"
             )
+            self.dead_letters.create_index([("log_id", pymongo.ASCENDING), ("stage", pymongo.ASCENDING)],
+                                           name="dead_letters_by_log_id")
             self.artifacts.create_index(
                 [("partition", pymongo.ASCENDING), ("kind", pymongo.ASCENDING), ("_id", pymongo.ASCENDING)],
                 name="artifacts_by_partition",
@@ -327,6 +333,23 @@ class MongoCatalog(Catalog):
                 changed += result.modified_count
         return changed
 
+    def partition_record_counts(self, *, provider: str | None = None) -> dict[str, int]:
+        with self._translated("partition_record_counts"):
+            rows = self.records.aggregate([
+                {"$match": _equals(provider=provider)},
+                {"$group": {"_id": "$partition", "n": {"$sum": 1}}},
+            ])
+            return {row["_id"]: row["n"] for row in rows}
+
+    def partition_lake_keys(self, partition: str) -> tuple[list[str], list[bool]]:
+        log_ids, loadable = [], []
+        with self._translated("partition_lake_keys"):
+            cursor = self.records.find({"partition": partition}, {"timestamp": 1, "status": 1}).sort("_id", pymongo.ASCENDING)
+            for document in cursor:
+                log_ids.append(document["_id"])
+                loadable.append(document.get("timestamp") is not None and document.get("status") != DEAD_LETTER)
+        return log_ids, loadable
+
     # watermarks --------------------------------------------------------------------------
     def get_watermark(self, provider: str) -> str | None:
         with self._translated("get_watermark"):
@@ -380,6 +403,41 @@ class MongoCatalog(Catalog):
     def count_dead_letters(self, *, provider: str | None = None, partition: str | None = None) -> int:
         with self._translated("count_dead_letters"):
             return self.dead_letters.count_documents(_equals(provider=provider, partition=partition))
+
+    def dead_lettered(self, log_ids: Sequence[str], *, stage: str = "input_validation") -> set[str]:
+        found: set[str] = set()
+        unique_ids = list(dict.fromkeys(log_ids))
+        with self._translated("dead_lettered"):
+            for start in range(0, len(unique_ids), ID_CHUNK):
+                cursor = self.dead_letters.find(
+                    {"log_id": {"$in": unique_ids[start : start + ID_CHUNK]}, "stage": stage}, {"log_id": 1})
+                found.update(document["log_id"] for document in cursor)
+        return found
+
+    # leases ------------------------------------------------------------------------------
+    def acquire_lease(self, name: str, holder: str, ttl_s: float) -> bool:
+        now = time.time()
+        with self._translated(f"acquire_lease {name!r}"):
+            try:
+                # Matches only a lease that is ours or expired; otherwise the upsert collides
+                # with the live lease's _id and the server refuses it atomically.
+                self.leases.find_one_and_update(
+                    {"_id": name, "$or": [{"holder": holder}, {"expires_at": {"$lte": now}}]},
+                    {"$set": {"holder": holder, "expires_at": now + ttl_s}},
+                    upsert=True,
+                )
+            except DuplicateKeyError:
+                return False
+        return True
+
+    def release_lease(self, name: str, holder: str) -> None:
+        with self._translated(f"release_lease {name!r}"):
+            self.leases.delete_one({"_id": name, "holder": holder})
+
+    def lease_holder(self, name: str) -> str | None:
+        with self._translated(f"lease_holder {name!r}"):
+            document = self.leases.find_one({"_id": name, "expires_at": {"$gt": time.time()}})
+        return document["holder"] if document else None
 
     # artifact index ----------------------------------------------------------------------
     def put_artifacts(self, artifacts: Sequence[Artifact]) -> None:
@@ -499,6 +557,55 @@ class MongoCatalog(Catalog):
         with self._translated("get_quarantine"):
             document = self.quarantine.find_one({"_id": log_id})
             return json.loads(document["item"]) if document else None
+
+    # idempotency keys ---------------------------------------------------------------------
+    # One document per key fingerprint (its _id), so the unique _id index is what makes a
+    # claim atomic across API processes. The collection and its expiry index are set up on
+    # first use, so this section stands alone. Expiry is checked on read and purged on claim
+    # (times are the catalog's fixed-width strings, which a TTL index cannot read).
+    def _idempotency_keys(self) -> Collection:
+        keys: Collection = self.database["idempotency_keys"]
+        if not getattr(self, "_idempotency_ready", False):
+            with self._translated("create the idempotency_keys index"):
+                keys.create_index([("expires_at", pymongo.ASCENDING)], name="idempotency_keys_by_expiry")
+            self._idempotency_ready = True
+        return keys
+
+    @staticmethod
+    def _idempotency_record(document: dict[str, Any]) -> IdempotencyRecord:
+        return IdempotencyRecord(document["_id"], document["request_fingerprint"], document["job_id"],
+                                 document["created_at"], document["expires_at"])
+
+    def claim_idempotency_key(self, record: IdempotencyRecord) -> IdempotencyRecord:
+        keys = self._idempotency_keys()
+        document = {"_id": record.key_fingerprint, "request_fingerprint": record.request_fingerprint,
+                    "job_id": record.job_id, "created_at": record.created_at, "expires_at": record.expires_at}
+        with self._translated("claim_idempotency_key"):
+            # A few rounds at most: another process may release or expire the record between
+            # our failed insert and our read.
+            for _ in range(5):
+                keys.delete_one({"_id": record.key_fingerprint, "expires_at": {"$lte": record.created_at}})
+                try:
+                    keys.insert_one(dict(document))
+                    return record
+                except DuplicateKeyError:
+                    stored = keys.find_one({"_id": record.key_fingerprint})
+                if stored is not None and stored["expires_at"] > record.created_at:
+                    return self._idempotency_record(stored)
+        raise CatalogError(f"MongoDB catalog {self.database.name}: claim_idempotency_key kept losing a race; retry")
+
+    def get_idempotency_key(self, key_fingerprint: str, *, now: str) -> IdempotencyRecord | None:
+        with self._translated("get_idempotency_key"):
+            document = self._idempotency_keys().find_one({"_id": key_fingerprint, "expires_at": {"$gt": now}})
+        return self._idempotency_record(document) if document else None
+
+    def release_idempotency_key(self, key_fingerprint: str, job_id: str) -> bool:
+        with self._translated("release_idempotency_key"):
+            return self._idempotency_keys().delete_one({"_id": key_fingerprint, "job_id": job_id}).deleted_count > 0
+
+    def purge_idempotency_keys(self, *, now: str) -> int:
+        with self._translated("purge_idempotency_keys"):
+            return self._idempotency_keys().delete_many({"expires_at": {"$lte": now}}).deleted_count
 
     # access log --------------------------------------------------------------------------
     def log_access(self, entries: Sequence[AccessEntry]) -> None:

@@ -13,6 +13,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import fields
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from vault_pipeline.storage.catalog import (
+    DEAD_LETTER,
     STATUSES,
     VALID,
     AccessEntry,
@@ -29,6 +31,7 @@ from vault_pipeline.storage.catalog import (
     CatalogError,
     LedgerConflictError,
     DeadLetter,
+    IdempotencyRecord,
     PointerPage,
     RecordEntry,
     RecordKey,
@@ -51,6 +54,8 @@ IN_CHUNK = 500
 UPSERT_CHUNK = 5000
 # iter_partition_records pages by log_id so no lock is held while the caller works on a page.
 PARTITION_PAGE = 1000
+# Ids per dead-letter probe (one JSON array bound to json_each).
+DEAD_LETTER_PROBE = 50_000
 # Pointers are small tuples: bigger pages, fewer round trips when a partition is re-verified.
 
 
@@ -105,6 +110,13 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 );
 CREATE INDEX IF NOT EXISTS dead_letters_by_provider ON dead_letters ("provider", "partition", "dead_letter_id");
 CREATE INDEX IF NOT EXISTS dead_letters_by_partition ON dead_letters ("partition", "dead_letter_id");
+CREATE INDEX IF NOT EXISTS dead_letters_by_log_id ON dead_letters ("log_id", "stage");
+
+CREATE TABLE IF NOT EXISTS leases (
+    "name" TEXT PRIMARY KEY NOT NULL,
+    "holder" TEXT NOT NULL,
+    "expires_at" REAL NOT NULL
+);
 
 CREATE TABLE IF NOT EXISTS ledger (
     "provider" TEXT NOT NULL,
@@ -424,6 +436,16 @@ class SqliteCatalog(Catalog):
             raise CatalogError(f"SQLite catalog {self.path}: set_status failed: {exc}") from exc
         return changed
 
+    def partition_record_counts(self, *, provider: str | None = None) -> dict[str, int]:
+        where, params = _where({"provider": provider})
+        return dict(self._read(f'SELECT "partition", COUNT(*) FROM records{where} GROUP BY "partition"', params))
+
+    def partition_lake_keys(self, partition: str) -> tuple[list[str], list[bool]]:
+        rows = self._read(
+            'SELECT "log_id", "timestamp" IS NOT NULL AND "status" != ? FROM records '
+            'WHERE "partition" = ? ORDER BY "log_id"', (DEAD_LETTER, partition))
+        return [row[0] for row in rows], [bool(row[1]) for row in rows]
+
     # watermarks --------------------------------------------------------------------------
     def get_watermark(self, provider: str) -> str | None:
         rows = self._read('SELECT "watermark" FROM watermarks WHERE "provider" = ?', (provider,))
@@ -484,6 +506,43 @@ class SqliteCatalog(Catalog):
     def count_dead_letters(self, *, provider: str | None = None, partition: str | None = None) -> int:
         where, params = _where({"provider": provider, "partition": partition})
         return self._read(f"SELECT COUNT(*) FROM dead_letters{where}", params)[0][0]
+
+    def dead_lettered(self, log_ids: Sequence[str], *, stage: str = "input_validation") -> set[str]:
+        found: set[str] = set()
+        unique_ids = list(dict.fromkeys(log_ids))
+        # One statement per 50k ids bound as a JSON array: a million-record hour is 20
+        # statements, not 2,000 IN-lists.
+        for start in range(0, len(unique_ids), DEAD_LETTER_PROBE):
+            chunk = json.dumps(unique_ids[start : start + DEAD_LETTER_PROBE])
+            found.update(row[0] for row in self._read(
+                'SELECT "log_id" FROM dead_letters WHERE "stage" = ? AND "log_id" IN (SELECT value FROM json_each(?))',
+                (stage, chunk)))
+        return found
+
+    # leases ------------------------------------------------------------------------------
+    def acquire_lease(self, name: str, holder: str, ttl_s: float) -> bool:
+        now = time.time()
+        try:
+            with self._write() as db:
+                db.execute(
+                    'INSERT INTO leases ("name", "holder", "expires_at") VALUES (?, ?, ?) '
+                    'ON CONFLICT("name") DO UPDATE SET "holder" = excluded."holder", "expires_at" = excluded."expires_at" '
+                    'WHERE leases."holder" = excluded."holder" OR leases."expires_at" <= ?',
+                    (name, holder, now + ttl_s, now))
+                return db.execute('SELECT "holder" FROM leases WHERE "name" = ?', (name,)).fetchone()[0] == holder
+        except sqlite3.Error as exc:
+            raise CatalogError(f"SQLite catalog {self.path}: acquire_lease {name!r} failed: {exc}") from exc
+
+    def release_lease(self, name: str, holder: str) -> None:
+        try:
+            with self._write() as db:
+                db.execute('DELETE FROM leases WHERE "name" = ? AND "holder" = ?', (name, holder))
+        except sqlite3.Error as exc:
+            raise CatalogError(f"SQLite catalog {self.path}: release_lease {name!r} failed: {exc}") from exc
+
+    def lease_holder(self, name: str) -> str | None:
+        rows = self._read('SELECT "holder" FROM leases WHERE "name" = ? AND "expires_at" > ?', (name, time.time()))
+        return rows[0][0] if rows else None
 
     # artifact index ----------------------------------------------------------------------
     def put_artifacts(self, artifacts: Sequence[Artifact]) -> None:
@@ -601,6 +660,68 @@ class SqliteCatalog(Catalog):
     def get_quarantine(self, log_id: str) -> dict[str, Any] | None:
         rows = self._read('SELECT "item" FROM quarantine WHERE "log_id" = ?', (log_id,))
         return json.loads(rows[0][0]) if rows else None
+
+    # idempotency keys ---------------------------------------------------------------------
+    # The table is created on first use rather than in _SCHEMA, so this section stands alone;
+    # CREATE ... IF NOT EXISTS makes the race between two first users harmless.
+    _IDEMPOTENCY_SCHEMA = (
+        'CREATE TABLE IF NOT EXISTS idempotency_keys ("key_fingerprint" TEXT PRIMARY KEY NOT NULL, '
+        '"request_fingerprint" TEXT NOT NULL, "job_id" TEXT NOT NULL, "created_at" TEXT NOT NULL, '
+        '"expires_at" TEXT NOT NULL)',
+        'CREATE INDEX IF NOT EXISTS idempotency_keys_by_expiry ON idempotency_keys ("expires_at")',
+    )
+    _IDEMPOTENCY_COLUMNS = '"key_fingerprint", "request_fingerprint", "job_id", "created_at", "expires_at"'
+
+    def _idempotency_table(self) -> None:
+        if getattr(self, "_idempotency_ready", False):
+            return
+        try:
+            with self._write() as db:
+                for statement in self._IDEMPOTENCY_SCHEMA:
+                    db.execute(statement)
+        except sqlite3.Error as exc:
+            raise CatalogError(f"SQLite catalog {self.path}: cannot create the idempotency_keys table: {exc}") from exc
+        self._idempotency_ready = True
+
+    def claim_idempotency_key(self, record: IdempotencyRecord) -> IdempotencyRecord:
+        self._idempotency_table()
+        try:
+            with self._write() as db:
+                # An expired record no longer holds its key: the new claim takes its place.
+                db.execute('DELETE FROM idempotency_keys WHERE "key_fingerprint" = ? AND "expires_at" <= ?',
+                           (record.key_fingerprint, record.created_at))
+                db.execute(f"INSERT OR IGNORE INTO idempotency_keys ({self._IDEMPOTENCY_COLUMNS}) VALUES (?, ?, ?, ?, ?)",
+                           (record.key_fingerprint, record.request_fingerprint, record.job_id, record.created_at,
+                            record.expires_at))
+                row = db.execute(f"SELECT {self._IDEMPOTENCY_COLUMNS} FROM idempotency_keys WHERE \"key_fingerprint\" = ?",
+                                 (record.key_fingerprint,)).fetchone()
+        except sqlite3.Error as exc:
+            raise CatalogError(f"SQLite catalog {self.path}: claim_idempotency_key failed: {exc}") from exc
+        return IdempotencyRecord(*row)
+
+    def get_idempotency_key(self, key_fingerprint: str, *, now: str) -> IdempotencyRecord | None:
+        self._idempotency_table()
+        rows = self._read(f"SELECT {self._IDEMPOTENCY_COLUMNS} FROM idempotency_keys "
+                          'WHERE "key_fingerprint" = ? AND "expires_at" > ?', (key_fingerprint, now))
+        return IdempotencyRecord(*rows[0]) if rows else None
+
+    def release_idempotency_key(self, key_fingerprint: str, job_id: str) -> bool:
+        self._idempotency_table()
+        try:
+            with self._write() as db:
+                cursor = db.execute('DELETE FROM idempotency_keys WHERE "key_fingerprint" = ? AND "job_id" = ?',
+                                    (key_fingerprint, job_id))
+                return cursor.rowcount > 0
+        except sqlite3.Error as exc:
+            raise CatalogError(f"SQLite catalog {self.path}: release_idempotency_key failed: {exc}") from exc
+
+    def purge_idempotency_keys(self, *, now: str) -> int:
+        self._idempotency_table()
+        try:
+            with self._write() as db:
+                return db.execute('DELETE FROM idempotency_keys WHERE "expires_at" <= ?', (now,)).rowcount
+        except sqlite3.Error as exc:
+            raise CatalogError(f"SQLite catalog {self.path}: purge_idempotency_keys failed: {exc}") from exc
 
     # access log --------------------------------------------------------------------------
     def log_access(self, entries: Sequence[AccessEntry]) -> None:

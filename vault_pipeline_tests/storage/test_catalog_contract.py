@@ -9,6 +9,7 @@ errors) sit at the end.
 from __future__ import annotations
 
 import sqlite3
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -298,6 +299,27 @@ def test_set_status_reports_only_records_it_changed(catalog: Catalog) -> None:
         catalog.set_status(targets, "deleted")
 
 
+def test_partition_record_counts_name_every_partition_holding_records(catalog: Catalog) -> None:
+    other = "2026-01-01-06:00|acme_audit"
+    catalog.upsert_records([entry(n) for n in range(5)] + [entry(n, partition=other) for n in range(5, 7)]
+                           + [entry(9, provider="demo", partition="2026-01-01-05:00|demo")])
+
+    assert catalog.partition_record_counts() == {HOUR: 5, other: 2, "2026-01-01-05:00|demo": 1}
+    assert catalog.partition_record_counts(provider="acme_audit") == {HOUR: 5, other: 2}
+    assert catalog.partition_record_counts(provider="nobody") == {}
+
+
+def test_partition_lake_keys_say_which_records_belong_in_the_lake(catalog: Catalog) -> None:
+    catalog.upsert_records([entry(3), entry(1), entry(2, timestamp=None), entry(0), entry(7, partition="other|x")])
+    catalog.set_status([entry(0).log_id], DEAD_LETTER)
+
+    log_ids, loadable = catalog.partition_lake_keys(HOUR)
+
+    assert log_ids == [entry(n).log_id for n in (0, 1, 2, 3)]
+    assert loadable == [False, True, False, True]  # dead letter, ok, no event time, ok
+    assert catalog.partition_lake_keys("nothing|here") == ([], [])
+
+
 # watermarks -------------------------------------------------------------------------------
 def test_watermarks_only_move_forward(catalog: Catalog) -> None:
     assert catalog.get_watermark("acme_audit") is None
@@ -370,6 +392,47 @@ def test_dead_letters_filter_and_page_by_provider_and_partition(catalog: Catalog
     assert catalog.count_dead_letters(provider="acme_audit", partition=other_hour) == 2
     assert catalog.count_dead_letters(provider="llm_events") == 3
     assert catalog.list_dead_letters(limit=0) == []
+
+
+@pytest.mark.usefixtures("small_batches")
+def test_dead_lettered_finds_log_ids_rejected_by_any_partition(catalog: Catalog) -> None:
+    catalog.add_dead_letters([letter(1), letter(2, partition="2026-01-01-06:00|acme_audit"),
+                              letter(3, stage="landing"), letter(4, log_id=None)])
+    asked = [f"log_{n:032x}" for n in range(8)] + [f"log_{1:032x}"]
+
+    assert catalog.dead_lettered(asked) == {f"log_{1:032x}", f"log_{2:032x}"}
+    assert catalog.dead_lettered(asked, stage="landing") == {f"log_{3:032x}"}
+    assert catalog.dead_lettered([]) == set()
+
+
+# leases -----------------------------------------------------------------------------------
+def test_a_lease_has_one_holder_until_it_is_released(catalog: Catalog) -> None:
+    assert catalog.acquire_lease("lake:audit_events", "run-a", 60)
+    assert not catalog.acquire_lease("lake:audit_events", "run-b", 60)
+    assert catalog.acquire_lease("lake:audit_events", "run-a", 60)  # renewal by its holder
+    assert catalog.lease_holder("lake:audit_events") == "run-a"
+    assert catalog.acquire_lease("lake:test_results", "run-b", 60)  # another name is another lease
+
+    catalog.release_lease("lake:audit_events", "run-b")  # not the holder: nothing happens
+    assert catalog.lease_holder("lake:audit_events") == "run-a"
+    catalog.release_lease("lake:audit_events", "run-a")
+    assert catalog.lease_holder("lake:audit_events") is None
+    assert catalog.acquire_lease("lake:audit_events", "run-b", 60)
+
+
+def test_an_expired_lease_can_be_taken_over(catalog: Catalog) -> None:
+    assert catalog.acquire_lease("lake:audit_events", "killed-run", 0.05)
+    time.sleep(0.1)
+
+    assert catalog.lease_holder("lake:audit_events") is None
+    assert catalog.acquire_lease("lake:audit_events", "next-run", 60)
+    assert catalog.lease_holder("lake:audit_events") == "next-run"
+
+
+def test_leases_exclude_each_other_across_threads(catalog: Catalog) -> None:
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        won = list(pool.map(lambda n: catalog.acquire_lease("lake:x", f"holder-{n}", 60), range(8)))
+    assert sum(won) == 1
 
 
 # artifact index ---------------------------------------------------------------------------

@@ -4,6 +4,7 @@
 import dagster as dg
 
 from vault_pipeline.core.layout import report_key
+from vault_pipeline.defs.analytics.lake_lease import LakeBusyError
 from vault_pipeline.defs.analytics.normalisation import normalise_partition, validate_lake_rows
 from vault_pipeline.defs.ingestion.assets import NETWORK_RETRY, fetch_window_of, suite_runner
 from vault_pipeline.defs.ingestion.validation import failure_markdown, outcome_report
@@ -18,7 +19,9 @@ def build_analytics_assets(partitions: dg.PartitionsDefinition, record_index: dg
         deps=[record_index],
         retry_policy=NETWORK_RETRY,
         # One loader per Delta table at a time: appends never conflict in Delta, so two runs
-        # loading the same hour would both insert. Limit it where runs can overlap:
+        # loading the same hour would both insert. The load takes the table's lease in the
+        # catalog (lake_lease.py), which holds across runs, processes and launchers; the pool
+        # also lets Dagster queue the step instead of letting it wait on the lease:
         # `dagster instance concurrency set vault_lake_writer 1`.
         pool="vault_lake_writer",
         kinds={"deltalake"},
@@ -28,10 +31,14 @@ def build_analytics_assets(partitions: dg.PartitionsDefinition, record_index: dg
         partition, name, window = partition_of(context)
         kind = vault.vault_config().provider(name).kind
         lake = vault.lake()
-        summary = normalise_partition(
-            store=vault.object_store(), catalog=vault.catalog(), lake=lake, kind=kind, provider=name,
-            window=window, partition=partition, run_id=context.run.run_id,
-        )
+        try:
+            summary = normalise_partition(
+                store=vault.object_store(), catalog=vault.catalog(), lake=lake, kind=kind, provider=name,
+                window=window, partition=partition, run_id=context.run.run_id,
+            )
+        except LakeBusyError as exc:
+            # It has already waited its full time for the table: retrying would only wait again.
+            raise dg.Failure(description=str(exc), allow_retries=False) from None
         return dg.MaterializeResult(
             metadata={
                 "table": summary.table,
@@ -39,6 +46,7 @@ def build_analytics_assets(partitions: dg.PartitionsDefinition, record_index: dg
                 "inserted": summary.inserted,
                 "unchanged": summary.unchanged,
                 "skipped_dead_letters": summary.skipped_dead_letters,
+                "repaired_rows": summary.repaired,
                 "table_version": summary.version if summary.version is not None else -1,
                 "location": dg.MetadataValue.url(lake.table_uri(summary.table)),
             }

@@ -1,7 +1,9 @@
 """Normalising a partition into its kind's Delta fact table, and reading it back for checks.
 
-Only records that passed input validation (and have an event time) are normalised, the first
-copy of each ``log_id`` in the fetch. The partition's rows are built batch by batch from the
+Only records that passed input validation in every partition that saw them (and have an
+event time) are normalised, the first copy of each ``log_id`` in the fetch. One loader per
+table at a time (a lease in the catalog), and a load first repairs an hour that holds a key
+twice or a dead letter. The partition's rows are built batch by batch from the
 landing snapshot and the stored pages and streamed into one Delta commit that inserts only
 log_ids the date/hour partitions do not hold yet (idempotent: a re-run or a lookback
 duplicate inserts nothing). The output check reads the rows back in slices by log_id, so
@@ -23,7 +25,8 @@ from vault_pipeline.core.normalise import fact_batch
 from vault_pipeline.core.projection import Projector
 from vault_pipeline.core.windows import HourWindow
 from vault_pipeline.defs.collector import cyclic_gc_paused
-from vault_pipeline.defs.ingestion.indexing import dead_letter_ids
+from vault_pipeline.defs.analytics.lake_lease import exclusive_table_writer, holder_name
+from vault_pipeline.defs.ingestion.indexing import rejected_in_fetch
 from vault_pipeline.defs.ingestion.landed import LandedPartition
 from vault_pipeline.storage.catalog import Catalog
 from vault_pipeline.storage.lake import DeltaLake
@@ -43,6 +46,7 @@ class NormaliseSummary:
     inserted: int = 0
     unchanged: int = 0
     skipped_dead_letters: int = 0
+    repaired: int = 0  # rows removed from the lake first (a key held twice, a dead letter)
     version: int | None = None
 
 
@@ -51,9 +55,12 @@ def normalise_partition(
     window: HourWindow, partition: str, run_id: str,
 ) -> NormaliseSummary:
     landed = LandedPartition(store, provider, window)
-    rejected = pa.array(sorted(dead_letter_ids(catalog, provider, partition)), pa.string())
+    snapshot = landed.snapshot_table(["log_id", "timestamp"])
+    # Dead letters of any partition: a record that an adjacent hour rejected must not reach
+    # the lake through this hour's lookback, whichever of the two ran first.
+    rejected = pa.array(sorted(rejected_in_fetch(catalog, snapshot)), pa.string())
     summary = NormaliseSummary(table=fact_table_name(kind))
-    keep, lake_partitions, skipped = _rows_to_load(landed.snapshot_table(["log_id", "timestamp"]), rejected)
+    keep, lake_partitions, skipped = _rows_to_load(snapshot, rejected)
     summary.skipped_dead_letters = skipped
     projector = Projector(kind)
 
@@ -66,9 +73,11 @@ def normalise_partition(
                 summary.rows += chosen.num_rows
                 yield fact_batch(kind, provider, run_id, chosen, landed.with_bytes_of(chosen), projector)
 
-    with cyclic_gc_paused():
-        stats = lake.merge_batches(summary.table, batches(), fact_schema(kind), partitions=lake_partitions)
+    with exclusive_table_writer(catalog, summary.table, holder_name(run_id)), cyclic_gc_paused():
+        stats = lake.merge_batches(summary.table, batches(), fact_schema(kind), partitions=lake_partitions,
+                                   exclude=rejected)
     summary.inserted, summary.unchanged, summary.version = stats.inserted, stats.unchanged, stats.version
+    summary.repaired = stats.repaired
     return summary
 
 

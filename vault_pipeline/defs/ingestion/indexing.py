@@ -52,6 +52,14 @@ def _rows_of(batch: pa.RecordBatch, rejected_ids: pa.Array, constants: dict[str,
     return rows, latest
 
 
+def rejected_in_fetch(catalog: Catalog, snapshot: pa.Table) -> set[str]:
+    """The fetch's log_ids that input validation rejected, in this partition or any other
+    (adjacent hours share records through the lookback, and may run at the same time)."""
+    if not snapshot.num_rows:
+        return set()
+    return catalog.dead_lettered(pc.unique(snapshot.column("log_id")).to_pylist())
+
+
 def dead_letter_ids(catalog: Catalog, provider: str, partition: str) -> set[str]:
     ids: set[str] = set()
     offset = 0
@@ -67,7 +75,7 @@ def index_partition(
     *, store: ObjectStore, catalog: Catalog, provider: str, window: HourWindow, partition: str, run_id: str
 ) -> IndexSummary:
     landed = LandedPartition(store, provider, window)
-    rejected = dead_letter_ids(catalog, provider, partition)
+    rejected = rejected_in_fetch(catalog, landed.snapshot_table(["log_id"]))
     rejected_ids = pa.array(sorted(rejected), pa.string())
     summary = IndexSummary()
     constants = {"provider": provider, "partition": partition, "run_id": run_id,

@@ -21,7 +21,7 @@ from vault_pipeline.core.kinds import fact_table_name
 from vault_pipeline.core.layout import raw_prefix
 from vault_pipeline.core.windows import HourWindow
 from vault_pipeline.defs.analytics.normalisation import partitions_of
-from vault_pipeline.defs.ingestion.indexing import dead_letter_ids
+from vault_pipeline.defs.ingestion.indexing import rejected_in_fetch
 from vault_pipeline.defs.ingestion.landed import LandedPartition
 from vault_pipeline.storage.catalog import Catalog
 from vault_pipeline.storage.lake import DeltaLake
@@ -43,7 +43,7 @@ def diff_partition(
         _check_changed_records(store, snapshot, changed_objects, report)
     report.counts["unique_records"] = pc.count_distinct(snapshot["log_id"]).as_py()
     _check_catalog(catalog, snapshot, provider, window, fetch_window, partition, report)
-    rejected = dead_letter_ids(catalog, provider, partition)
+    rejected = rejected_in_fetch(catalog, snapshot)
     _check_lake(lake, kind, snapshot, rejected, provider, fetch_window, report)
     return report
 
