@@ -74,8 +74,9 @@ def run_demo(hours: int) -> int:
     home = vault_home()
     from vault_pipeline.defs.integrity.verification import verify_vault
 
+    kinds = {name: provider.kind for name, provider in vault.vault_config().providers.items()}
     proof = verify_vault(store=vault.object_store(), catalog=vault.catalog(), verifier=vault.ledger_signer().verifier(),
-                         providers=providers)
+                         lake=vault.lake(), kinds=kinds)
     print(
         f"\n{totals['runs']} runs ({totals['failed_runs']} failed): {totals['records']} records, "
         f"{totals['bytes'] / 1e6:.2f} MB landed; checks {totals['checks_passed']} passed, {totals['checks_failed']} failed.\n"
@@ -102,24 +103,64 @@ def _hour_key(text: str) -> str | None:
 
 
 def run_verify(providers: list[str] | None, since: str | None, as_json: bool, workers: int | None = None) -> int:
-    """Exit 0 when everything verifies, 1 with a report naming every finding."""
+    """Exit 0 when everything verifies, 1 with a report naming every finding, 2 when the
+    configuration or the selection is wrong, 3 when the selection holds nothing to verify."""
     import json
 
+    from vault_pipeline.defs.integrity.coverage import providers_with_data
     from vault_pipeline.defs.integrity.verification import verify_vault
     from vault_pipeline.defs.resources import resources_for_env
+    from vault_pipeline.providers.config import ConfigError
 
     vault = resources_for_env()["vault"]
-    report = verify_vault(store=vault.object_store(), catalog=vault.catalog(), verifier=vault.ledger_signer().verifier(),
-                          providers=providers, since_partition_hour=since, workers=workers)
+    try:
+        config = vault.vault_config()
+    except ConfigError as exc:
+        return _usage_error(f"cannot read the vault configuration: {exc}")
+    kinds = {name: provider.kind for name, provider in config.providers.items()}
+    store, catalog = vault.object_store(), vault.catalog()
+    if providers:
+        known = providers_with_data(catalog, store, kinds)
+        unknown = sorted(set(providers) - known)
+        if unknown:
+            return _usage_error(f"unknown provider(s) {', '.join(unknown)}: the vault knows "
+                                f"{', '.join(sorted(known)) or 'no providers yet'} (vault.yaml, ledger, catalog, raw/)")
+    report = verify_vault(store=store, catalog=catalog, verifier=vault.ledger_signer().verifier(),
+                          providers=providers, since_partition_hour=since, workers=workers,
+                          lake=vault.lake(), kinds=kinds, in_progress=_partitions_in_progress())
     if as_json:
-        print(json.dumps({"clean": report.clean, "summary": report.summary(),
+        print(json.dumps({"clean": report.clean, "checked_anything": report.checked_anything,
+                          "summary": report.summary(), "in_progress": report.in_progress,
                           "findings": [f.to_dict() for f in report.findings]}, indent=1))
     else:
         for finding in report.findings:
-            where = finding.partition or f"ledger #{finding.sequence}"
+            where = finding.partition or (f"ledger #{finding.sequence}" if finding.sequence else "-")
             print(f"FINDING {finding.type:<24} {finding.provider} {where}: {finding.detail}")
-        print(("OK   " if report.clean else "FAIL ") + report.summary())
-    return 0 if report.clean else 1
+        label = "OK   " if report.clean else ("NOTHING VERIFIED " if not report.findings else "FAIL ")
+        print(label + report.summary())
+    if report.findings:
+        return 1
+    return 0 if report.clean else 3
+
+
+def _usage_error(message: str) -> int:
+    print(f"vault: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _partitions_in_progress() -> set[str]:
+    """Partitions a run is writing now, from the Dagster instance the runs are recorded on
+    (``$DAGSTER_HOME``, else the embedded ``$VAULT_HOME/dagster``); none when there is no instance."""
+    home = os.environ.get("DAGSTER_HOME") or str(vault_home() / "dagster")
+    if not (Path(home) / "dagster.yaml").exists():
+        return set()
+    os.environ["DAGSTER_HOME"] = home
+    import dagster as dg
+
+    from vault_pipeline.defs.partitions import partitions_in_progress
+
+    with dg.DagsterInstance.get() as instance:
+        return partitions_in_progress(instance)
 
 
 def main(argv: list[str] | None = None) -> int:

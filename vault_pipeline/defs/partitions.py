@@ -31,3 +31,14 @@ def partition_of(context: dg.AssetExecutionContext | dg.AssetCheckExecutionConte
     key = op_context.partition_key
     dimensions = key.keys_by_dimension
     return str(key), dimensions["provider"], HourWindow.for_hour_key(dimensions["hour"])
+
+
+# Runs that may be writing a partition right now (QUEUED and NOT_STARTED have not begun).
+_RUNNING = (dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING)
+
+
+def partitions_in_progress(instance: dg.DagsterInstance) -> set[str]:
+    """Partition keys (``hour|provider``) of the runs on ``instance`` that are going on now:
+    their records may not be sealed yet, and ``vault verify`` must not call them unsealed."""
+    runs = instance.get_runs(filters=dg.RunsFilter(statuses=list(_RUNNING)))
+    return {run.tags["dagster/partition"] for run in runs if "dagster/partition" in run.tags}

@@ -230,6 +230,10 @@ class Catalog(ABC):
         what ``vault verify`` compares with the partitions the ledger covers."""
 
     @abstractmethod
+    def known_log_ids(self, log_ids: Sequence[str]) -> set[str]:
+        """The given log_ids the catalog holds a record of (any partition)."""
+
+    @abstractmethod
     def partition_lake_keys(self, partition: str) -> tuple[list[str], list[bool]]:
         """(log_ids of ``partition``'s records in log order, for each whether it belongs in the
         lake): a record belongs there when it has an event time and is not a dead letter."""

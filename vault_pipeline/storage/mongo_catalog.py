@@ -341,6 +341,15 @@ class MongoCatalog(Catalog):
             ])
             return {row["_id"]: row["n"] for row in rows}
 
+    def known_log_ids(self, log_ids: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        unique_ids = list(dict.fromkeys(log_ids))
+        with self._translated("known_log_ids"):
+            for start in range(0, len(unique_ids), ID_CHUNK):
+                cursor = self.records.find({"_id": {"$in": unique_ids[start : start + ID_CHUNK]}}, {"_id": 1})
+                found.update(document["_id"] for document in cursor)
+        return found
+
     def partition_lake_keys(self, partition: str) -> tuple[list[str], list[bool]]:
         log_ids, loadable = [], []
         with self._translated("partition_lake_keys"):

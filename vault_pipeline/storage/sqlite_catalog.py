@@ -54,8 +54,8 @@ IN_CHUNK = 500
 UPSERT_CHUNK = 5000
 # iter_partition_records pages by log_id so no lock is held while the caller works on a page.
 PARTITION_PAGE = 1000
-# Ids per dead-letter probe (one JSON array bound to json_each).
-DEAD_LETTER_PROBE = 50_000
+# Ids per membership probe (dead letters, known records): one JSON array bound to json_each.
+ID_PROBE = 50_000
 # Pointers are small tuples: bigger pages, fewer round trips when a partition is re-verified.
 
 
@@ -440,6 +440,15 @@ class SqliteCatalog(Catalog):
         where, params = _where({"provider": provider})
         return dict(self._read(f'SELECT "partition", COUNT(*) FROM records{where} GROUP BY "partition"', params))
 
+    def known_log_ids(self, log_ids: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        unique_ids = list(dict.fromkeys(log_ids))
+        for start in range(0, len(unique_ids), ID_PROBE):
+            chunk = json.dumps(unique_ids[start : start + ID_PROBE])
+            found.update(row[0] for row in self._read(
+                'SELECT "log_id" FROM records WHERE "log_id" IN (SELECT value FROM json_each(?))', (chunk,)))
+        return found
+
     def partition_lake_keys(self, partition: str) -> tuple[list[str], list[bool]]:
         rows = self._read(
             'SELECT "log_id", "timestamp" IS NOT NULL AND "status" != ? FROM records '
@@ -512,8 +521,8 @@ class SqliteCatalog(Catalog):
         unique_ids = list(dict.fromkeys(log_ids))
         # One statement per 50k ids bound as a JSON array: a million-record hour is 20
         # statements, not 2,000 IN-lists.
-        for start in range(0, len(unique_ids), DEAD_LETTER_PROBE):
-            chunk = json.dumps(unique_ids[start : start + DEAD_LETTER_PROBE])
+        for start in range(0, len(unique_ids), ID_PROBE):
+            chunk = json.dumps(unique_ids[start : start + ID_PROBE])
             found.update(row[0] for row in self._read(
                 'SELECT "log_id" FROM dead_letters WHERE "stage" = ? AND "log_id" IN (SELECT value FROM json_each(?))',
                 (stage, chunk)))

@@ -309,6 +309,15 @@ def test_partition_record_counts_name_every_partition_holding_records(catalog: C
     assert catalog.partition_record_counts(provider="nobody") == {}
 
 
+@pytest.mark.usefixtures("small_batches")
+def test_known_log_ids_are_the_ones_the_catalog_holds_in_any_partition(catalog: Catalog) -> None:
+    catalog.upsert_records([entry(n) for n in range(4)] + [entry(5, partition="2026-01-01-06:00|acme_audit")])
+    asked = [entry(n).log_id for n in range(8)] + [entry(1).log_id]
+
+    assert catalog.known_log_ids(asked) == {entry(n).log_id for n in (0, 1, 2, 3, 5)}
+    assert catalog.known_log_ids([]) == set()
+
+
 def test_partition_lake_keys_say_which_records_belong_in_the_lake(catalog: Catalog) -> None:
     catalog.upsert_records([entry(3), entry(1), entry(2, timestamp=None), entry(0), entry(7, partition="other|x")])
     catalog.set_status([entry(0).log_id], DEAD_LETTER)

@@ -28,16 +28,18 @@ import multiprocessing
 import os
 import time
 from collections import defaultdict, deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from concurrent.futures import BrokenExecutor, Executor, ProcessPoolExecutor, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import count, islice
 from operator import add, itemgetter
 
 import numpy as np
 
 from vault_pipeline.core.ledger import (
+    CHECKPOINT_MISSING,
     KIND_PARTITION,
+    RECORD_DELETED,
     Finding,
     LedgerEntry,
     PartitionDigest,
@@ -47,8 +49,18 @@ from vault_pipeline.core.ledger import (
     verify_partition_objects,
 )
 from vault_pipeline.core.merkle import digests_from_checksums
+from vault_pipeline.defs.integrity.coverage import (
+    checkpoint_object_findings,
+    checkpoint_unreadable,
+    lake_findings,
+    name_deleted_records,
+    providers_with_data,
+    raw_object_findings,
+    unsealed_findings,
+)
 from vault_pipeline.defs.integrity.ledger_stage import entry_key, stored_checkpoint
 from vault_pipeline.storage.catalog import Catalog, PointerPage
+from vault_pipeline.storage.lake import DeltaLake
 from vault_pipeline.storage.local_store import LocalObjectStore
 from vault_pipeline.storage.object_store import ObjectMissingError, ObjectStore
 from vault_pipeline.storage.sqlite_catalog import SqliteCatalog
@@ -76,18 +88,33 @@ class VerifyReport:
     partitions: int = 0
     objects: int = 0
     records: int = 0
+    lake_rows: int = 0
     bytes_hashed: int = 0
     seconds: float = 0.0
+    in_progress: list[str] = field(default_factory=list)  # partitions left alone: a run of them is going on
+    hashed_keys: set[str] = field(default_factory=set)
+
+    @property
+    def checked_anything(self) -> bool:
+        """Whether the selection held data: a chain alone, with every partition outside
+        ``--since``, is not what was asked to be verified."""
+        return bool(self.partitions or self.records or self.objects or self.lake_rows)
 
     @property
     def clean(self) -> bool:
-        return not self.findings
+        """Nothing found, and something was looked at: an empty selection is never clean."""
+        return not self.findings and self.checked_anything
 
     def summary(self) -> str:
+        if not self.checked_anything and not self.findings:
+            return (f"nothing to verify: {self.providers} providers selected, no sealed partitions, records, "
+                    "raw objects or lake rows among them")
         rate = self.bytes_hashed / 1e6 / self.seconds if self.seconds else 0.0
+        skipped = f", {len(self.in_progress)} partitions left alone while a run of them is in progress" if self.in_progress else ""
         return (f"{self.providers} providers, {self.entries} ledger entries, {self.partitions} partitions, "
-                f"{self.objects} objects, {self.records} records, {self.bytes_hashed / 1e6:.1f} MB re-hashed "
-                f"in {self.seconds:.2f}s ({rate:.0f} MB/s): {len(self.findings)} findings")
+                f"{self.objects} objects, {self.records} records, {self.lake_rows} lake rows, "
+                f"{self.bytes_hashed / 1e6:.1f} MB re-hashed in {self.seconds:.2f}s ({rate:.0f} MB/s){skipped}: "
+                f"{len(self.findings)} findings")
 
 
 def default_workers() -> int:
@@ -103,18 +130,27 @@ def default_workers() -> int:
 
 def verify_vault(*, store: ObjectStore, catalog: Catalog, verifier, providers: list[str] | None = None,
                  since_partition_hour: str | None = None, workers: int | None = None,
+                 lake: DeltaLake | None = None, kinds: Mapping[str, str] | None = None,
+                 in_progress: Collection[str] = (),
                  parallel_min_records: int = PARALLEL_MIN_RECORDS,
                  slice_alignment: int = SLICE_ALIGNMENT) -> VerifyReport:
-    """Verify every provider's chain and each partition's newest entry; ``workers`` processes
-    (default: one per core, 1 = this process only) share a partition of at least
-    ``parallel_min_records`` records when the catalog and store allow it."""
+    """Verify every provider's chain and each partition's newest entry, and that nothing else is
+    unseen: unsealed catalog records, the ``lake`` (when given; ``kinds`` maps providers to their
+    kind) against the catalog, and every raw object. ``providers`` None means every provider the
+    vault holds anything of. Partitions in ``in_progress`` (a run of them is going on) are not
+    reported as unsealed. ``workers`` processes (default: one per core, 1 = this process only)
+    share a partition of at least ``parallel_min_records`` records when the catalog and store
+    allow it."""
     if slice_alignment < 1 or slice_alignment & (slice_alignment - 1):
         raise ValueError(f"slice_alignment must be a power of two, not {slice_alignment}")
     started = time.perf_counter()
     report = VerifyReport()
+    kinds = dict(kinds or {})
+    selected = sorted(providers) if providers is not None else sorted(providers_with_data(catalog, store, kinds))
+    since = since_partition_hour
     with _PartitionVerifier(store, catalog, workers or default_workers(), parallel_min_records,
                             slice_alignment) as partitions:
-        for provider in providers if providers is not None else catalog.ledger_providers():
+        for provider in selected:
             report.providers += 1
             entries = _verify_provider_chain(store, catalog, verifier, provider, report)
             newest_per_partition: dict[str, LedgerEntry] = {}
@@ -122,9 +158,21 @@ def verify_vault(*, store: ObjectStore, catalog: Catalog, verifier, providers: l
                 if entry.kind == KIND_PARTITION:
                     newest_per_partition[entry.partition] = entry
             for partition, entry in sorted(newest_per_partition.items()):
-                if since_partition_hour and partition.split("|")[0] < since_partition_hour:
+                if since and partition.split("|")[0] < since:
                     continue
                 partitions.verify(entry, report)
+            sealed = set(newest_per_partition)
+            unsealed, skipped = unsealed_findings(catalog, provider, sealed, in_progress, since)
+            report.findings += unsealed
+            report.in_progress += skipped
+            if lake is not None:
+                found, rows = lake_findings(lake, catalog, provider, kinds.get(provider), sealed, in_progress, since)
+                report.findings += found
+                report.lake_rows += rows
+    found, objects, size = raw_object_findings(store, selected, report.hashed_keys, since)
+    report.findings += found
+    report.objects += objects
+    report.bytes_hashed += size
     report.seconds = time.perf_counter() - started
     return report
 
@@ -134,8 +182,18 @@ def _verify_provider_chain(store, catalog, verifier, provider, report) -> list[L
     entries, findings = entries_from_dicts([json.loads(text) for _, text in stored], provider)
     report.findings += findings
     report.entries += len(entries)
-    checkpoint = stored_checkpoint(store, catalog, provider)
-    report.findings += verify_chain(entries, checkpoint, verifier, provider=provider)
+    newest = max((entry.sequence for entry in entries), default=0)
+    try:
+        checkpoint, unreadable = stored_checkpoint(store, catalog, provider), False
+    except Exception as exc:  # noqa: BLE001 - an unreadable checkpoint is a finding, not a crash
+        report.findings.append(checkpoint_unreadable(provider, newest, exc))
+        checkpoint, unreadable = None, True
+    chain = verify_chain(entries, checkpoint, verifier, provider=provider)
+    if unreadable:
+        chain = [finding for finding in chain if finding.type != CHECKPOINT_MISSING]
+    elif checkpoint is not None:  # the catalog's copy may stand in for a deleted object: say so
+        report.findings += checkpoint_object_findings(store, provider, newest)
+    report.findings += chain
     for sequence, text in stored:
         try:
             kept = store.get(entry_key(provider, sequence))
@@ -228,16 +286,22 @@ class _PartitionVerifier:
                                              committed, self.alignment))
         self._report(entry, results, report)
 
-    @staticmethod
-    def _report(entry: LedgerEntry, results: list[_SliceResult], report: VerifyReport) -> None:
+    def _report(self, entry: LedgerEntry, results: list[_SliceResult], report: VerifyReport) -> None:
         digest = PartitionDigest.combine(part for result in results for part in result.digest_parts)
         report.records += digest.count
-        report.findings += verify_partition_digest(entry, digest)
+        found = verify_partition_digest(entry, digest)
+        if [f.type for f in found] == [RECORD_DELETED]:
+            lost = name_deleted_records(self.store, self.catalog, entry)
+            if lost:
+                found = [replace(found[0], detail=f"{found[0].detail}: {', '.join(lost)}")]
+        report.findings += found
         current: dict[str, str | None] = {}
         for result in results:
             for key, (checksum, size) in result.objects.items():
                 if key not in current:
                     current[key] = checksum
+                    if checksum is not None:
+                        report.hashed_keys.add(key)
                     report.objects += checksum is not None
                     report.bytes_hashed += size
             report.bytes_hashed += result.record_bytes
