@@ -76,11 +76,12 @@ def verify(home: Path, workers: int | None) -> dict:
     store, catalog, verifier = vault.object_store(), vault.catalog(), vault.ledger_signer().verifier()
     cpu_before = _cpu_seconds()
     started = time.perf_counter()
-    report = verify_vault(store=store, catalog=catalog, verifier=verifier, **options)
+    kinds = {name: provider.kind for name, provider in vault.vault_config().providers.items()}
+    report = verify_vault(store=store, catalog=catalog, verifier=verifier, lake=vault.lake(), kinds=kinds, **options)
     seconds = time.perf_counter() - started
     return {
         "clean": report.clean, "findings": len(report.findings), "records": report.records,
-        "objects": report.objects, "bytes_hashed": report.bytes_hashed, "seconds": seconds,
+        "objects": report.objects, "lake_rows": report.lake_rows, "bytes_hashed": report.bytes_hashed, "seconds": seconds,
         # CPU of this process and of the worker processes verify started (reaped when it returns)
         "cpu_seconds": _cpu_seconds() - cpu_before,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
