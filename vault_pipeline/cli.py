@@ -13,7 +13,19 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-LOCAL_INSTANCE_YAML = "telemetry:\n  enabled: false\n"
+LOCAL_INSTANCE_YAML = """\
+telemetry:
+  enabled: false
+# dagster-daemon (`make ui` starts it) fails runs stuck STARTING or CANCELING. The default run
+# launcher can neither check nor resume a run worker (so max_resume_run_attempts stays 0): runs
+# whose process was killed while STARTED are failed by the vault's own commands instead.
+run_monitoring:
+  enabled: true
+  start_timeout_seconds: 180
+  cancel_timeout_seconds: 180
+  max_resume_run_attempts: 0
+  poll_interval_seconds: 60
+"""
 # The demo prints its own summary; step-level DEBUG lines are in the UI for whoever wants them.
 QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
@@ -23,13 +35,50 @@ def vault_home() -> Path:
 
 
 def prepare_local_instance() -> Path:
-    """``$VAULT_HOME/dagster`` as DAGSTER_HOME, created on first use."""
+    """``$VAULT_HOME/dagster`` as DAGSTER_HOME, created on first use, with run monitoring on.
+
+    A ``dagster.yaml`` an earlier version wrote (telemetry only) is upgraded to
+    LOCAL_INSTANCE_YAML; any other is the user's own and is left as it is, with a warning when
+    it does not enable run monitoring. Runs left STARTED by a process that is gone (kill -9)
+    are then marked failed (``defs/stale_runs.py``), so their partitions can be re-run.
+    """
+    import warnings
+
     home = vault_home() / "dagster"
     home.mkdir(parents=True, exist_ok=True)
     settings = home / "dagster.yaml"
-    if not settings.exists():
-        settings.write_text(LOCAL_INSTANCE_YAML)
+    written_before = ("telemetry:\n  enabled: false\n",)  # what earlier versions wrote: ours to upgrade
+    current = settings.read_text(encoding="utf-8") if settings.exists() else None
+    if current is None or current in written_before:
+        staged = settings.with_name(f".dagster.yaml.{os.getpid()}.tmp")
+        staged.write_text(LOCAL_INSTANCE_YAML, encoding="utf-8")
+        os.replace(staged, settings)  # a reader (the daemon, the UI) never sees half a file
+    elif current != LOCAL_INSTANCE_YAML:
+        import yaml
+
+        try:
+            monitoring = (yaml.safe_load(current) or {}).get("run_monitoring") or {}
+            enabled = isinstance(monitoring, dict) and monitoring.get("enabled") is True
+        except (yaml.YAMLError, AttributeError):
+            enabled = False
+        if not enabled:
+            warnings.warn(
+                f"{settings} is not the vault's and does not enable run monitoring, so dagster-daemon will not "
+                "fail runs stuck starting: add `run_monitoring: {enabled: true, max_resume_run_attempts: 0}` "
+                "to it (left unchanged)", stacklevel=2,
+            )
     os.environ["DAGSTER_HOME"] = str(home)
+    import dagster as dg
+
+    from vault_pipeline.defs.stale_runs import fail_orphaned_runs
+
+    try:
+        with dg.DagsterInstance.get() as instance:
+            fail_orphaned_runs(instance)
+    except Exception as exc:  # noqa: BLE001 - housekeeping must not keep the command from running
+        # The type only: a storage error may quote a connection string.
+        warnings.warn(f"could not check {home} for runs left STARTED by killed processes "
+                      f"({type(exc).__name__}); run `vault init-instance` to see why", stacklevel=2)
     return home
 
 
@@ -43,6 +92,7 @@ def run_demo(hours: int) -> int:
     import dagster as dg
 
     from vault_pipeline.definitions import build_definitions
+    from vault_pipeline.defs.ingestion.landing import landing_was_interrupted
     from vault_pipeline.defs.run_results import asset_metadata, check_outcomes
     from vault_pipeline.defs.schedules import HOURLY_JOB
 
@@ -71,6 +121,9 @@ def run_demo(hours: int) -> int:
             totals["checks_failed"] += failed
             state = "ok" if result.success else "FAILED"
             print(f"  {hour}|{provider:<18} {state:<6} records={records:<7} bytes={bytes_:<9} checks {passed} passed, {failed} failed  run {result.run_id[:8]}")
+            if landing_was_interrupted():  # SIGTERM/SIGINT while fetching: stop, do not start the next partition
+                print("vault demo: interrupted (SIGTERM/SIGINT); the partition above failed cleanly, nothing of it was indexed")
+                return 130
     home = vault_home()
     from vault_pipeline.defs.integrity.verification import verify_vault
 
@@ -159,7 +212,10 @@ def _partitions_in_progress() -> set[str]:
 
     from vault_pipeline.defs.partitions import partitions_in_progress
 
+    from vault_pipeline.defs.stale_runs import fail_orphaned_runs
+
     with dg.DagsterInstance.get() as instance:
+        fail_orphaned_runs(instance)  # a run killed with -9 is not in progress: its partition is unsealed
         return partitions_in_progress(instance)
 
 

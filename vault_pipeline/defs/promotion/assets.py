@@ -36,6 +36,7 @@ def build_promotion_assets(partitions: dg.PartitionsDefinition, ledger_entry: dg
             store=vault.object_store(), catalog=vault.catalog(), signer=vault.ledger_signer(),
             scanner=settings.scanner, policy=settings.policy, provider=name, kind=config.provider(name).kind,
             partition=partition, requested_by=GRAPH_REQUESTER, tier=settings.tier, run_id=context.run.run_id,
+            work_root=Path(vault.home) / "work",
         )
         return dg.MaterializeResult(
             metadata={

@@ -11,21 +11,25 @@ with its reason and never reaches golden. The decisions become one signed
 re-promoting an unchanged partition writes nothing. Work is streamed one raw object (page) at
 a time and golden output is written in parts (``records-{n:05d}.ndjson`` +
 ``manifest-{n:05d}.ndjson`` per raw object, indexed by ``manifest.json``), so memory stays
-bounded by the largest page. No Dagster here: the asset and the HTTP API both call
-:func:`promote_partition`.
+bounded by the largest page. The scratch files that takes (up to the size of the hour) live in
+``$VAULT_HOME/work/promotion-*``, never the system temp dir, with the owning process's stamp
+inside: a promotion killed with -9 leaves its directory behind, and the next promotion removes
+every one whose owner is provably gone (never a running one's). No Dagster here: the asset and
+the HTTP API both call :func:`promote_partition`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import sqlite3
-import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, fields
 from itertools import groupby
 from operator import attrgetter
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -43,12 +47,15 @@ from vault_pipeline.core.ledger import (
 )
 from vault_pipeline.core.merkle import MerkleBuilder, as_leaf
 from vault_pipeline.core.pii import MaskPolicy, PiiScanner, mask
+from vault_pipeline.core.processes import claim_work_dir, release_work_dir, sweep_stale_work_dirs
 from vault_pipeline.core.windows import HourWindow, split_partition_key
 from vault_pipeline.defs.collector import cyclic_gc_paused
 from vault_pipeline.defs.integrity.artifacts import artifact_id
 from vault_pipeline.defs.integrity.ledger_stage import append_entry, partition_entries
 from vault_pipeline.storage.catalog import DEAD_LETTER, Artifact, Catalog, RecordEntry
 from vault_pipeline.storage.object_store import ObjectMissingError, ObjectStore
+
+log = logging.getLogger(__name__)
 
 CLEAN, MASKED, QUARANTINED = "clean", "masked", "quarantined"
 DECISIONS = (CLEAN, MASKED, QUARANTINED)
@@ -122,6 +129,13 @@ _GOLDEN_JSON = msgspec.json.Encoder()
 PART_RECORDS, PART_MANIFEST, INDEX = "records-{:05d}.ndjson", "manifest-{:05d}.ndjson", "manifest.json"
 QUARANTINED_SAMPLE = 1000  # log_ids listed per summary (counts carry the totals)
 _BATCH = 10_000
+WORK_PREFIX = "promotion"  # $VAULT_HOME/work/promotion-XXXXXXXX, one per promotion under way
+
+
+def default_work_root() -> Path:
+    """``$VAULT_HOME/work``: promotion's scratch stays on the vault's own disk, even when the
+    objects are in S3 (VAULT_HOME is a local directory in every deployment)."""
+    return Path(os.environ.get("VAULT_HOME", ".vault")) / "work"
 
 
 def manifest_key(prefix: str) -> str:
@@ -158,7 +172,7 @@ def iter_manifest_rows(store: ObjectStore, prefix: str) -> Iterator[dict[str, An
 
 
 class _Workspace:
-    """Local scratch (a temp SQLite file) that keeps memory bounded whatever the hour's size.
+    """Local scratch (a SQLite file in the work dir) that keeps memory bounded whatever the hour's size.
 
     Holds the partition's record index ordered by (object_key, offset) so records can be
     worked one raw object at a time, and the (log_id, decision digest) pairs so the decision
@@ -203,12 +217,13 @@ class _Workspace:
 def promote_partition(
     *, store: ObjectStore, catalog: Catalog, signer: Signer, scanner: PiiScanner, policy: MaskPolicy, provider: str,
     kind: str, partition: str, requested_by: str, tier: str, run_id: str, promotion_id: str | None = None,
-    approval: dict[str, Any] | None = None, track: Iterable[str] = (),
+    approval: dict[str, Any] | None = None, track: Iterable[str] = (), work_root: str | os.PathLike[str] | None = None,
 ) -> PromotionSummary:
     """Promote one partition, one raw object at a time (memory bounded by the largest object).
 
     ``approval`` (log_id, approved_by, reason_code) audits an admin's approval; the decisions of
-    the log_ids in ``track`` (and of ``approval``'s log) are reported in the summary.
+    the log_ids in ``track`` (and of ``approval``'s log) are reported in the summary. Scratch
+    files go to a directory of its own under ``work_root`` (default ``$VAULT_HOME/work``).
     """
     hour, name = split_partition_key(partition)
     if name != provider:
@@ -222,8 +237,14 @@ def promote_partition(
     approved = {log_id: item for log_id, item in known.items() if item.get("status") == APPROVED_STATUS}
     watched = set(track) | ({approval["log_id"]} if approval and approval.get("log_id") else set())
     prefix = golden_prefix(kind, provider, window)
-    with tempfile.TemporaryDirectory(prefix="vault-promotion-") as directory:
-        work = _Workspace(directory)
+    root = Path(work_root) if work_root is not None else default_work_root()
+    # What earlier promotions killed with -9 left behind (their finally never ran), before this
+    # one takes its own share of the disk.
+    for stale in sweep_stale_work_dirs(root, WORK_PREFIX):
+        log.info("removed %s: left by a promotion whose process is gone", stale)
+    directory = claim_work_dir(root, WORK_PREFIX)
+    try:
+        work = _Workspace(str(directory))
         try:
             with cyclic_gc_paused():
                 return _promote(work, store=store, catalog=catalog, signer=signer, scanner=scanner, policy=policy,
@@ -232,6 +253,8 @@ def promote_partition(
                                 entry=entry, known=known, approved=approved, watched=watched, prefix=prefix)
         finally:
             work.close()
+    finally:
+        release_work_dir(directory)
 
 
 def _promote(work: _Workspace, *, store, catalog, signer, scanner, policy, provider, kind, partition, requested_by,
