@@ -17,7 +17,8 @@ from dagster._core.test_utils import create_run_for_test
 from deltalake import DeltaTable, write_deltalake
 
 from vault_pipeline import cli
-from vault_pipeline.defs.integrity.ledger_stage import checkpoint_key
+from vault_pipeline.core.ledger import LedgerEntry, make_checkpoint
+from vault_pipeline.defs.integrity.ledger_stage import checkpoint_key, entry_key
 from vault_pipeline.defs.integrity.verification import verify_vault
 from vault_pipeline.defs.partitions import partitions_in_progress
 from vault_pipeline.storage.catalog import DeadLetter
@@ -76,6 +77,23 @@ def test_a_forged_catalog_row_in_an_unsealed_hour_is_reported(landed):
     [forged] = findings(verify(landed), "records_unsealed")
 
     assert forged.partition == _partition("2026-01-02-00:00") and "1 catalog record(s)" in forged.detail
+
+
+def test_an_entry_whose_run_is_appending_it_is_not_missing_its_object_yet(landed):
+    # A run appends the catalog row, then the object, then moves the checkpoint: stop it between
+    # the first two (the checkpoint still names the entry before).
+    entries = dict(landed.catalog.ledger_entries(PROVIDER))
+    newest = max(entries)
+    previous = LedgerEntry.from_json(entries[newest - 1])
+    checkpoint = make_checkpoint(previous, landed.resource.ledger_signer()).to_json()
+    (landed.home / "objects" / checkpoint_key(PROVIDER)).write_text(checkpoint)
+    landed.catalog.put_checkpoint(PROVIDER, checkpoint)
+    (landed.home / "objects" / entry_key(PROVIDER, newest)).unlink()
+    partition = LedgerEntry.from_json(entries[newest]).partition
+
+    assert not verify(landed, in_progress={partition}).findings
+    [missing] = findings(verify(landed), "ledger_object_missing")  # no run: the object is really gone
+    assert missing.sequence == newest
 
 
 def test_the_runs_in_progress_come_from_the_dagster_instance():
