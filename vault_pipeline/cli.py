@@ -1,8 +1,10 @@
-"""The ``vault`` command: operator entry points that are not Dagster's own CLI.
+"""The ``vault`` command: what an operator runs besides Dagster's own CLI.
 
-``vault demo`` runs the hourly job for every configured provider over the last complete hours
-on the local Dagster instance (``$VAULT_HOME/dagster``), so the runs show up in ``make ui``,
-and prints what was stored and where.
+``vault run`` runs the hourly graph for chosen hours and providers, ``vault demo`` for the last
+complete hours (both on ``$VAULT_HOME/dagster``, so the runs show up in ``make ui``),
+``vault verify`` re-proves the vault, ``vault serve`` starts the HTTP API. A configuration,
+usage or connection error is printed as one or two lines naming what to fix, with exit code 2;
+the traceback only with ``--debug`` (or ``VAULT_DEBUG=1``).
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 LOCAL_INSTANCE_YAML = """\
@@ -26,8 +27,6 @@ run_monitoring:
   max_resume_run_attempts: 0
   poll_interval_seconds: 60
 """
-# The demo prints its own summary; step-level DEBUG lines are in the UI for whoever wants them.
-QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 def vault_home() -> Path:
@@ -82,57 +81,33 @@ def prepare_local_instance() -> Path:
     return home
 
 
-def last_complete_hours(count: int, now: datetime | None = None) -> list[str]:
-    now = (now or datetime.now(UTC)).replace(minute=0, second=0, microsecond=0)
-    return [(now - timedelta(hours=n)).strftime("%Y-%m-%d-%H:00") for n in range(count, 0, -1)]
-
-
-def run_demo(hours: int) -> int:
+def run_demo(hours: int, providers: list[str] | None = None) -> int:
+    """The hourly job for the providers over the last complete hours, then ``vault verify``."""
     prepare_local_instance()
-    import dagster as dg
-
-    from vault_pipeline.definitions import build_definitions
-    from vault_pipeline.defs.ingestion.landing import landing_was_interrupted
-    from vault_pipeline.defs.run_results import asset_metadata, check_outcomes
-    from vault_pipeline.defs.schedules import HOURLY_JOB
-
-    definitions = build_definitions()
-    job = definitions.resolve_job_def(HOURLY_JOB)
-    vault = definitions.resources["vault"]
-    instance = dg.DagsterInstance.get()
-    providers = sorted(vault.vault_config().providers)
-    totals = {"runs": 0, "failed_runs": 0, "records": 0, "bytes": 0, "checks_passed": 0, "checks_failed": 0}
-    print(f"vault demo: {len(providers)} providers x {hours} hours into {vault_home()}")
-    for hour in last_complete_hours(hours):
-        for provider in providers:
-            key = dg.MultiPartitionKey({"hour": hour, "provider": provider})
-            result = job.execute_in_process(
-                partition_key=key, instance=instance, raise_on_error=False, run_config=QUIET_CONSOLE
-            )
-            totals["runs"] += 1
-            totals["failed_runs"] += int(not result.success)
-            landing = asset_metadata(result, "raw_landing") or {}
-            records, bytes_ = landing.get("records", 0), landing.get("bytes", 0)
-            outcomes = check_outcomes(result).values()
-            passed, failed = sum(outcomes), len(outcomes) - sum(outcomes)
-            totals["records"] += records
-            totals["bytes"] += bytes_
-            totals["checks_passed"] += passed
-            totals["checks_failed"] += failed
-            state = "ok" if result.success else "FAILED"
-            print(f"  {hour}|{provider:<18} {state:<6} records={records:<7} bytes={bytes_:<9} checks {passed} passed, {failed} failed  run {result.run_id[:8]}")
-            if landing_was_interrupted():  # SIGTERM/SIGINT while fetching: stop, do not start the next partition
-                print("vault demo: interrupted (SIGTERM/SIGINT); the partition above failed cleanly, nothing of it was indexed")
-                return 130
-    home = vault_home()
     from vault_pipeline.defs.integrity.verification import verify_vault
+    from vault_pipeline.hourly_runs import HourlyRunner, last_complete_hours, print_outcome, print_summary
 
+    runner = HourlyRunner(show_steps=False)
+    known = runner.providers()
+    selected = providers or known
+    unknown = sorted(set(selected) - set(known))
+    if unknown:
+        return _usage_error(f"unknown provider(s) {', '.join(unknown)}; vault.yaml configures {', '.join(known)}")
+    vault = runner.vault
+    print(f"vault demo: {len(selected)} providers x {hours} hours into {vault_home()}")
+    outcomes = []
+    for hour in last_complete_hours(hours):
+        for provider in selected:
+            outcomes.append(runner.run(hour, provider))
+            print_outcome(outcomes[-1], sys.stdout)
+    print_summary(outcomes, sys.stdout)
     kinds = {name: provider.kind for name, provider in vault.vault_config().providers.items()}
-    proof = verify_vault(store=vault.object_store(), catalog=vault.catalog(), verifier=vault.ledger_signer().verifier(),
+    catalog = vault.catalog()
+    proof = verify_vault(store=vault.object_store(), catalog=catalog, verifier=vault.ledger_signer().verifier(),
                          lake=vault.lake(), kinds=kinds)
+    home = vault_home()
     print(
-        f"\n{totals['runs']} runs ({totals['failed_runs']} failed): {totals['records']} records, "
-        f"{totals['bytes'] / 1e6:.2f} MB landed; checks {totals['checks_passed']} passed, {totals['checks_failed']} failed.\n"
+        f"The vault now holds {catalog.count_records()} records, {catalog.count_dead_letters()} of them dead letters.\n"
         f"  raw objects    {home / 'objects' / 'raw'}\n"
         f"  catalog        {home / 'catalog.db'}\n"
         f"  delta tables   {home / 'lake'}\n"
@@ -142,17 +117,43 @@ def run_demo(hours: int) -> int:
         f"vault verify: {'OK' if proof.clean else 'FAIL'} {proof.summary()}\n"
         f"Open the Dagster UI on these runs with: make ui   (then http://127.0.0.1:3000)"
     )
-    return 0 if totals["failed_runs"] == 0 else 1
+    return 0 if all(o.success for o in outcomes) and proof.clean else 1
+
+
+def run_hours(providers: list[str], first: str, last: str | None) -> int:
+    """``vault run``: check the request, then run the hourly graph hour by hour, step by step."""
+    from vault_pipeline.core.windows import parse_hour
+    from vault_pipeline.hourly_runs import HourlyRunner, RunRequestError, check_request, print_outcome, print_summary
+
+    try:
+        start = parse_hour(first)
+        end = parse_hour(last) if last else start
+    except ValueError as exc:
+        return _usage_error(str(exc))
+    prepare_local_instance()
+    runner = HourlyRunner()
+    try:
+        hours = check_request(providers, runner.providers(), start, end)
+    except RunRequestError as exc:
+        return _usage_error(str(exc))
+    outcomes = []
+    for hour in hours:
+        for provider in providers:
+            print(f"{hour}|{provider}: running the hourly graph", flush=True)
+            outcomes.append(runner.run(hour, provider))
+            print_outcome(outcomes[-1], sys.stdout)
+    print_summary(outcomes, sys.stdout)
+    print("Runs are in the Dagster UI (make ui); check everything with: vault verify")
+    return 0 if all(o.success for o in outcomes) else 1
 
 
 def _hour_key(text: str) -> str | None:
-    from vault_pipeline.core.windows import HOUR_KEY_FORMAT, parse_timestamp
+    from vault_pipeline.core.windows import parse_hour
 
     try:
-        return datetime.strptime(text, HOUR_KEY_FORMAT).strftime(HOUR_KEY_FORMAT)
+        return parse_hour(text).strftime("%Y-%m-%d-%H:00")
     except ValueError:
-        moment = parse_timestamp(text)
-        return moment.strftime("%Y-%m-%d-%H:00") if moment else None
+        return None
 
 
 def run_verify(providers: list[str] | None, since: str | None, as_json: bool, workers: int | None = None) -> int:
@@ -219,30 +220,85 @@ def _partitions_in_progress() -> set[str]:
         return partitions_in_progress(instance)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
+    defaults = argparse.ArgumentDefaultsHelpFormatter
     parser = argparse.ArgumentParser(prog="vault", description="vault_pipeline operator commands")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback of an error (also VAULT_DEBUG=1)")
     commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser("demo", help="run the hourly job for every provider over the last complete hours")
-    demo.add_argument("--hours", type=int, default=3, help="how many complete hours (default 3)")
+    run = commands.add_parser(
+        "run", formatter_class=defaults,
+        help="run the hourly graph (landing, checks, index, lake, integrity, ledger, promotion) for hours of providers",
+        description="Run the hourly graph for each hour from --hour to --to (both included) and each --provider, "
+                    "on the vault's Dagster instance, printing each step as it finishes. Hours are UTC: "
+                    "2026-01-01T00, 2026-01-01T00:00Z or 2026-01-01-00:00.")
+    run.add_argument("--provider", action="append", required=True, help="a provider of vault.yaml (repeatable)")
+    run.add_argument("--hour", required=True, help="the (first) hour, e.g. 2026-01-01T00")
+    run.add_argument("--to", help="the last hour, included (default: --hour)")
+    demo = commands.add_parser("demo", formatter_class=defaults,
+                               help="run the hourly graph for the providers over the last complete hours")
+    demo.add_argument("--hours", type=int, default=3, help="how many complete hours")
+    demo.add_argument("--provider", action="append", help="only this provider (repeatable; default: all of vault.yaml)")
     commands.add_parser("init-instance", help="create $VAULT_HOME/dagster for the Dagster UI and CLI")
     verify = commands.add_parser("verify", help="re-hash everything and check it against the signed ledger")
     verify.add_argument("--provider", action="append", help="only this provider (repeatable)")
-    verify.add_argument("--since", help="only partitions from this hour on (YYYY-MM-DD-HH:00 or ISO-8601)")
+    verify.add_argument("--since", help="only partitions from this hour on (2026-01-01T00, ISO-8601 with Z, "
+                        "or 2026-01-01-00:00)")
     verify.add_argument("--json", action="store_true", help="print the report as JSON")
     verify.add_argument("--workers", type=int, help="processes re-hashing a large partition side by side "
                         "(default: one per core; 1: this process only)")
-    serve = commands.add_parser("serve", help="run the HTTP API (FastAPI + uvicorn)")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8080)
+    serve = commands.add_parser("serve", formatter_class=defaults, help="run the HTTP API (FastAPI + uvicorn)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=int, default=8080, help="port to listen on")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
     args = parser.parse_args(argv)
+    debug = args.debug or os.environ.get("VAULT_DEBUG", "") not in ("", "0", "false")
+    if debug:
+        os.environ["VAULT_DEBUG"] = "1"  # what runs below (Dagster's console log) shows everything too
+    try:
+        return _dispatch(parser, args)
+    except KeyboardInterrupt:
+        print("vault: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if debug or not _is_operator_error(exc):
+            raise
+        return _usage_error(f"{_first_lines(exc)}\n  (run with --debug or VAULT_DEBUG=1 for the traceback)")
+
+
+def _is_operator_error(exc: Exception) -> bool:
+    """Errors an operator fixes (configuration, a service that does not answer, a file), not bugs."""
+    from vault_pipeline.providers.config import ConfigError
+    from vault_pipeline.storage.catalog import CatalogError
+    from vault_pipeline.storage.lake import LakeError
+    from vault_pipeline.storage.object_store import ObjectStoreError
+
+    return isinstance(exc, (ConfigError, CatalogError, LakeError, ObjectStoreError, OSError))
+
+
+def _first_lines(exc: Exception) -> str:
+    """What is wrong, in at most two lines: operator errors lead with the cause."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
+    return "\n  ".join(lines[:2])
+
+
+def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    if args.command == "run":
+        return run_hours(args.provider, args.hour, args.to)
     if args.command == "demo":
         if args.hours < 1 or args.hours > 168:
             parser.error("--hours must be between 1 and 168")
-        return run_demo(args.hours)
+        return run_demo(args.hours, args.provider)
     if args.command == "verify":
         since = _hour_key(args.since) if args.since else None
         if args.since and since is None:
-            parser.error(f"--since {args.since!r} is not an hour (YYYY-MM-DD-HH:00) or an ISO-8601 time")
+            from vault_pipeline.core.windows import HOUR_FORMATS_HELP
+
+            parser.error(f"--since {args.since!r} is not {HOUR_FORMATS_HELP}")
         if args.workers is not None and args.workers < 1:
             parser.error("--workers must be at least 1")
         return run_verify(args.provider, since, args.json, args.workers)

@@ -84,6 +84,28 @@ def parse_timestamp(value: object) -> datetime | None:
     return moment.astimezone(UTC)
 
 
+HOUR_FORMATS_HELP = "an hour as 2026-01-01T00, 2026-01-01T00:00Z, 2026-01-01T00:00:00+00:00 or 2026-01-01-00:00 (UTC)"
+_BARE_HOUR = re.compile(r"^(\d{4}-\d{2}-\d{2})[T ](\d{2})$")
+
+
+def parse_hour(text: str) -> datetime:
+    """The UTC hour an operator names: ``2026-01-01T00`` (hours are UTC), any ISO-8601 time
+    with ``Z`` or an offset (the hour containing it), or a partition hour key. ValueError
+    says which forms are accepted."""
+    value = text.strip()
+    bare = _BARE_HOUR.match(value)
+    if bare:
+        value = f"{bare.group(1)}T{bare.group(2)}:00Z"
+    moment = None
+    if _HOUR_KEY.match(value):
+        moment = datetime.strptime(value, HOUR_KEY_FORMAT).replace(tzinfo=UTC)
+    else:
+        moment = parse_timestamp(value)
+    if moment is None:
+        raise ValueError(f"{text!r} is not {HOUR_FORMATS_HELP}")
+    return moment.replace(minute=0, second=0, microsecond=0)
+
+
 def iso_z(moment: datetime) -> str:
     """UTC ISO-8601 with a ``Z`` suffix and microseconds only when present."""
     moment = moment.astimezone(UTC)

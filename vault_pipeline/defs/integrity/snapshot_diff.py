@@ -89,10 +89,13 @@ def _check_changed_records(store, snapshot: pa.Table, changed_objects: set[str],
 
 
 def _catalog_stream(catalog: Catalog, provider: str, fetch_window: HourWindow):
-    """Catalog entries of every partition the fetch window overlaps, in log_id order."""
+    """Catalog entries of every partition whose fetch overlaps this one, in log_id order: the
+    hours of the fetch window, and as many after it as its lookback, because a later hour run
+    first (a backfill of earlier hours) indexes this hour's records through its own lookback."""
     streams = []
     moment = fetch_window.start
-    while moment < fetch_window.end:
+    end = fetch_window.end + (fetch_window.end - fetch_window.start) - timedelta(hours=1)
+    while moment < end:
         streams.append(catalog.iter_partition_records(f"{moment.strftime('%Y-%m-%d-%H:00')}|{provider}"))
         moment += timedelta(hours=1)
     return heapq.merge(*streams, key=lambda entry: entry.log_id)
@@ -113,6 +116,7 @@ def _check_catalog(catalog, snapshot: pa.Table, provider, window, fetch_window, 
     current = next(entries, None)
     matched = 0
     previous_id = None
+    elsewhere: list[tuple[str, str]] = []  # (log_id, checksum) of fetched records no overlapping partition holds
     for log_id, object_key, offset, length, record_checksum in _in_log_order(snapshot):
         if log_id == previous_id:
             continue  # a duplicate within the fetch; the first copy is the one indexed
@@ -122,7 +126,7 @@ def _check_catalog(catalog, snapshot: pa.Table, provider, window, fetch_window, 
                 report.add("orphaned_in_catalog", log_id=current.log_id)
             current = next(entries, None)
         if current is None or current.log_id != log_id:
-            report.add("missing_in_catalog", log_id=log_id)
+            elsewhere.append((log_id, record_checksum))
             continue
         matched += 1
         if current.checksum != record_checksum:
@@ -138,6 +142,16 @@ def _check_catalog(catalog, snapshot: pa.Table, provider, window, fetch_window, 
         if current.partition == partition:
             report.add("orphaned_in_catalog", log_id=current.log_id)
         current = next(entries, None)
+    # A record another partition indexed first (a re-delivery far from its hour) is still held.
+    known = catalog.known_log_ids([log_id for log_id, _ in elsewhere]) if elsewhere else set()
+    for log_id, record_checksum in elsewhere:
+        if log_id not in known:
+            report.add("missing_in_catalog", log_id=log_id)
+            continue
+        matched += 1
+        held = catalog.get_record(log_id)
+        if held is not None and held.checksum != record_checksum:
+            report.add("revision_conflict", log_id=log_id, indexed_by=held.partition)
     report.counts["catalog_matched"] = matched
     indexed_here = catalog.count_records(partition=partition)
     report.counts["catalog_partition_records"] = indexed_here
