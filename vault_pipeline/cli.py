@@ -100,6 +100,7 @@ def run_demo(hours: int, providers: list[str] | None = None) -> int:
         for provider in selected:
             outcomes.append(runner.run(hour, provider))
             print_outcome(outcomes[-1], sys.stdout)
+            _stop_if_interrupted()
     print_summary(outcomes, sys.stdout)
     kinds = {name: provider.kind for name, provider in vault.vault_config().providers.items()}
     catalog = vault.catalog()
@@ -142,9 +143,19 @@ def run_hours(providers: list[str], first: str, last: str | None) -> int:
             print(f"{hour}|{provider}: running the hourly graph", flush=True)
             outcomes.append(runner.run(hour, provider))
             print_outcome(outcomes[-1], sys.stdout)
+            _stop_if_interrupted()
     print_summary(outcomes, sys.stdout)
     print("Runs are in the Dagster UI (make ui); check everything with: vault verify")
     return 0 if all(o.success for o in outcomes) else 1
+
+
+def _stop_if_interrupted() -> None:
+    """SIGTERM/SIGINT while a provider was read fails that partition at once (landing turns the
+    interrupt into a non-retryable failure); stop here too instead of starting the next one."""
+    from vault_pipeline.defs.ingestion.landing import landing_was_interrupted
+
+    if landing_was_interrupted():
+        raise KeyboardInterrupt  # main() reports "vault: interrupted", exit 130
 
 
 def _hour_key(text: str) -> str | None:

@@ -24,6 +24,7 @@ class Page:
     body: bytes  # exactly as received
     framed: FramedPage
     content_type: str | None = None
+    sha256: str | None = None  # hex digest of ``body`` when the provider computed it already
 
 
 class ProviderError(RuntimeError):

@@ -10,15 +10,22 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Literal
 
+import httpx
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 KINDS = ("audit_event", "generation_event", "test_result")
 Kind = Literal["audit_event", "generation_event", "test_result"]
 PROVIDER_NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,62}$")
+# allowed_hosts entries: a host name or IP literal, optionally with a port.
+HOST_ENTRY = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?"
+                        r"(?::[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](?::[0-9]{1,5})?$")
+# Nesting the decoders and every later stage (masking walks records recursively) follow safely.
+MAX_NESTING_DEPTH = 256
 
 # Natural id and event time field of each kind, when a provider does not name its own.
 DEFAULT_FIELDS: dict[str, tuple[str, str]] = {
@@ -99,6 +106,13 @@ class ProviderConfig(_Strict):
     auth: Auth = Auth()
     retry: Retry = Retry()
     headers: dict[str, str] = Field(default_factory=dict)
+    # Limits on what one response may cost: wall-clock for the whole response (connect, headers
+    # and every body byte; retry.timeout_s only bounds each single read), its size, its nesting.
+    response_timeout_s: float = Field(default=120.0, gt=0, le=86_400)
+    max_response_bytes: int = Field(default=256 * 1024 * 1024, gt=0)
+    max_nesting_depth: int = Field(default=MAX_NESTING_DEPTH, ge=2, le=MAX_NESTING_DEPTH)
+    # Hosts (``host`` or ``host:port``) a next link may lead to besides the url's own origin.
+    allowed_hosts: list[str] = Field(default_factory=list)
     # simulator
     records_per_hour: int = Field(default=1000, ge=0, le=50_000_000)
     seed: int = 0
@@ -111,6 +125,17 @@ class ProviderConfig(_Strict):
         if not PROVIDER_NAME.match(value):
             raise ValueError("provider names are 1-63 characters of a-z, 0-9, '_' and '-', starting with a letter or digit")
         return value
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _hosts(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            if not HOST_ENTRY.match(entry):
+                raise ValueError(
+                    f"{entry!r} is not a host name or host:port (e.g. api2.example.com or cdn.example.com:8443; "
+                    f"no scheme or path)"
+                )
+        return [entry.lower() for entry in value]
 
     @model_validator(mode="after")
     def _rest_needs_url(self) -> "ProviderConfig":
@@ -141,9 +166,119 @@ class Policies(_Strict):
     count_ip_addresses: bool = True
 
 
+class ApiPolicy(_Strict):
+    # Origins (scheme://host[:port]) POST /v1/providers/validate may call besides the origins
+    # of the configured rest providers.
+    validate_allowed_origins: list[str] = Field(default_factory=list)
+
+    @field_validator("validate_allowed_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        normalised = []
+        for entry in value:
+            origin = origin_of(entry) if _ORIGIN_ENTRY.match(entry) else None
+            if origin is None:
+                raise ValueError(
+                    f"{entry!r} is not an origin: give scheme://host[:port] with scheme http or https, "
+                    f"e.g. https://audit.example.com, and no path, query or credentials"
+                )
+            normalised.append(origin)
+        return normalised
+
+
+_ORIGIN_ENTRY = re.compile(r"^https?://(?:\[[0-9A-Fa-f:.]+\]|[^\s/?#@\\:\[\]]+)(?::[0-9]{1,5})?/?$", re.IGNORECASE)
+
+
+def origin_of(url: str | httpx.URL) -> str | None:
+    """``scheme://host:port`` of an http(s) URL (host IDNA-encoded, port always explicit), read
+    by the same parser the HTTP client uses, or None when the URL is not http(s) with a host."""
+    try:
+        parsed = url if isinstance(url, httpx.URL) else httpx.URL(url.strip())
+    except (httpx.InvalidURL, TypeError, ValueError):
+        return None
+    if parsed.scheme not in ("http", "https") or not parsed.raw_host:
+        return None
+    host = parsed.raw_host.decode("ascii").lower()
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    if port > 65535:
+        return None
+    return f"{parsed.scheme}://{f'[{host}]' if ':' in host else host}:{port}"
+
+
+# The first hour of the partitions when vault.yaml does not name one. Fixed, not "now minus
+# N days": Dagster keys partition history by the partitions definition, so a start that moved
+# at every load would drop hours out of the UI and make backfills of them impossible. Recent
+# enough that a new vault does not show two years of "missing" hours; early enough that every
+# test hour (2026-01-01) is a partition.
+DEFAULT_PARTITIONS_START = "2026-01-01-00:00"
+PARTITIONS_START_FORMATS = ("'YYYY-MM-DD-HH:00' (UTC, e.g. 2026-11-01-00:00) or ISO-8601 with Z or an offset "
+                            "(e.g. 2026-11-01T00:00:00Z), on the hour")
+_HOUR_KEY = re.compile(r"^(\d{4}-\d{2}-\d{2})-(\d{2}):00$")
+
+
+class PartitionsConfig(_Strict):
+    """``partitions:``: the first hour of the hour dimension (``start``), normalised to the
+    partition hour key ``YYYY-MM-DD-HH:00``. Hours before it are not partitions: the UI does not
+    list them as missing, and neither the schedule, the CLI nor the API can run them."""
+
+    start: str = DEFAULT_PARTITIONS_START
+
+    @field_validator("start", mode="before")
+    @classmethod
+    def _start(cls, value: object) -> str:
+        return _hour_key(value).strftime("%Y-%m-%d-%H:%M")
+
+    @property
+    def start_time(self) -> datetime:
+        return datetime.strptime(self.start, "%Y-%m-%d-%H:%M").replace(tzinfo=UTC)
+
+
+def _hour_key(value: object) -> datetime:
+    """The UTC hour ``partitions.start`` names; YAML hands over unquoted timestamps as datetime
+    (and a bare date as date) objects, quoted ones as text."""
+    moment: datetime | None = None
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, date):
+        moment = datetime(value.year, value.month, value.day, tzinfo=UTC)
+    elif isinstance(value, str):
+        text = value.strip()
+        key = _HOUR_KEY.match(text)
+        try:
+            if key:
+                moment = datetime.strptime(f"{key.group(1)}T{key.group(2)}", "%Y-%m-%dT%H").replace(tzinfo=UTC)
+            elif "T" in text or " " in text:
+                moment = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
+            else:  # a bare date, as YAML would read it unquoted: its first hour
+                day = date.fromisoformat(text)
+                moment = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        except ValueError:
+            moment = None
+    shown = value.isoformat() if isinstance(value, datetime) else str(value)
+    if moment is None:
+        raise ValueError(f"{shown!r} is not an hour: expected {PARTITIONS_START_FORMATS}")
+    if moment.tzinfo is None:
+        # Refused rather than read as UTC: the start decides which hours exist.
+        raise ValueError(f"{shown!r} has no time zone: expected {PARTITIONS_START_FORMATS}")
+    moment = moment.astimezone(UTC)  # on the hour in UTC: +05:30 offsets are not
+    if (moment.minute, moment.second, moment.microsecond) != (0, 0, 0):
+        raise ValueError(f"{shown!r} is not on the hour in UTC: expected {PARTITIONS_START_FORMATS}")
+    return moment
+
+
+class ScheduleConfig(_Strict):
+    """``schedule:``: whether ``hourly_ingestion_schedule`` runs by default where a dagster-daemon
+    runs (``make ui``). A start or stop in the UI is kept by the instance and wins over this."""
+
+    enabled: bool = True
+
+
 class VaultConfig(_Strict):
     providers: dict[str, ProviderConfig]
     policies: Policies = Policies()
+    api: ApiPolicy = ApiPolicy()
+    partitions: PartitionsConfig = PartitionsConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
     source: str = ""
 
     def provider(self, name: str) -> ProviderConfig:
@@ -174,9 +309,10 @@ def load_config(path: str | os.PathLike[str] | None = None) -> VaultConfig:
 def parse_config(document: object, source: str = "vault.yaml") -> VaultConfig:
     if not isinstance(document, dict) or not isinstance(document.get("providers"), dict) or not document["providers"]:
         raise ConfigError(f"{source}: expected a mapping with a non-empty 'providers' mapping")
-    unknown = set(document) - {"providers", "policies"}
+    unknown = set(document) - {"providers", "policies", "api", "partitions", "schedule"}
     if unknown:
-        raise ConfigError(f"{source}: unknown top-level keys {sorted(unknown)}; allowed: providers, policies")
+        raise ConfigError(f"{source}: unknown top-level keys {sorted(unknown)}; "
+                          f"allowed: providers, policies, api, partitions, schedule")
     providers = {}
     for name, entry in document["providers"].items():
         if not isinstance(entry, dict):
@@ -191,7 +327,24 @@ def parse_config(document: object, source: str = "vault.yaml") -> VaultConfig:
         policies = Policies(**(document.get("policies") or {}))
     except ValidationError as exc:
         raise ConfigError(f"{source}: policies: {_explain(exc)}") from None
-    return VaultConfig(providers=providers, policies=policies, source=source)
+    except TypeError:
+        raise ConfigError(f"{source}: policies must be a mapping") from None
+    try:
+        api = ApiPolicy(**(document.get("api") or {}))
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: api: {_explain(exc)}") from None
+    except TypeError:
+        raise ConfigError(f"{source}: api must be a mapping (e.g. api: {{validate_allowed_origins: [...]}})") from None
+    sections = {}
+    for name, model, example in (("partitions", PartitionsConfig, "partitions: {start: '2026-11-01-00:00'}"),
+                                 ("schedule", ScheduleConfig, "schedule: {enabled: false}")):
+        try:
+            sections[name] = model(**(document.get(name) or {}))
+        except ValidationError as exc:
+            raise ConfigError(f"{source}: {name}.{_explain(exc)}") from None
+        except TypeError:
+            raise ConfigError(f"{source}: {name} must be a mapping (e.g. {example})") from None
+    return VaultConfig(providers=providers, policies=policies, api=api, source=source, **sections)
 
 
 def _explain(exc: ValidationError) -> str:

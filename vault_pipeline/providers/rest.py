@@ -3,9 +3,13 @@
 Each response body is handed to landing exactly as received (never re-parsed and re-written),
 already framed into record byte ranges, one ``Page`` per HTTP response. The client follows the
 provider's pagination (Link header, cursor or page number) with guards against endless
-loops, authenticates with a secret read from an environment variable named in ``vault.yaml``,
-retries transient failures with bounded, jittered backoff, and reports every failure as a
-``ProviderError`` that names the provider, the window, the URL and the cause, never a secret.
+loops (a cursor, next link or whole body seen before), stays on the provider's origin unless
+``allowed_hosts`` says otherwise, authenticates with a secret read from an environment
+variable named in ``vault.yaml``, retries transient failures with bounded, jittered backoff,
+and reports every failure as a ``ProviderError`` that names the provider, the window, the URL
+and the cause, never a secret. What one response may cost is bounded: wall-clock for the
+whole response (``response_timeout_s``, enforced at the socket), size
+(``max_response_bytes``) and nesting (``max_nesting_depth``).
 """
 
 from __future__ import annotations
@@ -23,10 +27,11 @@ from datetime import UTC, datetime
 
 import httpx
 
-from vault_pipeline.core.framing import FramedPage, FramingError, frame_records
+from vault_pipeline.core.framing import AmbiguousBodyError, FramedPage, FramingError, NestingTooDeepError, frame_records
 from vault_pipeline.core.windows import HourWindow, iso_z
 from vault_pipeline.providers.base import Page, Provider, ProviderError
-from vault_pipeline.providers.config import ProviderConfig
+from vault_pipeline.providers.config import MAX_NESTING_DEPTH, ProviderConfig
+from vault_pipeline.providers.deadline import DeadlineBackend, deadline_transport
 
 logger = logging.getLogger(__name__)
 
@@ -66,15 +71,22 @@ class RestProvider(Provider):
         client: httpx.Client | None = None,
         sleep: Callable[[float], None] = time.sleep,
         env: Mapping[str, str] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(config)
         if config.type != "rest" or not config.url:
             raise ValueError(f"RestProvider needs a rest provider with a url, got {config.name!r} ({config.type})")
         self._timeout = httpx.Timeout(config.retry.timeout_s)
         self._owns_client = client is None
+        # Every socket wait of a response is cut to what is left of response_timeout_s (an
+        # injected client keeps its own transport; the deadline is then checked per chunk).
+        self._backend = DeadlineBackend()
         # Redirects are not followed: httpx would forward custom auth headers to another host.
-        self._client = client or httpx.Client(timeout=self._timeout, follow_redirects=False)
+        self._client = client or httpx.Client(
+            timeout=self._timeout, follow_redirects=False, transport=deadline_transport(self._backend)
+        )
         self._sleep = sleep
+        self._clock = clock
         self._env = env if env is not None else os.environ
         self._secrets: list[str] = []
         # user:password in the configured URL becomes Basic auth, so the URL httpx sees (and
@@ -99,14 +111,15 @@ class RestProvider(Provider):
         base_params = {cfg.window_params.start: iso_z(window.start), cfg.window_params.end: iso_z(window.end)}
         own_params = set(base_params) | {pagination.param, pagination.size_param} - {None}
 
-        page_number = pagination.start
         if pagination.type == "page":
-            url = base_url.copy_merge_params(self._page_params(base_params, page_number))
+            url = base_url.copy_merge_params(self._page_params(base_params, pagination.start))
         else:
             url = base_url.copy_merge_params(base_params)
         # Every cursor / next link seen so far: a provider cycling through them would never end.
         seen: set[str] = {_canonical(url)} if pagination.type == "link_header" else set()
-        previous_digest: str | None = None
+        # SHA-256 of every body so far -> its page number: a provider serving the same page
+        # again (whatever URL or cursor it came with) would page forever too.
+        bodies: dict[str, int] = {}
 
         for number in range(1, pagination.max_pages + 2):
             if number > pagination.max_pages:
@@ -116,60 +129,62 @@ class RestProvider(Provider):
                     f"raise max_pages in vault.yaml if the window really holds that many pages",
                     url=self._safe(url, own_params),
                 )
-            response = self._send(url, headers, window, number, own_params)
-            body = response.content
+            response, body = self._send(url, headers, window, number, own_params)
             framed = self._frame(body, response, url, window, own_params)
+            digest = hashlib.sha256(body).hexdigest()
+            next_url, marker = self._next(response, body, framed, url, number, base_url, base_params, window, own_params)
+            if marker is not None and marker in seen:
+                if pagination.type == "cursor":
+                    repeated = f"cursor {marker[:80]!r}{'...' if len(marker) > 80 else ''}"
+                else:
+                    repeated = f"next link {self._safe(next_url, own_params)}"
+                raise ProviderError(
+                    f"{self.describe(window)}: GET {self._safe(url, own_params)}: page {number}: the provider "
+                    f"returned a {repeated} it had already returned; paging would loop forever",
+                    url=self._safe(url, own_params),
+                )
+            if digest in bodies:
+                raise ProviderError(
+                    f"{self.describe(window)}: GET {self._safe(url, own_params)}: page {number} has the same body "
+                    f"(sha256 {digest[:16]}...) as page {bodies[digest]} of this fetch: the provider repeats itself "
+                    f"instead of moving on, so paging would never end (stopped at page {number})",
+                    url=self._safe(url, own_params),
+                )
             yield Page(
                 number=number,
                 url=self._safe(url, own_params),
                 body=body,
                 framed=framed,
                 content_type=response.headers.get("content-type"),
+                sha256=digest,
             )
-
-            if pagination.type == "none":
+            if next_url is None:
                 return
-            if pagination.type == "link_header":
-                target = response.links.get("next", {}).get("url")
-                if not target:
-                    return
-                next_url = url.join(target)
-                self._check_next_origin(base_url, next_url, window, own_params)
-                marker = _canonical(next_url)
-            elif pagination.type == "cursor":
-                cursor = self._cursor(framed, url, window, own_params)
-                if cursor is None:
-                    return
-                next_url = base_url.copy_merge_params({**base_params, pagination.param: cursor})
-                marker = cursor
-            else:  # page
-                if not framed.offsets:
-                    return
-                # A provider that clamps out-of-range page numbers serves its last page forever.
-                digest = hashlib.sha256(body).hexdigest()
-                if digest == previous_digest:
-                    raise ProviderError(
-                        f"{self.describe(window)}: GET {self._safe(url, own_params)}: page {page_number} has "
-                        f"the same body as the page before; the provider seems to repeat its last page "
-                        f"instead of returning an empty one, so paging would never end",
-                        url=self._safe(url, own_params),
-                    )
-                previous_digest = digest
-                page_number += 1
-                next_url = base_url.copy_merge_params(self._page_params(base_params, page_number))
-                marker = str(page_number)
-            if marker in seen:
-                if pagination.type == "cursor":
-                    repeated = f"cursor {marker[:80]!r}{'...' if len(marker) > 80 else ''}"
-                else:
-                    repeated = f"next link {self._safe(next_url, own_params)}"
-                raise ProviderError(
-                    f"{self.describe(window)}: GET {self._safe(url, own_params)}: the provider returned a "
-                    f"{repeated} it had already returned; paging would loop forever",
-                    url=self._safe(url, own_params),
-                )
             seen.add(marker)
+            bodies.setdefault(digest, number)
             url = next_url
+
+    def _next(self, response: httpx.Response, body: bytes, framed: FramedPage, url: httpx.URL, number: int,
+              base_url: httpx.URL, base_params: dict[str, str], window: HourWindow,
+              own: set[str]) -> tuple[httpx.URL | None, str | None]:
+        """The next page's URL and what identifies it for loop detection; (None, None) after the last."""
+        pagination = self.config.pagination
+        if pagination.type == "link_header":
+            target = response.links.get("next", {}).get("url")
+            if not target:
+                return None, None
+            next_url = url.join(target)
+            self._check_next_origin(base_url, next_url, window, own)
+            return next_url, _canonical(next_url)
+        if pagination.type == "cursor":
+            cursor = self._cursor(framed, body, url, window, own)
+            if cursor is None:
+                return None, None
+            return base_url.copy_merge_params({**base_params, pagination.param: cursor}), cursor
+        if pagination.type == "page" and framed.offsets:
+            page_number = pagination.start + number
+            return base_url.copy_merge_params(self._page_params(base_params, page_number)), str(page_number)
+        return None, None
 
     def _page_params(self, base: dict[str, str], page_number: int) -> dict[str, str]:
         pagination = self.config.pagination
@@ -178,7 +193,7 @@ class RestProvider(Provider):
             params[pagination.size_param] = str(pagination.page_size)
         return params
 
-    def _cursor(self, framed: FramedPage, url: httpx.URL, window: HourWindow, own: set[str]) -> str | None:
+    def _cursor(self, framed: FramedPage, body: bytes, url: httpx.URL, window: HourWindow, own: set[str]) -> str | None:
         field = self.config.pagination.field
         value = _lookup(framed.envelope, field)
         if value is None or value == "" or value is False:
@@ -186,26 +201,33 @@ class RestProvider(Provider):
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
             raise ProviderError(
                 f"{self.describe(window)}: GET {self._safe(url, own)}: cursor field {field!r} holds a "
-                f"{type(value).__name__}, expected a string or a number",
+                f"{type(value).__name__}, expected a string or a number ({len(body)} bytes kept)",
                 url=self._safe(url, own),
+                body=body,
             )
         return str(value)
 
     def _check_next_origin(self, base: httpx.URL, target: httpx.URL, window: HourWindow, own: set[str]) -> None:
-        if self.config.auth.type == "none" and self._basic is None:
+        """Paging stays on the configured url's origin (scheme, host, port), credentials or not,
+        unless ``allowed_hosts`` names the link's host; never from https down to http."""
+        if (target.scheme, target.host, target.port) == (base.scheme, base.host, base.port):
             return
-        if (target.scheme, target.host, target.port) != (base.scheme, base.host, base.port):
-            raise ProviderError(
-                f"{self.describe(window)}: the next link {self._safe(target, own)} leaves "
-                f"{base.scheme}://{base.host}; refusing to send credentials to another origin",
-                url=self._safe(target, own),
-            )
+        if target.scheme in ("https", base.scheme) and _host_allowed(target, self.config.allowed_hosts):
+            return
+        allowed = f" (allowed_hosts: {', '.join(self.config.allowed_hosts)})" if self.config.allowed_hosts else ""
+        raise ProviderError(
+            f"{self.describe(window)}: the next link {self._safe(target, own)} leads to another origin than "
+            f"{_origin(base)}, the origin of the provider's url{allowed}; refusing to follow it (nothing, and no "
+            f"credential, is sent there). If the provider really pages across hosts, add the host to "
+            f"allowed_hosts of this provider in vault.yaml",
+            url=self._safe(target, own),
+        )
 
     # -- one request, with retries --------------------------------------------------------
 
     def _send(
         self, url: httpx.URL, headers: dict[str, str], window: HourWindow, number: int, own: set[str]
-    ) -> httpx.Response:
+    ) -> tuple[httpx.Response, bytes]:
         retry = self.config.retry
         safe_url = self._safe(url, own)
         where = f"{self.describe(window)}: GET {safe_url}"
@@ -213,21 +235,27 @@ class RestProvider(Provider):
         for attempt in range(1, retry.max_attempts + 1):
             logger.debug("%s (page %d, attempt %d/%d)", where, number, attempt, retry.max_attempts)
             retry_after: float | None = None
+            received = [0]  # body bytes read so far, for the message when the deadline cuts in
+            started = self._clock()
             try:
-                response = self._client.get(
-                    url, headers=headers, auth=self._basic, timeout=self._timeout, follow_redirects=False
-                )
+                with self._backend.deadline(self.config.response_timeout_s) as socket_deadline:
+                    response, body = self._receive(url, headers, where, safe_url, started, received)
+            except _DeadlinePassed:
+                cause = self._deadline_cause(received[0])
             except httpx.UnsupportedProtocol as exc:
                 raise ProviderError(f"{where}: {self._scrub(str(exc))}", url=safe_url) from None
             except httpx.TransportError as exc:
-                cause = f"{type(exc).__name__}: {self._scrub(str(exc)) or 'no detail'}"
+                if isinstance(exc, httpx.TimeoutException) and time.monotonic() >= socket_deadline - 0.01:
+                    cause = self._deadline_cause(received[0])
+                else:
+                    cause = f"{type(exc).__name__}: {self._scrub(str(exc)) or 'no detail'}"
             except httpx.RequestError as exc:  # e.g. a body that fails content decoding
                 raise ProviderError(f"{where}: {type(exc).__name__}: {self._scrub(str(exc))}", url=safe_url) from None
             else:
                 status = response.status_code
                 if 200 <= status < 300:
-                    return response
-                detail = f"HTTP {status} {response.reason_phrase}".rstrip() + self._snippet(response)
+                    return response, body
+                detail = f"HTTP {status} {response.reason_phrase}".rstrip() + self._snippet(response, body)
                 if status in RETRYABLE_STATUS:
                     cause = detail
                     retry_after = _retry_after(response.headers.get("retry-after"))
@@ -249,6 +277,42 @@ class RestProvider(Provider):
             retryable=True,
         )
 
+    def _receive(self, url: httpx.URL, headers: dict[str, str], where: str, safe_url: str, started: float,
+                 received: list[int]) -> tuple[httpx.Response, bytes]:
+        """One response and its whole body, within response_timeout_s and max_response_bytes."""
+        limit = self.config.max_response_bytes
+        deadline = started + self.config.response_timeout_s
+        request = self._client.build_request("GET", url, headers=headers, timeout=self._timeout)
+        response = self._client.send(request, auth=self._basic, follow_redirects=False, stream=True)
+        try:
+            declared = response.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > limit:
+                raise ProviderError(f"{where}: {self._too_large(f'announces {int(declared)} bytes')}", url=safe_url)
+            chunks = []
+            for chunk in response.iter_bytes():
+                received[0] += len(chunk)
+                if received[0] > limit:
+                    raise ProviderError(f"{where}: {self._too_large(f'sent more than {limit} bytes')}", url=safe_url)
+                chunks.append(chunk)
+                if self._clock() > deadline:
+                    raise _DeadlinePassed
+        finally:
+            response.close()
+        return response, b"".join(chunks)
+
+    def _deadline_cause(self, received: int) -> str:
+        return (
+            f"the response did not complete within response_timeout_s={self.config.response_timeout_s:g} s "
+            f"({received} body bytes received); the provider is too slow or stalls, raise response_timeout_s "
+            f"in vault.yaml only if it is really that slow"
+        )
+
+    def _too_large(self, what: str) -> str:
+        return (
+            f"the response {what}, over max_response_bytes={self.config.max_response_bytes}; nothing of it was kept. "
+            f"Ask the provider for smaller pages (pagination page_size) or raise max_response_bytes in vault.yaml"
+        )
+
     def _explain_status(self, status: int, detail: str) -> str:
         if status in (401, 403):
             variable = self.config.auth.secret_env()
@@ -263,11 +327,18 @@ class RestProvider(Provider):
         self, body: bytes, response: httpx.Response, url: httpx.URL, window: HourWindow, own: set[str]
     ) -> FramedPage:
         try:
-            return frame_records(body, self.config.records)
+            return frame_records(body, self.config.records, max_depth=self.config.max_nesting_depth)
         except FramingError as exc:
             content_type = response.headers.get("content-type", "none")
             media = content_type.split(";")[0].strip().lower()
-            if "json" in media or media in ("", "none", "text/plain", "application/octet-stream"):
+            if isinstance(exc, NestingTooDeepError):
+                cause = (
+                    f"{exc}; refused (not retried). max_nesting_depth in vault.yaml may be lowered, not raised "
+                    f"above {MAX_NESTING_DEPTH}: every later stage must be able to walk the records"
+                )
+            elif isinstance(exc, AmbiguousBodyError):
+                cause = f"{exc}; refused (not retried): ask the provider to send each member once"
+            elif "json" in media or media in ("", "none", "text/plain", "application/octet-stream"):
                 cause = f"response is not the configured JSON shape (records: {self.config.records!r}): {exc}"
             else:
                 cause = f"response is not JSON (content-type {media})"
@@ -326,14 +397,35 @@ class RestProvider(Provider):
             )
         return self._scrub(str(url))
 
-    def _snippet(self, response: httpx.Response) -> str:
+    def _snippet(self, response: httpx.Response, body: bytes) -> str:
         # Short JSON/text error bodies usually say what is wrong (a bad parameter); HTML does not.
         media = response.headers.get("content-type", "").split(";")[0].strip().lower()
-        if not response.content or not ("json" in media or media.startswith("text/plain")):
+        if not body or not ("json" in media or media.startswith("text/plain")):
             return ""
-        text = " ".join(response.content[: _SNIPPET_CHARS * 4].decode("utf-8", "replace").split())
+        text = " ".join(body[: _SNIPPET_CHARS * 4].decode("utf-8", "replace").split())
         text = self._scrub(text)
         return f": {text[:_SNIPPET_CHARS]}{'...' if len(text) > _SNIPPET_CHARS else ''}"
+
+
+class _DeadlinePassed(Exception):
+    """response_timeout_s passed while the body was still arriving."""
+
+
+def _origin(url: httpx.URL) -> str:
+    return f"{url.scheme}://{url.host}:{url.port or (443 if url.scheme == 'https' else 80)}"
+
+
+def _host_allowed(target: httpx.URL, allowed: list[str]) -> bool:
+    """``host`` entries allow the link's scheme's default port, ``host:port`` entries that port."""
+    default = 443 if target.scheme == "https" else 80
+    for entry in allowed:
+        host, port = entry, default
+        if ":" in entry and not entry.endswith("]"):  # host:port or [v6]:port, not a bare [v6]
+            host, _, digits = entry.rpartition(":")
+            port = int(digits)
+        if host.strip("[]") == target.host.lower() and port == (target.port or default):
+            return True
+    return False
 
 
 def _canonical(url: httpx.URL) -> str:

@@ -8,11 +8,14 @@ import random
 import pytest
 
 from vault_pipeline.core.framing import (
+    AmbiguousBodyError,
     FramedRecord,
     FramingError,
+    NestingTooDeepError,
     RecordDecodeError,
     decode_record,
     frame_records,
+    nesting_depth,
 )
 
 BIG = 2**64 + 1  # beyond uint64: orjson would turn this into a float
@@ -323,3 +326,124 @@ def test_spans_fall_back_to_a_search_when_the_views_are_not_inside_the_body() ->
     page = _locate(body, copies, 0)
     assert page.slices(body) == copies
     assert page.offsets == [1, 12, 22]
+
+
+# -- hostile shapes: deep nesting, repeated members (issue 8) ---------------------------------
+
+
+def _nested(depth: int) -> bytes:
+    return b"[" * depth + b"]" * depth
+
+
+@pytest.mark.parametrize(
+    ("make", "records_at", "extra"),
+    [
+        (lambda inner: b'{"records": [' + inner + b"]}", "records", 2),  # the object and the records array
+        (lambda inner: b"[" + inner + b"]", "$", 1),
+        (lambda inner: b'{"a": 1}\n' + inner + b"\n", "ndjson", 0),
+        (lambda inner: b'{"meta": ' + inner + b', "records": []}', "records", 1),  # in the envelope
+    ],
+)
+def test_nesting_over_the_limit_is_refused_and_at_the_limit_accepted(make, records_at, extra):
+    limit = 40
+    at_limit = make(_nested(limit - extra))
+    assert nesting_depth(at_limit) == limit
+    frame_records(at_limit, records_at, max_depth=limit)  # accepted
+    with pytest.raises(NestingTooDeepError, match=f"{limit + 1} levels deep, more than the limit of {limit}"):
+        frame_records(make(_nested(limit - extra + 1)), records_at, max_depth=limit)
+
+
+@pytest.mark.parametrize("records_at", ["records", "$", "ndjson"])
+@pytest.mark.parametrize("max_depth", [None, 256])
+def test_nesting_beyond_what_a_decoder_can_follow_is_a_framing_error_never_a_recursion_error(records_at, max_depth):
+    inner = _nested(100_000)
+    body = {"records": b'{"records": [' + inner + b"]}", "$": b"[" + inner + b"]", "ndjson": inner + b"\n"}[records_at]
+    with pytest.raises(NestingTooDeepError) as info:
+        frame_records(body, records_at, max_depth=max_depth)
+    assert isinstance(info.value, FramingError) and "nests arrays/objects" in str(info.value)
+
+
+def test_a_deep_record_fails_to_decode_as_a_record_decode_error():
+    with pytest.raises(RecordDecodeError, match="deeper than the decoder can follow"):
+        decode_record(b'{"a": ' + _nested(100_000) + b"}")
+
+
+@pytest.mark.parametrize(
+    ("body", "depth"),
+    [
+        (b"", 0),
+        (b"1", 0),
+        (b"[]", 1),
+        (b'{"a": [1, {"b": null}]}', 3),
+        (b'["[[[[", "{{{{"]', 1),  # brackets inside strings do not nest
+        (b'["\\"[[[[", [[]]]', 3),  # an escaped quote does not end the string
+        (b'["\\\\", [[]]]', 3),  # an escaped backslash does not escape the closing quote
+        (b'["\\\\\\"[[", [[]]]', 3),  # backslash pair, then an escaped quote
+        (b'{"k\\"[": "]]]]]]]]]]]]"}', 1),
+        (b'[1]\n[[2]]\n[]', 2),  # ndjson: deepest line
+    ],
+)
+def test_nesting_depth_counts_only_structure(body, depth):
+    assert nesting_depth(body) == depth
+
+
+def _depth_of(value) -> int:
+    if isinstance(value, dict):
+        return 1 + max(map(_depth_of, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(_depth_of, value), default=0)
+    return 0
+
+
+_TRICKY = ["[", "]", "{", "}", '"', "\\", '\\"', '"[', "\\\\", "]}", "x"]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_nesting_depth_matches_the_decoded_value_on_random_documents(seed):
+    rng = random.Random(seed)
+
+    def value(depth: int):
+        kind = rng.randrange(6 if depth < 12 else 2)
+        if kind == 0:
+            return "".join(rng.choice(_TRICKY) for _ in range(rng.randrange(6)))
+        if kind == 1:
+            return rng.choice([1, None, True, 2.5])
+        if kind in (2, 3):
+            return [value(depth + 1) for _ in range(rng.randrange(4))]
+        return {"".join(rng.choice(_TRICKY) for _ in range(rng.randrange(4))) + str(i): value(depth + 1)
+                for i in range(rng.randrange(4))}
+
+    for _ in range(30):
+        document = value(0)
+        body = _serialise(rng, document)
+        assert nesting_depth(body) == _depth_of(json.loads(body)), body
+
+
+@pytest.mark.parametrize(
+    ("body", "repeated"),
+    [
+        (b'{"records": [{"id": 1}, {"id": 2}], "records": [{"id": 3}]}', "records"),
+        (b'{"records": [{"id": 1}], "next": "c2", "rec\\u006frds": [{"id": 3}]}', "records"),  # same key, escaped
+        (b'{ "records" : [ ] ,\n "records" : [ {"id": 3} ] }', "records"),
+        (b'{"next": "c2", "next": null, "records": [{"id": 1}]}', "next"),  # an ambiguous cursor
+        (b'{"records": [{"id": 1}], "meta": {}, "records": [{"id": 3}], "meta": {"n": 1}}', "records"),
+    ],
+)
+def test_a_repeated_top_level_member_is_refused_as_ambiguous(body, repeated):
+    with pytest.raises(AmbiguousBodyError) as info:
+        frame_records(body, "records")
+    assert f"member '{repeated}' appears more than once" in str(info.value)
+    assert "ambiguous" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"records": [{"records": 1, "x": {"records": []}}], "records_2": [], "next": "records"}',
+        b'\r\n{ \t"a\\"b" :1,"records":[] , "c\\\\" : {"d": [1, {"records": 2}]}}\n',
+        b'{"records": []}',
+        b'{"":0,"records":[{}]}',
+    ],
+)
+def test_members_named_once_are_not_mistaken_for_repeats(body):
+    frame_records(body, "records", max_depth=256)

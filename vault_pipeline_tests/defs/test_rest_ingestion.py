@@ -96,6 +96,9 @@ def test_late_records_are_picked_up_by_the_lookback_and_duplicates_absorbed(vaul
         (httpx.Response(200, content=b'{"records": [1, 2,, 3]}'), "invalid JSON"),
         (httpx.Response(401, content=b'{"error": "nope"}'), "401"),
         (httpx.Response(403, content=b"forbidden"), "403"),
+        (httpx.Response(200, content=b'{"records": [' + b"[" * 50_000 + b"]" * 50_000 + b"]}"), "levels deep"),
+        (httpx.Response(200, content=b'{"records": [{"eventID": "x"}], "records": [{"eventID": "y"}]}'),
+         "appears more than once"),
     ],
 )
 def test_a_bad_response_fails_the_partition_clearly_and_loses_nothing(vault, response, cause, monkeypatch):
@@ -138,3 +141,76 @@ def test_each_pagination_style_lands_every_page(vault):
     assert (landing["pages"], landing["records"]) == (3, 3)
     for page in pages:
         assert vault.store.get(f"raw/acme/2026/01/01/05/{hashlib.sha256(page).hexdigest()}.json") == page
+
+
+# -- hostile providers (issue 8) -----------------------------------------------------------------------
+
+
+def _no_step_retry_delay(monkeypatch):
+    """Dagster's step retry policy waits 2 s, 4 s, ...; what is under test is whether it retries."""
+    import dagster as dg
+
+    from vault_pipeline.defs.ingestion import assets
+
+    monkeypatch.setattr(assets, "NETWORK_RETRY", dg.RetryPolicy(max_retries=assets.NETWORK_RETRY.max_retries, delay=0))
+
+
+def _step_failure(result) -> str:
+    return next(str(e.event_specific_data.error.to_string()) for e in result.all_events
+                if e.event_type_value == "STEP_FAILURE")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"records": [{"eventID": "x", "deep": ' + b"[" * 100_000 + b"]" * 100_000 + b"}]}",
+        b'{"records": [{"eventID": "x"}], "next": null, "records": []}',
+    ],
+    ids=["deep-nesting", "repeated-records-member"],
+)
+def test_a_hostile_body_is_refused_once_not_retried(vault, monkeypatch, body):
+    _no_step_retry_delay(monkeypatch)
+    vault.write_providers({"acme": _provider(retry={"max_attempts": 3, "backoff_base_s": 0, "backoff_max_s": 0})})
+    with respx.mock() as mock:
+        route = mock.get(URL).mock(return_value=httpx.Response(200, content=body))
+        result = vault.run(HOUR, "acme")
+    assert not result.success and route.call_count == 1  # neither the client nor Dagster retried it
+    message = _step_failure(result)
+    assert "RecursionError" not in message and "acme" in message and URL in message
+    assert vault.catalog.count_records() == 0
+    [letter] = vault.catalog.list_dead_letters(partition=f"{HOUR}|acme")
+    assert letter.stage == "landing" and vault.store.get(letter.object_key) == body
+    assert letter.detail["retryable"] is False
+
+
+def test_a_provider_repeating_its_page_behind_new_links_fails_the_partition_at_the_repeat(vault, monkeypatch):
+    _no_step_retry_delay(monkeypatch)
+    vault.write_providers({"acme": _provider(pagination={"type": "link_header"})})
+    pages = iter(range(2, 100_000))
+    body = _page(EDGE_RECORDS[:1])
+    with respx.mock() as mock:
+        route = mock.get(URL).mock(side_effect=lambda request: httpx.Response(
+            200, content=body, headers={"link": f'<{URL}?page={next(pages)}>; rel="next"'}))
+        result = vault.run(HOUR, "acme")
+    assert not result.success and route.call_count == 2
+    message = _step_failure(result)
+    assert "page 2 has the same body" in message and "as page 1" in message and "2026-01-01T05:00:00Z" in message
+    assert vault.catalog.count_records() == 0
+
+
+def test_an_interrupt_while_fetching_fails_the_partition_at_once_instead_of_retrying(vault, monkeypatch):
+    _no_step_retry_delay(monkeypatch)
+    vault.write_providers({"acme": _provider()})
+    requests = []
+
+    def interrupted(request):  # what SIGTERM does to a blocked read: Dagster's handler raises inside it
+        requests.append(request)
+        raise KeyboardInterrupt
+
+    with respx.mock(assert_all_called=False) as mock:  # respx records no call whose side effect raised
+        mock.get(URL).mock(side_effect=interrupted)
+        result = vault.run(HOUR, "acme")
+    assert not result.success and len(requests) == 1  # Dagster used to turn this into a step retry
+    message = _step_failure(result)
+    assert "interrupted (SIGTERM/SIGINT) while fetching page 1" in message and "nothing of this run was indexed" in message
+    assert vault.catalog.count_records() == 0

@@ -279,3 +279,64 @@ def test_unknown_provider_lists_the_configured_ones():
     message = str(info.value)
     assert "'nope'" in message and "here.yaml" in message
     assert "configured providers: alpha, zeta" in message
+
+
+# -- limits on hostile providers (issue 8) ----------------------------------------------------
+
+
+def test_response_limits_have_safe_defaults_and_can_be_set():
+    acme = parse_config({"providers": {"acme": _rest()}}).provider("acme")
+    assert (acme.response_timeout_s, acme.max_nesting_depth, acme.allowed_hosts) == (120.0, 256, [])
+    assert acme.max_response_bytes == 256 * 1024 * 1024
+    tuned = parse_config({"providers": {"acme": _rest(
+        response_timeout_s=15, max_response_bytes=1024, max_nesting_depth=32,
+        allowed_hosts=["CDN.example.com", "cdn2.example.com:8443", "[::1]:9000", "10.0.0.7"])}}).provider("acme")
+    assert (tuned.response_timeout_s, tuned.max_response_bytes, tuned.max_nesting_depth) == (15.0, 1024, 32)
+    assert tuned.allowed_hosts == ["cdn.example.com", "cdn2.example.com:8443", "[::1]:9000", "10.0.0.7"]
+
+
+@pytest.mark.parametrize(
+    ("entry", "field"),
+    [
+        ({"response_timeout_s": "two minutes"}, "response_timeout_s"),
+        ({"response_timeout_s": 0}, "response_timeout_s"),
+        ({"response_timeout_s": [120]}, "response_timeout_s"),
+        ({"max_response_bytes": "lots"}, "max_response_bytes"),
+        ({"max_response_bytes": 0}, "max_response_bytes"),
+        ({"max_nesting_depth": 10_000}, "max_nesting_depth"),
+        ({"max_nesting_depth": "deep"}, "max_nesting_depth"),
+        ({"allowed_hosts": "cdn.example.com"}, "allowed_hosts"),
+        ({"allowed_hosts": [42]}, "allowed_hosts"),
+        ({"allowed_hosts": ["https://cdn.example.com"]}, "allowed_hosts"),
+        ({"allowed_hosts": ["cdn.example.com/path"]}, "allowed_hosts"),
+    ],
+)
+def test_bad_limit_values_name_the_provider_and_key(entry, field):
+    message = _error({"providers": {"acme": _rest(**entry)}})
+    assert "provider 'acme'" in message and field in message
+
+
+def test_validate_allowed_origins_are_normalised_origins():
+    config = parse_config({"providers": {"acme": _rest()}, "api": {"validate_allowed_origins": [
+        "https://Audit.Example.com", "http://10.0.0.5:8080/", "https://audit2.example.com:443"]}})
+    assert config.api.validate_allowed_origins == [
+        "https://audit.example.com:443", "http://10.0.0.5:8080", "https://audit2.example.com:443"]
+    assert parse_config({"providers": {"acme": _rest()}}).api.validate_allowed_origins == []
+
+
+@pytest.mark.parametrize(
+    "api",
+    [
+        {"validate_allowed_origins": "https://audit.example.com"},
+        {"validate_allowed_origins": ["https://audit.example.com/v1/events"]},
+        {"validate_allowed_origins": ["audit.example.com"]},
+        {"validate_allowed_origins": ["ftp://audit.example.com"]},
+        {"validate_allowed_origins": ["https://user:pw@audit.example.com"]},
+        {"validate_origins": ["https://audit.example.com"]},
+        ["https://audit.example.com"],
+    ],
+)
+def test_bad_api_section_is_named(api):
+    message = _error({"providers": {"acme": _rest()}, "api": api})
+    assert "api" in message and ("validate_allowed_origins" in message or "validate_origins" in message
+                                 or "mapping" in message)

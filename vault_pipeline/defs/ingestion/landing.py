@@ -4,17 +4,21 @@ Each response page is stored content-addressed under ``raw/``; its records are l
 byte ranges, checksummed and named (``log_id``) into the landing snapshot. Nothing is indexed
 here, so a failure part-way leaves no half-ingested partition: the pages already stored are
 harmless (content-addressed, reused by the retry) and an unusable body is kept under ``dlq/``
-with a dead letter saying why.
+with a dead letter saying why. A stop request (SIGTERM, SIGINT) while a provider is being read
+ends the landing at once as a non-retryable failure: Dagster would otherwise turn the
+interrupt into a step retry and start the same slow fetch again instead of stopping.
 """
 
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -36,6 +40,20 @@ class LandingError(RuntimeError):
     def __init__(self, message: str, *, retryable: bool) -> None:
         super().__init__(message)
         self.retryable = retryable  # worth another attempt (timeouts, 5xx), unlike a 401 or a malformed body
+
+
+class LandingInterrupted(LandingError):
+    """The process was asked to stop (SIGTERM/SIGINT) while landing; not retried."""
+
+
+_INTERRUPTS = (KeyboardInterrupt, dg.DagsterExecutionInterruptedError)
+_INTERRUPTED = threading.Event()
+
+
+def landing_was_interrupted() -> bool:
+    """Whether the latest landing in this process was stopped by SIGTERM/SIGINT (a loop of runs,
+    such as ``vault demo``, then stops instead of starting the next partition)."""
+    return _INTERRUPTED.is_set()
 
 
 @dataclass(slots=True)
@@ -60,6 +78,7 @@ def land_window(
     partition: str,
     run_id: str,
 ) -> LandingSummary:
+    _INTERRUPTED.clear()
     config = provider.config
     name = config.name
     fetch_window = window.with_lookback(config.lookback_hours)
@@ -73,10 +92,12 @@ def land_window(
     # most _IN_FLIGHT pages wait, so memory stays bounded by a few pages.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="vault-landing") as sink:
         in_flight: deque[Future] = deque()
+        fetched = 0
         try:
             for page in provider.fetch_pages(fetch_window):
+                fetched += 1
                 body = page.body
-                digest = hashlib.sha256(body).hexdigest()
+                digest = page.sha256 or hashlib.sha256(body).hexdigest()
                 key = raw_key(name, window, digest)
                 columns = _frame_columns(name, key, page.number, body, page.framed, keys, summary)
                 in_flight.append(sink.submit(_store_page, store, snapshot, key, PREFIX + digest, page, columns))
@@ -86,6 +107,15 @@ def land_window(
             _drain(in_flight)
             _keep_unusable_body(exc, store, catalog, window, partition, name)
             raise LandingError(str(exc), retryable=exc.retryable) from exc
+        except _INTERRUPTS:
+            _INTERRUPTED.set()
+            _drain(in_flight)
+            raise LandingInterrupted(
+                f"{provider.describe(fetch_window)}: interrupted (SIGTERM/SIGINT) while fetching page {fetched + 1}; "
+                f"the fetch was stopped at once and nothing of this run was indexed. Materialize the partition "
+                f"again to land it",
+                retryable=False,
+            ) from None
         except BaseException:
             _drain(in_flight)
             raise
