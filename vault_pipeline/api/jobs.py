@@ -5,24 +5,37 @@ partition at a time. An identical request (same provider and hours) while the fi
 pending or processing returns the same job, as does a repeated ``Idempotency-Key``; the
 queue holds at most ``max_queue`` waiting jobs and refuses more (the API answers 429). A
 job's state and metrics are derived from its Dagster runs, so they survive an API restart.
+
+Idempotency keys survive a restart too: ``IdempotencyKeys`` keeps them in the catalog (so
+every API process on the same catalog sees them) for ``ttl_s`` (24 h by default), as
+fingerprints only, since a client may put something sensitive in a key. A repeated key with
+the same request returns its job, from before a restart as well; with a different request
+it is refused; once expired it is forgotten and names a new job.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
 import logging
 import queue
 import threading
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from vault_pipeline.api.runs import FAILED, PENDING, PRIORITIES, SUCCEEDED, RunInfo, Runner
+from vault_pipeline.storage.catalog import Catalog, IdempotencyRecord, fixed_width_timestamp
 
 log = logging.getLogger(__name__)
 
 STATES = ("pending", "processing", "completed", "failed")
+IDEMPOTENCY_TTL_S = 24 * 3600
+# Expired keys are also deleted in bulk now and then, so the table does not grow with every key ever sent.
+PURGE_EVERY_S = 3600
 
 
 class QueueFullError(RuntimeError):
@@ -62,6 +75,49 @@ class JobView:
     hours: list[str] = field(default_factory=list)
 
 
+def key_fingerprint(principal: str, key: str) -> str:
+    """What the catalog keeps of an Idempotency-Key: a digest, scoped to the principal that sent
+    it (two clients choosing the same key do not share a job)."""
+    return hashlib.sha256(f"{principal}\x1f{key}".encode()).hexdigest()
+
+
+def request_fingerprint(provider: str, hours: list[str] | tuple[str, ...]) -> str:
+    """A digest of what an ingest request asks for: the provider and the hours its range covers
+    (two ranges covering the same hours are the same request, as for identical-request reuse)."""
+    canonical = json.dumps({"provider": provider, "hours": list(hours)}, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class IdempotencyKeys:
+    """Idempotency-Key records kept through the catalog port, each for ``ttl_s`` seconds."""
+
+    def __init__(self, catalog: Catalog, ttl_s: float = IDEMPOTENCY_TTL_S,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        if not ttl_s > 0:
+            raise ValueError(f"idempotency keys must live a positive time, not {ttl_s!r} s "
+                             "(VAULT_API_IDEMPOTENCY_TTL_HOURS)")
+        self.catalog, self.ttl_s, self.clock = catalog, ttl_s, clock
+        self._next_purge: datetime | None = None
+
+    def _now(self) -> datetime:
+        return self.clock().astimezone(UTC)
+
+    def find(self, fingerprint: str) -> IdempotencyRecord | None:
+        return self.catalog.get_idempotency_key(fingerprint, now=fixed_width_timestamp(self._now()))
+
+    def claim(self, fingerprint: str, request: str, job_id: str) -> IdempotencyRecord:
+        """The record in force for ``fingerprint`` after trying to make it name ``job_id``."""
+        now = self._now()
+        if self._next_purge is None or now >= self._next_purge:
+            self.catalog.purge_idempotency_keys(now=fixed_width_timestamp(now))
+            self._next_purge = now + timedelta(seconds=PURGE_EVERY_S)
+        return self.catalog.claim_idempotency_key(IdempotencyRecord(
+            key_fingerprint=fingerprint, request_fingerprint=request, job_id=job_id,
+            created_at=fixed_width_timestamp(now),
+            expires_at=fixed_width_timestamp(now + timedelta(seconds=self.ttl_s)),
+        ))
+
+
 def hours_in_range(start: datetime, end: datetime) -> list[str]:
     """Every hour partition the half-open range [start, end) touches."""
     hour = start.replace(minute=0, second=0, microsecond=0)
@@ -73,14 +129,16 @@ def hours_in_range(start: datetime, end: datetime) -> list[str]:
 
 
 class JobService:
-    def __init__(self, runner: Runner, *, workers: int = 1, max_queue: int = 16, seconds_per_hour: float = 5.0) -> None:
+    def __init__(self, runner: Runner, *, workers: int = 1, max_queue: int = 16, seconds_per_hour: float = 5.0,
+                 idempotency: IdempotencyKeys | None = None) -> None:
         self.runner = runner
         self.max_queue = max_queue
         self.seconds_per_hour = seconds_per_hour
+        # Where Idempotency-Keys are kept; ``create_app`` attaches the API's catalog when unset.
+        self.idempotency = idempotency
         self._jobs: dict[str, Job] = {}
         self._finished: dict[str, JobView] = {}  # so /metrics does not re-read every old job's runs
         self._active_by_request: dict[tuple[str, tuple[str, ...]], str] = {}
-        self._by_idempotency_key: dict[str, str] = {}
         self._queue: queue.PriorityQueue = queue.PriorityQueue()
         self._order = itertools.count()
         self._lock = threading.Lock()
@@ -90,30 +148,66 @@ class JobService:
             worker.start()
 
     # submitting ---------------------------------------------------------------------------
-    def submit(self, provider: str, hours: list[str], priority: str = "normal", idempotency_key: str | None = None) -> tuple[Job, bool]:
-        """(job, created): an existing job is returned for a repeated request."""
+    def submit(self, provider: str, hours: list[str], priority: str = "normal", idempotency_key: str | None = None,
+               principal: str = "") -> tuple[Job, bool]:
+        """(job, created): an existing job is returned for a repeated request or Idempotency-Key.
+
+        Raises ``IdempotencyKeyReusedError`` when the principal's key already names a job for
+        another request, ``QueueFullError`` when new work finds the queue full (no key is
+        recorded then, so the client can retry with the same key)."""
         request = (provider, tuple(hours))
         with self._lock:
-            if idempotency_key and idempotency_key in self._by_idempotency_key:
-                job = self._jobs[self._by_idempotency_key[idempotency_key]]
-                if (job.provider, tuple(job.hours)) != request:
-                    raise IdempotencyKeyReusedError(job.job_id)
-                return job, False
+            fingerprint = wanted = None
+            if idempotency_key:
+                if self.idempotency is None:
+                    raise RuntimeError("this JobService keeps no idempotency keys: pass idempotency=IdempotencyKeys(catalog)")
+                fingerprint, wanted = key_fingerprint(principal, idempotency_key), request_fingerprint(provider, hours)
+                found = self.idempotency.find(fingerprint)
+                if found is not None:
+                    return self._replay(found, wanted, provider, hours, priority), False
             existing = self._active_by_request.get(request)
             if existing and not self._jobs[existing].done:
-                if idempotency_key:
-                    self._by_idempotency_key[idempotency_key] = existing
-                return self._jobs[existing], False
-            if self._queue.qsize() >= self.max_queue:
-                raise QueueFullError(self.retry_after_s())
-            job = Job(str(uuid.uuid4()), provider, list(hours), priority)
-            self._jobs[job.job_id] = job
-            self._active_by_request[request] = job.job_id
-            if idempotency_key:
-                self._by_idempotency_key[idempotency_key] = job.job_id
-            # PriorityQueue pops the smallest: higher priority first, then first come.
-            self._queue.put((-PRIORITIES[priority], next(self._order), job.job_id))
-            return job, True
+                job, created = self._jobs[existing], False
+            else:
+                if self._queue.qsize() >= self.max_queue:
+                    raise QueueFullError(self.retry_after_s())
+                job, created = Job(str(uuid.uuid4()), provider, list(hours), priority), True
+            if fingerprint is not None:
+                stored = self.idempotency.claim(fingerprint, wanted, job.job_id)
+                if stored.job_id != job.job_id:  # another API process on this catalog claimed the key just now
+                    return self._replay(stored, wanted, provider, hours, priority, resume=False), False
+            if created:
+                self._enqueue(job)
+            return job, created
+
+    def _enqueue(self, job: Job) -> None:
+        self._jobs[job.job_id] = job
+        self._active_by_request[(job.provider, tuple(job.hours))] = job.job_id
+        # PriorityQueue pops the smallest: higher priority first, then first come.
+        self._queue.put((-PRIORITIES[job.priority], next(self._order), job.job_id))
+
+    def _replay(self, record: IdempotencyRecord, wanted: str, provider: str, hours: list[str], priority: str,
+                resume: bool = True) -> Job:
+        """The job a live Idempotency-Key names, for a request with fingerprint ``wanted``;
+        ``resume``: queue it here if it has no runs (its process is gone)."""
+        if record.request_fingerprint != wanted:
+            raise IdempotencyKeyReusedError(record.job_id)
+        job = self._jobs.get(record.job_id)
+        if job is not None:
+            return job
+        # Accepted before this process started (a restart) or by another API process. The
+        # fingerprints match, so this request's provider and hours are the job's.
+        runs = self.runner.runs_for_job(record.job_id)
+        if runs or not resume:  # its state is read from its runs, as for any job
+            return Job(record.job_id, provider, list(hours), priority, launched=len(runs), done=True)
+        # Accepted but never launched: the process holding it in its queue stopped first. Run
+        # it now, under the id the client already has. (Another live API process sharing the
+        # catalog might still launch it too; runs are idempotent, so that costs time, not data.)
+        if self._queue.qsize() >= self.max_queue:
+            raise QueueFullError(self.retry_after_s())
+        job = Job(record.job_id, provider, list(hours), priority)
+        self._enqueue(job)
+        return job
 
     def retry_after_s(self) -> int:
         waiting_hours = sum(len(self._jobs[job_id].hours) for _, _, job_id in list(self._queue.queue))

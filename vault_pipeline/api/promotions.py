@@ -8,6 +8,10 @@ identical. The request's state lives in the catalog (``put_promotion``), so any 
 can answer ``GET /v1/promotions/{id}``. Approving a quarantined record re-verifies it at once:
 the approval (who, reason code, note) is stored with the item and signed into the ledger as a
 ``quarantine_approval`` decision, and the record reaches golden only if its own bytes verify.
+
+A request is one of three shapes told apart by ``scope`` (a discriminated union), so the
+OpenAPI document says which fields each scope needs and malformed requests never reach the
+service; answers are described by response models and the shared ErrorBody.
 """
 
 from __future__ import annotations
@@ -19,19 +23,20 @@ import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from datetime import UTC, datetime
-from typing import Any, Literal
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
 from fastapi import Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from vault_pipeline.core.identity import is_log_id
+from vault_pipeline.api.schemas import Timestamp, error_responses, utc_sort_key
+from vault_pipeline.core.identity import LOG_ID_PATTERN, is_log_id
 from vault_pipeline.core.ledger import KIND_PARTITION, LedgerEntry, Signer, utc_now
 from vault_pipeline.core.windows import HourWindow, PartitionKeyError, split_partition_key
 from vault_pipeline.defs.promotion.masking import MaskingSettings
 from vault_pipeline.defs.promotion.promotion import APPROVED_STATUS, QUARANTINED, PromotionError, promote_partition
-from vault_pipeline.providers.config import VaultConfig
+from vault_pipeline.providers.config import PROVIDER_NAME, VaultConfig
 from vault_pipeline.storage.catalog import Catalog
 from vault_pipeline.storage.object_store import ObjectStore
 
@@ -39,22 +44,83 @@ log = logging.getLogger(__name__)
 
 QUEUED, RUNNING, COMPLETED, FAILED = "queued", "running", "completed", "failed"
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+# The shape of a partition key; whether its hour exists (no month 13) is checked on submit (422 invalid_partition).
+PARTITION_KEY = r"^\d{4}-\d{2}-\d{2}-\d{2}:00\|" + PROVIDER_NAME.pattern.removeprefix("^")
 
 
-class PromotionRequest(BaseModel):
+class _Promotion(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    scope: Literal["partition", "provider", "log"]
-    partition: str | None = Field(None, max_length=100, description="YYYY-MM-DD-HH:00|provider")
-    provider: str | None = Field(None, max_length=64)
-    since: datetime | None = None
-    log_id: str | None = Field(None, max_length=64)
-    tier: str | None = Field(None, pattern=_NAME.pattern)
+    tier: str | None = Field(None, pattern=_NAME.pattern, description="policy tier; default from vault.yaml")
+
+
+class PartitionPromotion(_Promotion):
+    scope: Literal["partition"]
+    partition: str = Field(max_length=100, pattern=PARTITION_KEY, description="YYYY-MM-DD-HH:00|provider")
+
+
+class ProviderPromotion(_Promotion):
+    scope: Literal["provider"]
+    provider: str = Field(pattern=PROVIDER_NAME.pattern)
+    since: Timestamp | None = Field(None, description="only the provider's hours from this one on")
+
+
+class LogPromotion(_Promotion):
+    scope: Literal["log"]
+    log_id: str = Field(pattern=LOG_ID_PATTERN.pattern)
+
+
+PromotionRequest = Annotated[PartitionPromotion | ProviderPromotion | LogPromotion, Field(discriminator="scope")]
 
 
 class ApprovalRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     reason_code: str = Field(pattern=_NAME.pattern)
     note: str | None = Field(None, max_length=1000)
+
+
+class PromotionAccepted(BaseModel):
+    promotion_id: str
+    status: Literal["queued"]
+    partitions: list[str]
+
+
+class PromotionStatus(BaseModel):
+    promotion_id: str
+    state: Literal["queued", "running", "completed", "failed"]
+    scope: Literal["partition", "provider", "log"]
+    log_id: str | None = None
+    log_decision: str | None = None
+    log_reason: Any = None
+    partitions: list[str]
+    requested_by: str
+    created_at: str
+    updated_at: str
+    counts: dict[str, int]
+    golden_prefixes: list[str]
+    results: list[dict[str, Any]]
+    errors: list[dict[str, Any]]
+
+
+class ApprovalOutcome(BaseModel):
+    log_id: str
+    outcome: Literal["promoted", "quarantined"]
+    decision: str
+    reason: Any = None
+    approved_by: str
+    reason_code: str
+    ledger_sequence: int | None = None
+    golden_prefix: str | None = None
+
+
+class QuarantineMeta(BaseModel):
+    has_more: bool
+    limit: int
+    offset: int
+
+
+class QuarantinePage(BaseModel):
+    data: list[dict[str, Any]]
+    meta: QuarantineMeta
 
 
 class PromotionRejected(ValueError):
@@ -73,13 +139,15 @@ class PromotionService:
     """Runs promotion requests one at a time in a worker thread; approvals run inline.
 
     One lock serialises every ledger write this process makes, so a request and an approval
-    never race for the same sequence number of a provider's chain.
+    never race for the same sequence number of a provider's chain; a writer in another process
+    (a graph run, another API process) that takes it first is retried by ``append_entry``.
     """
 
     def __init__(self, *, catalog: Catalog, store: ObjectStore, signer: Callable[[], Signer],
                  config: Callable[[], VaultConfig], masking: Callable[[VaultConfig], MaskingSettings],
-                 max_queue: int = 32) -> None:
+                 max_queue: int = 32, work_root: str | Path | None = None) -> None:
         self.catalog, self.store, self._signer, self._config, self._masking = catalog, store, signer, config, masking
+        self._work_root = work_root  # None: $VAULT_HOME/work, where the graph's promotions work too
         self._queue: queue.Queue[str | None] = queue.Queue(maxsize=max_queue)
         self._lock = threading.Lock()
         self._worker = threading.Thread(target=self._work, name="vault-promotions", daemon=True)
@@ -109,16 +177,14 @@ class PromotionService:
     def _resolve(self, request: PromotionRequest) -> tuple[list[str], str | None]:
         """The partitions a request covers, checked before it is queued (so errors are synchronous)."""
         config = self._config()
-        if request.scope == "log":
-            if not request.log_id or not is_log_id(request.log_id):
+        if isinstance(request, LogPromotion):
+            if not is_log_id(request.log_id):
                 raise PromotionRejected(422, "invalid_request", "scope 'log' needs a log_id")
             record = self.catalog.get_record(request.log_id)
             if record is None:
                 raise PromotionRejected(404, "log_not_found", "no log with that id")
             return [record.partition], record.log_id
-        if request.scope == "partition":
-            if not request.partition:
-                raise PromotionRejected(422, "invalid_request", "scope 'partition' needs a partition")
+        if isinstance(request, PartitionPromotion):
             try:
                 hour, provider = split_partition_key(request.partition)
                 HourWindow.for_hour_key(hour)
@@ -126,14 +192,10 @@ class PromotionService:
                 raise PromotionRejected(422, "invalid_partition", str(exc)) from None
             self._known_provider(config, provider)
             return [request.partition], None
-        if not request.provider:
-            raise PromotionRejected(422, "invalid_request", "scope 'provider' needs a provider")
         self._known_provider(config, request.provider)
         since = None
-        if request.since is not None:
-            if request.since.tzinfo is None:
-                raise PromotionRejected(422, "invalid_request", "since needs a UTC offset, e.g. 2026-01-01T00:00:00Z")
-            since = request.since.astimezone(UTC).strftime("%Y-%m-%d-%H:00")
+        if request.since is not None:  # a Timestamp: always with its UTC offset
+            since = utc_sort_key(request.since, "-%m-%d-%H:00")
         partitions = sorted({
             entry.partition for entry in (LedgerEntry.from_json(text) for _, text in self.catalog.ledger_entries(request.provider))
             if entry.kind == KIND_PARTITION and (since is None or entry.partition.split("|")[0] >= since)
@@ -195,7 +257,7 @@ class PromotionService:
                 store=self.store, catalog=self.catalog, signer=self._signer(), scanner=settings.scanner,
                 policy=settings.policy, provider=provider, kind=config.provider(provider).kind, partition=partition,
                 requested_by=requested_by, tier=tier or settings.tier, run_id=f"api:{promotion_id or 'approval'}",
-                promotion_id=promotion_id, approval=approval, track=track,
+                promotion_id=promotion_id, approval=approval, track=track, work_root=self._work_root,
             )
 
     # quarantine ----------------------------------------------------------------------------
@@ -235,7 +297,12 @@ def register_routes(app, service: PromotionService, requires: Callable, api_erro
     def rejected(exc: PromotionRejected) -> Exception:
         return api_error(exc.status, exc.code, exc.detail)
 
-    @app.post("/v1/promotions", status_code=202)
+    @app.post("/v1/promotions", status_code=202, response_model=PromotionAccepted, summary="promote verified data",
+              responses=error_responses({
+                  404: "unknown_provider, log_not_found, or nothing_to_promote (no verified partition)",
+                  422: "invalid_request (malformed body) or invalid_partition (no such hour)",
+                  429: "queue_full: retry after Retry-After seconds",
+              }))
     def request_promotion(body: PromotionRequest, request: Request, _p=requires("admin")) -> JSONResponse:
         try:
             document = service.submit(body, request.state.principal)
@@ -246,7 +313,8 @@ def register_routes(app, service: PromotionService, requires: Callable, api_erro
         return JSONResponse({"promotion_id": document["promotion_id"], "status": QUEUED,
                              "partitions": document["partitions"]}, 202)
 
-    @app.get("/v1/promotions/{promotion_id}")
+    @app.get("/v1/promotions/{promotion_id}", response_model=PromotionStatus, summary="a promotion request's state",
+             responses=error_responses({404: "promotion_not_found"}))
     def promotion_status(promotion_id: str, _p=requires("admin", "read")) -> JSONResponse:
         document = service.get(promotion_id) if re.fullmatch(r"prm_[0-9a-f]{24}", promotion_id) else None
         if document is None:
@@ -255,7 +323,11 @@ def register_routes(app, service: PromotionService, requires: Callable, api_erro
                 "requested_by", "created_at", "updated_at", "counts", "golden_prefixes", "results", "errors")
         return JSONResponse({key: document.get(key) for key in keys})
 
-    @app.post("/v1/quarantine/{log_id}/approve")
+    @app.post("/v1/quarantine/{log_id}/approve", response_model=ApprovalOutcome,
+              summary="approve a quarantined record: re-verified, promoted only if its bytes verify",
+              responses=error_responses({404: "not_quarantined",
+                                         409: "verification_failed: the approval is recorded, the bytes still fail "
+                                              "(detail is the outcome)"}))
     def approve_quarantined(log_id: str, body: ApprovalRequest, request: Request, _p=requires("admin")) -> JSONResponse:
         try:
             outcome = service.approve(log_id, request.state.principal, body)
@@ -266,7 +338,7 @@ def register_routes(app, service: PromotionService, requires: Callable, api_erro
             raise api_error(409, "verification_failed", outcome)
         return JSONResponse(outcome)
 
-    @app.get("/v1/quarantine")
+    @app.get("/v1/quarantine", response_model=QuarantinePage, summary="quarantined records")
     def list_quarantine(
         _p=requires("admin", "audit"),
         provider_id: str | None = Query(None, max_length=64),

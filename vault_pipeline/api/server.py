@@ -5,6 +5,7 @@ on the embedded runner (in this process, on ``$VAULT_HOME/dagster``) unless
 ``VAULT_JOB_BACKEND=graphql``, which submits them to the Dagster webserver at
 ``VAULT_DAGSTER_URL`` through its run queue. With no ``VAULT_API_KEYS`` on the embedded
 default, an admin key is generated, printed once, and the server listens on loopback only.
+Idempotency keys are kept in the catalog for ``VAULT_API_IDEMPOTENCY_TTL_HOURS`` (24).
 """
 
 from __future__ import annotations
@@ -38,6 +39,17 @@ def build_runner(definitions) -> Runner:
     return EmbeddedRunner(definitions, dg.DagsterInstance.get(), HOURLY_JOB)
 
 
+def _positive_hours(name: str, default: str) -> float:
+    text = os.environ.get(name, default)
+    try:
+        hours = float(text)
+    except ValueError:
+        hours = 0.0
+    if not hours > 0:
+        raise SystemExit(f"{name}={text!r}: give a positive number of hours, e.g. {default}")
+    return hours
+
+
 def build_api_from_env(keys: KeyRing) -> VaultApi:
     from vault_pipeline.definitions import build_definitions
     from vault_pipeline.defs.promotion.masking import masking_settings
@@ -57,7 +69,8 @@ def build_api_from_env(keys: KeyRing) -> VaultApi:
     )
     return VaultApi(
         catalog=vault.catalog(), store=vault.object_store(), jobs=jobs, keys=keys, config=load_config,
-        settings=ApiSettings(max_range_hours=int(os.environ.get("VAULT_API_MAX_RANGE_HOURS", "168"))),
+        settings=ApiSettings(max_range_hours=int(os.environ.get("VAULT_API_MAX_RANGE_HOURS", "168")),
+                             idempotency_ttl_s=_positive_hours("VAULT_API_IDEMPOTENCY_TTL_HOURS", "24") * 3600),
         promotions=promotions,
     )
 

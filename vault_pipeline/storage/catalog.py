@@ -373,11 +373,6 @@ class Catalog(ABC):
         """The record for ``key_fingerprint`` unless it has expired at ``now`` (None then)."""
 
     @abstractmethod
-    def release_idempotency_key(self, key_fingerprint: str, job_id: str) -> bool:
-        """Forget the record if it still names ``job_id`` (a claim whose job could not be
-        queued); returns whether a record was removed."""
-
-    @abstractmethod
     def purge_idempotency_keys(self, *, now: str) -> int:
         """Delete every record that has expired at ``now``; returns how many."""
 

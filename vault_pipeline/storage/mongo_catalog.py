@@ -590,8 +590,8 @@ class MongoCatalog(Catalog):
         document = {"_id": record.key_fingerprint, "request_fingerprint": record.request_fingerprint,
                     "job_id": record.job_id, "created_at": record.created_at, "expires_at": record.expires_at}
         with self._translated("claim_idempotency_key"):
-            # A few rounds at most: another process may release or expire the record between
-            # our failed insert and our read.
+            # A few rounds at most: the record may expire (and be purged) between our failed
+            # insert and our read.
             for _ in range(5):
                 keys.delete_one({"_id": record.key_fingerprint, "expires_at": {"$lte": record.created_at}})
                 try:
@@ -607,10 +607,6 @@ class MongoCatalog(Catalog):
         with self._translated("get_idempotency_key"):
             document = self._idempotency_keys().find_one({"_id": key_fingerprint, "expires_at": {"$gt": now}})
         return self._idempotency_record(document) if document else None
-
-    def release_idempotency_key(self, key_fingerprint: str, job_id: str) -> bool:
-        with self._translated("release_idempotency_key"):
-            return self._idempotency_keys().delete_one({"_id": key_fingerprint, "job_id": job_id}).deleted_count > 0
 
     def purge_idempotency_keys(self, *, now: str) -> int:
         with self._translated("purge_idempotency_keys"):

@@ -714,16 +714,6 @@ class SqliteCatalog(Catalog):
                           'WHERE "key_fingerprint" = ? AND "expires_at" > ?', (key_fingerprint, now))
         return IdempotencyRecord(*rows[0]) if rows else None
 
-    def release_idempotency_key(self, key_fingerprint: str, job_id: str) -> bool:
-        self._idempotency_table()
-        try:
-            with self._write() as db:
-                cursor = db.execute('DELETE FROM idempotency_keys WHERE "key_fingerprint" = ? AND "job_id" = ?',
-                                    (key_fingerprint, job_id))
-                return cursor.rowcount > 0
-        except sqlite3.Error as exc:
-            raise CatalogError(f"SQLite catalog {self.path}: release_idempotency_key failed: {exc}") from exc
-
     def purge_idempotency_keys(self, *, now: str) -> int:
         self._idempotency_table()
         try:

@@ -93,7 +93,7 @@ BAD_BODIES = [  # (what is wrong, body, error code, a word the detail must conta
      "range_too_large", "168"),
     ("before the vault's first hour",
      {"provider_id": "acme", "range": {"start": "2024-06-01T00:00:00Z", "end": "2024-06-01T01:00:00Z"}},
-     "range_too_early", "2025"),
+     "range_too_early", "2026-01-01-00:00"),
     ("an hour that has not ended ('now' is 2026-01-02T00:00Z)",
      {"provider_id": "acme", "range": {"start": "2026-01-01T23:00:00Z", "end": "2026-01-02T01:00:00Z"}},
      "range_not_complete", "hour"),
@@ -271,6 +271,9 @@ def test_provider_validation_says_secure_only_over_verified_tls(vault_service_fa
     ingester = vault.client("ingester")
     with running(LoopbackProvider(token, trusted)) as tls, running(LoopbackProvider(token, untrusted)) as forged, \
             running(LoopbackProvider(token)) as plain:
+        origins = [server.url.split("/v1/")[0] for server in (tls, forged, plain)]
+        with vault.harness.config_path.open("a") as config:  # validate calls configured or allowed origins only
+            config.write(f"api: {json.dumps({'validate_allowed_origins': origins})}\n")
         secure = ingester.validate(url=tls.url, api_key=token)
         assert secure.status_code == 200, secure.text
         assert secure.json()["connection"] == "secure" and secure.json()["latency_ms"] >= 0
@@ -353,7 +356,10 @@ def test_openapi_describes_the_endpoints_and_their_errors(vault_service_factory)
     assert {"202", "404", "422", "429"} <= set(paths["/v1/ingest"]["post"]["responses"])
     assert {"200", "404", "409", "410"} <= set(paths["/v1/logs/{log_id}/raw"]["get"]["responses"])
     assert {"200", "401"} <= set(paths["/v1/providers/validate"]["post"]["responses"])
-    assert "X-API-Key" in {p["name"] for p in paths["/v1/logs"]["get"]["parameters"]}
+    # the key is an OpenAPI security scheme (a header named X-API-Key) on every operation but /healthz
+    scheme = document["components"]["securitySchemes"]["ApiKey"]
+    assert (scheme["type"], scheme["in"], scheme["name"]) == ("apiKey", "header", "X-API-Key")
+    assert paths["/v1/logs"]["get"]["security"] == [{"ApiKey": []}] and "security" not in paths["/healthz"]["get"]
     ingest_schema = document["components"]["schemas"]["IngestRequest"]
     assert {"provider_id", "range", "priority"} == set(ingest_schema["properties"])
 

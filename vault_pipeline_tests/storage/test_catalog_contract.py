@@ -18,6 +18,7 @@ import pytest
 
 from vault_pipeline.storage import mongo_catalog, sqlite_catalog
 from vault_pipeline.storage.catalog import DEAD_LETTER, VALID, Artifact, Catalog, CatalogError, DeadLetter, RecordEntry
+from vault_pipeline.storage.catalog import IdempotencyRecord
 from vault_pipeline.storage.mongo_catalog import MongoCatalog, redact_uri
 from vault_pipeline.storage.sqlite_catalog import SqliteCatalog
 from vault_pipeline_tests.fixtures.catalogs import CATALOG_BACKENDS, make_catalog
@@ -770,3 +771,69 @@ def test_partition_pointer_pages_slice_the_log_order_in_columns(catalog):
     for bad in ({"start": -1}, {"start": 5, "stop": 4}, {"page_size": 0}):
         with pytest.raises(ValueError):
             list(catalog.iter_partition_pointer_pages(HOUR, **bad))
+
+
+# idempotency keys ---------------------------------------------------------------------------
+# What lets POST /v1/ingest return the same job for a repeated Idempotency-Key across restarts.
+T0, T1, T2, T3 = (f"2026-01-01T0{h}:00:00.000000Z" for h in range(4))
+
+
+def key_record(job_id: str, created: str = T0, expires: str = T2, fingerprint: str = "a" * 64,
+               request: str = "b" * 64) -> IdempotencyRecord:
+    return IdempotencyRecord(fingerprint, request, job_id, created, expires)
+
+
+class TestIdempotencyKeys:
+    def test_a_claim_is_stored_and_read_back_until_it_expires(self, catalog: Catalog) -> None:
+        first = key_record("job-1")
+        assert catalog.claim_idempotency_key(first) == first
+        assert catalog.get_idempotency_key(first.key_fingerprint, now=T1) == first
+        assert catalog.get_idempotency_key(first.key_fingerprint, now=T2) is None  # expires_at is exclusive
+        assert catalog.get_idempotency_key("c" * 64, now=T0) is None
+
+    def test_a_live_key_is_never_taken_over(self, catalog: Catalog) -> None:
+        first = key_record("job-1")
+        catalog.claim_idempotency_key(first)
+        assert catalog.claim_idempotency_key(key_record("job-2", created=T1, expires=T3, request="d" * 64)) == first
+        assert catalog.get_idempotency_key(first.key_fingerprint, now=T1) == first
+
+    def test_an_expired_key_is_forgotten_and_can_name_a_new_job(self, catalog: Catalog) -> None:
+        catalog.claim_idempotency_key(key_record("job-1", expires=T1))
+        again = key_record("job-2", created=T1, expires=T3)
+        assert catalog.claim_idempotency_key(again) == again
+        assert catalog.get_idempotency_key(again.key_fingerprint, now=T2).job_id == "job-2"
+
+    def test_purge_deletes_only_expired_keys(self, catalog: Catalog) -> None:
+        for n, expires in enumerate((T1, T1, T3)):
+            catalog.claim_idempotency_key(key_record(f"job-{n}", expires=expires, fingerprint=f"{n:064x}"))
+        assert catalog.purge_idempotency_keys(now=T2) == 2
+        assert catalog.purge_idempotency_keys(now=T2) == 0
+        assert catalog.get_idempotency_key(f"{2:064x}", now=T2).job_id == "job-2"
+
+    def test_racing_claims_for_one_key_store_exactly_one(self, catalog: Catalog) -> None:
+        claims = [key_record(f"job-{n}") for n in range(8)]
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            winners = set(pool.map(catalog.claim_idempotency_key, claims))
+        assert len(winners) == 1 and winners.pop() in claims
+
+
+@pytest.mark.parametrize("backend", CATALOG_BACKENDS)
+def test_idempotency_keys_outlive_the_catalog_handle(backend: str, tmp_path: Path) -> None:
+    """A restarted API opens the catalog anew: the keys must be where it looks."""
+    if backend == "sqlite":
+        path = tmp_path / "catalog.db"
+        reopen = lambda: SqliteCatalog(path)  # noqa: E731
+    else:
+        import mongomock
+
+        database = mongomock.MongoClient()["vault"]
+        reopen = lambda: MongoCatalog(database)  # noqa: E731
+    before = reopen()
+    record = key_record("job-1")
+    before.claim_idempotency_key(record)
+    before.close()
+    after = reopen()
+    try:
+        assert after.get_idempotency_key(record.key_fingerprint, now=T1) == record
+    finally:
+        after.close()

@@ -1,0 +1,318 @@
+"""Scenario: the API says what it does. Schemathesis holds the running app to its OpenAPI document.
+
+The app is wired exactly as ``vault serve`` wires it (``server.build_api_from_env``: catalog,
+object store, promotions, idempotency keys, settings from the environment) on a fresh
+``VAULT_HOME`` and served by uvicorn on loopback. Schemathesis reads ``/openapi.json`` from it
+and, per operation, sends the schema's examples, its coverage cases (boundaries, missing and
+wrong-typed values, undeclared methods) and fuzzed requests, with every built-in check: the
+status code and the Content-Type are documented, bodies and headers match their schemas,
+schema-violating requests are refused, a 405 carries ``Allow``, authentication is not ignored.
+
+One built-in check is replaced: ``positive_data_acceptance`` would call every refusal of a
+schema-valid request a mismatch, but some rules are beyond JSON Schema (a range's end after its
+start, at most 168 hours, hours that have ended; a partition's hour that exists on the
+calendar; a cursor this API issued). The replacement accepts such a refusal only when an
+independent oracle agrees that the request breaks exactly the rule the error code names, and
+it also fails any request that breaks a rule yet was accepted.
+
+Bounded and repeatable: a fixed seed, deterministic generation, a few dozen examples per
+operation, no example database. Ingest jobs go to a runner that records launches and reports
+them finished at once, so a fuzzed range never starts Dagster runs. ``POST /v1/providers/validate``
+is left out: it calls the URL it is given, and its SSRF rules are being reworked elsewhere.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+import schemathesis
+from schemathesis.specs.openapi.checks import positive_data_acceptance
+
+from vault_pipeline.api import server
+from vault_pipeline.api.app import create_app
+from vault_pipeline.api.auth import parse_api_keys
+from vault_pipeline.api.jobs import hours_in_range, request_fingerprint
+from vault_pipeline.api.pagination import InvalidCursorError, decode_cursor
+from vault_pipeline.api.runs import RunInfo, Runner
+from vault_pipeline.defs.partitions import HOURLY_START
+from vault_pipeline_tests.fixtures.api import _LoopbackServer
+
+NOW = datetime(2026, 1, 2, 0, 0, tzinfo=UTC)  # every hour of 2026-01-01 has ended
+FIRST_HOUR = datetime.strptime(HOURLY_START, "%Y-%m-%d-%H:%M").replace(tzinfo=UTC)  # the vault's first hour
+MAX_RANGE = timedelta(hours=168)  # ApiSettings.max_range_hours, VAULT_API_MAX_RANGE_HOURS' default
+SEED = 20261201
+MAX_EXAMPLES = 100
+
+
+class InstantRunner(Runner):
+    """Records every launch and reports its run finished at once: no Dagster work while fuzzing."""
+
+    def __init__(self) -> None:
+        self.launched: list[str] = []
+        self._runs: dict[str, list[RunInfo]] = {}
+        self._lock = threading.Lock()
+
+    def launch(self, *, job_id: str, partition_key: str, priority: str, run_id: str | None = None) -> str:
+        run_id = run_id or f"{job_id}-{len(self._runs.get(job_id, []))}"
+        with self._lock:
+            self.launched.append(partition_key)
+            self._runs.setdefault(job_id, []).append(RunInfo(run_id, partition_key, "SUCCESS"))
+        return run_id
+
+    def runs_for_job(self, job_id: str) -> list[RunInfo]:
+        with self._lock:
+            return list(self._runs.get(job_id, []))
+
+
+@pytest.fixture
+def served_vault(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """``vault serve``'s app on loopback: (base URL, admin key, runner)."""
+    home, config = tmp_path / "vault_home", tmp_path / "vault.yaml"
+    # The provider the OpenAPI document's examples name, so the examples phase reaches an accepted job.
+    config.write_text("providers:\n  demo_cloudtrail:\n    type: simulator\n    kind: audit_event\n")
+    key = "fuzz-admin-" + secrets.token_hex(16)
+    for name, value in {"VAULT_HOME": str(home), "VAULT_CONFIG": str(config), "VAULT_OTEL_EXPORTER": "none",
+                        "VAULT_API_KEYS": f"fuzzer:{key}:admin", "VAULT_API_MAX_QUEUE": "4",
+                        "DAGSTER_HOME": str(home / "dagster")}.items():
+        monkeypatch.setenv(name, value)  # restored at teardown, DAGSTER_HOME included
+    runner = InstantRunner()
+    monkeypatch.setattr(server, "build_runner", lambda _definitions: runner)
+    api = server.build_api_from_env(parse_api_keys(f"fuzzer:{key}:admin"))
+    api.clock = lambda: NOW  # so which hours have ended does not depend on when the suite runs
+    loopback = _LoopbackServer(create_app(api))
+    loopback.start()
+    try:
+        yield loopback.url, key, runner
+    finally:
+        loopback.stop()
+        api.jobs.close()
+        api.promotions.close()
+        api.catalog.close()
+
+
+@pytest.fixture
+def vault_openapi(served_vault, request: pytest.FixtureRequest):
+    url, key, _runner = served_vault
+    # schemathesis 4.32's lazy loader reads the private ``Function._nodeid`` that pytest 9.2 renamed;
+    # giving it the node id keeps the documented from_fixture/parametrize API usable here.
+    if not hasattr(request.node, "_nodeid"):
+        request.node._nodeid = request.node.nodeid
+    config = schemathesis.Config.from_dict({
+        "seed": SEED,
+        # Through the document's own security scheme, so schemathesis knows which header is the
+        # credential (the ignored_auth check then also sends requests without it).
+        "auth": {"openapi": {"ApiKey": {"api_key": key}}},
+        "generation": {"max-examples": MAX_EXAMPLES, "deterministic": True, "database": "none"},
+        "warnings": False,
+    })
+    return schemathesis.openapi.from_url(f"{url}/openapi.json", config=config)
+
+
+# -- the oracle for rules JSON Schema cannot express ------------------------------------------------
+def _moment(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("z", "Z").replace("t", "T")).astimezone(UTC)
+
+
+def _ingest_rule_broken(body: dict) -> str | None:
+    """The first rule of POST /v1/ingest this schema-valid body breaks, in the documented order."""
+    start, end = _moment(body["range"]["start"]), _moment(body["range"]["end"])
+    if end <= start:
+        return "invalid_range"
+    if end - start > MAX_RANGE:
+        return "range_too_large"
+    if start < FIRST_HOUR:
+        return "range_too_early"
+    last_hour = datetime.strptime(hours_in_range(start, end)[-1], "%Y-%m-%d-%H:%M").replace(tzinfo=UTC)
+    if last_hour + timedelta(hours=1) > NOW:
+        return "range_not_complete"
+    return None
+
+
+def _real_hour(hour_key: str) -> bool:
+    try:
+        datetime.strptime(hour_key, "%Y-%m-%d-%H:%M")
+    except ValueError:
+        return False
+    return True
+
+
+def _cursor_issued_here(cursor: str) -> bool:
+    try:
+        decode_cursor(cursor)
+    except InvalidCursorError:
+        return False
+    return True
+
+
+class RuleOracle:
+    """Says which refusals of schema-valid requests are the API's documented rules, and holds the
+    API to them both ways (a request breaking a rule must not be accepted either)."""
+
+    def __init__(self) -> None:
+        self.keys: dict[str, str] = {}  # Idempotency-Key -> fingerprint of the request it was accepted for
+        self.refusals: dict[str, int] = {}  # error code -> how often the oracle confirmed it
+
+    def expected(self, case) -> str | None:
+        operation = (case.method.upper(), case.path)
+        if operation == ("POST", "/v1/ingest"):
+            return _ingest_rule_broken(case.body)
+        if operation == ("POST", "/v1/promotions") and case.body.get("scope") == "partition":
+            return None if _real_hour(case.body["partition"].partition("|")[0]) else "invalid_partition"
+        if operation == ("GET", "/v1/logs"):
+            cursor, offset = (case.query or {}).get("cursor"), (case.query or {}).get("offset")
+            if cursor is not None and str(offset or 0) != "0":  # query values may arrive as text
+                return "offset_with_cursor"
+            if cursor is not None and not _cursor_issued_here(cursor):
+                return "invalid_cursor"
+        return None
+
+    def check(self, ctx, response, case):
+        """schemathesis check: ``positive_data_acceptance`` plus the rules above."""
+        if case.meta is None or not case.meta.generation.mode.is_positive:
+            return None
+        expected = self.expected(case)
+        error = _error_code(response)
+        if case.method.upper() == "POST" and case.path == "/v1/ingest":
+            key = (case.headers or {}).get("Idempotency-Key")
+            fingerprint = None if expected else self._fingerprint(case.body)
+            if key and response.status_code == 202:
+                self.keys.setdefault(key, fingerprint)
+            elif key and error == "idempotency_key_reused" and self.keys.get(key) not in (None, fingerprint):
+                expected = "idempotency_key_reused"  # the key was accepted earlier for another request
+        if expected is not None:
+            assert response.status_code == 422 and error == expected, (
+                f"{case.method} {case.path} breaks the rule {expected!r} but got {response.status_code} {error!r}")
+            self.refusals[expected] = self.refusals.get(expected, 0) + 1
+            return None
+        return positive_data_acceptance(ctx, response, case)
+
+    @staticmethod
+    def _fingerprint(body: dict) -> str:
+        start, end = _moment(body["range"]["start"]), _moment(body["range"]["end"])
+        return request_fingerprint(body["provider_id"], hours_in_range(start, end))
+
+
+def _error_code(response) -> str | None:
+    if response.status_code < 400:
+        return None
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    return body.get("error") if isinstance(body, dict) else None
+
+
+@pytest.fixture
+def rule_oracle() -> RuleOracle:
+    return RuleOracle()
+
+
+schema = schemathesis.pytest.from_fixture("vault_openapi").exclude(path="/v1/providers/validate")
+
+
+@schema.parametrize()
+def test_the_api_does_what_its_openapi_document_says(case, rule_oracle):
+    case.call_and_validate(excluded_checks=[positive_data_acceptance], additional_checks=[rule_oracle.check])
+
+
+# -- the mismatches schemathesis first found, each pinned down ---------------------------------------
+def test_a_405_names_the_methods_that_are_allowed(served_vault):
+    url, key, _runner = served_vault
+    for method, path, allowed in (("TRACE", "/healthz", "GET"), ("DELETE", "/v1/ingest", "POST"),
+                                  ("PUT", "/v1/logs", "GET")):
+        response = httpx.request(method, url + path, headers={"X-API-Key": key})
+        assert response.status_code == 405 and response.headers["Allow"] == allowed, (method, path, response.headers)
+        assert response.json()["error"] == "method_not_allowed"
+
+
+def test_numbers_and_partial_timestamps_are_not_read_as_timestamps(served_vault):
+    url, key, runner = served_vault
+    headers = {"X-API-Key": key}
+    for value in ("1767225600", "0", "2026-01-01", "2026-01-01 00:00:00Z", "2026-01-01T00:00Z", "2026-01-01T00:00:00"):
+        logs = httpx.get(f"{url}/v1/logs", params={"start": value}, headers=headers)
+        assert logs.status_code == 422 and "RFC 3339" in logs.text, (value, logs.text)
+        ingest = httpx.post(f"{url}/v1/ingest", headers=headers, json={
+            "provider_id": "demo_cloudtrail", "range": {"start": value, "end": "2026-01-01T01:00:00Z"}})
+        assert ingest.status_code == 422 and ingest.json()["error"] == "invalid_request", (value, ingest.text)
+    promotion = httpx.post(f"{url}/v1/promotions", headers=headers,
+                           json={"scope": "provider", "provider": "demo_cloudtrail", "since": 1767225600})
+    assert promotion.status_code == 422 and promotion.json()["error"] == "invalid_request"
+    assert runner.launched == []  # nothing was started by any of them
+
+
+def test_malformed_bodies_and_empty_values_get_the_documented_422(served_vault):
+    url, key, _runner = served_vault
+    headers = {"X-API-Key": key, "Content-Type": "application/json"}
+    not_utf8 = httpx.post(f"{url}/v1/promotions", headers=headers, content=b'{"scope": "\xff\xfe"}')
+    assert not_utf8.status_code == 422 and not_utf8.json()["error"] == "invalid_request"
+    for params in ({"cursor": ""}, {"cursor": "not/base64url"}):
+        assert httpx.get(f"{url}/v1/logs", params=params, headers=headers).status_code == 422
+    empty_key = httpx.post(f"{url}/v1/ingest", headers={**headers, "Idempotency-Key": ""}, json={
+        "provider_id": "demo_cloudtrail", "range": {"start": "2026-01-01T00:00:00Z", "end": "2026-01-01T01:00:00Z"}})
+    assert empty_key.status_code == 422 and "Idempotency-Key" in empty_key.text
+    # a scope's own fields are required by the schema itself, not discovered after the fact
+    for body in ({"scope": "log"}, {"scope": "partition"}, {"scope": "provider"}):
+        refused = httpx.post(f"{url}/v1/promotions", headers=headers, json=body)
+        assert refused.status_code == 422 and isinstance(refused.json()["detail"], list), (body, refused.text)
+
+
+def test_the_document_describes_errors_auth_and_metrics_as_served(served_vault):
+    url, _key, _runner = served_vault
+    document = httpx.get(f"{url}/openapi.json").json()
+    assert "HTTPValidationError" not in document["components"]["schemas"]  # FastAPI's shape is never sent
+    error_ref = {"$ref": "#/components/schemas/ErrorBody"}
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            for status, response in operation["responses"].items():
+                if int(status) >= 400 and path != "/healthz":
+                    assert response["content"]["application/json"]["schema"] == error_ref, (method, path, status)
+            if path != "/healthz":
+                assert {"401", "403"} <= set(operation["responses"]), (method, path)
+                assert operation["security"] == [{"ApiKey": []}]
+            if "requestBody" in operation:
+                assert {"413", "422"} <= set(operation["responses"]), (method, path)
+    assert set(document["paths"]["/metrics"]["get"]["responses"]["200"]["content"]) == {"text/plain"}
+    assert {"202", "404", "422", "429"} <= set(document["paths"]["/v1/ingest"]["post"]["responses"])
+    assert "Retry-After" in document["paths"]["/v1/ingest"]["post"]["responses"]["429"]["headers"]
+    assert {"404", "429"} <= set(document["paths"]["/v1/promotions"]["post"]["responses"])
+    assert {"404", "409"} <= set(document["paths"]["/v1/quarantine/{log_id}/approve"]["post"]["responses"])
+
+
+def test_timestamps_beyond_what_utc_can_hold_are_answered_not_crashed_on(served_vault):
+    """0001-01-01T00:00:00+23:00 is valid RFC 3339 but earlier than datetime's UTC range (a
+    schemathesis find: it was a 500)."""
+    url, key, runner = served_vault
+    headers = {"X-API-Key": key}
+    earliest, latest = "0001-01-01T00:00:02+23:00", "9999-12-31T23:00:00-23:00"
+    for start, end, error in ((earliest, "0001-01-03T00:00:04Z", "range_too_early"),
+                              ("0001-01-03T00:00:04Z", earliest, "invalid_range"),
+                              ("2026-01-01T00:00:00Z", latest, "range_too_large")):
+        answer = httpx.post(f"{url}/v1/ingest", headers=headers,
+                            json={"provider_id": "demo_cloudtrail", "range": {"start": start, "end": end}})
+        assert answer.status_code == 422 and answer.json()["error"] == error, (start, end, answer.text)
+    for params in ({"start": earliest}, {"end": latest}, {"start": latest}, {"end": earliest}, {"start": "0900-01-01T00:00:00Z"}):
+        logs = httpx.get(f"{url}/v1/logs", params=params, headers=headers)
+        assert logs.status_code == 200 and logs.json()["data"] == [], (params, logs.text)
+    promotion = httpx.post(f"{url}/v1/promotions", headers=headers,
+                           json={"scope": "provider", "provider": "demo_cloudtrail", "since": earliest})
+    assert promotion.status_code == 404 and promotion.json()["error"] == "nothing_to_promote"
+    assert runner.launched == []
+
+
+def test_utc_sort_keys_order_like_the_moments_they_stand_for():
+    from datetime import timezone
+
+    from vault_pipeline.api.schemas import utc_sort_key
+
+    moments = [datetime(1, 1, 1, 0, 0, 2, tzinfo=timezone(timedelta(hours=23))),  # before UTC's range
+               datetime(900, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, 5, tzinfo=UTC),
+               datetime(2026, 1, 1, 6, 30, tzinfo=timezone(timedelta(hours=1))),  # 05:30Z
+               datetime(9999, 12, 31, 23, tzinfo=timezone(timedelta(hours=-23)))]  # after it
+    keys = [utc_sort_key(moment) for moment in moments]
+    assert keys == sorted(keys) and len(set(keys)) == len(keys)
+    assert keys[1] == "0900-01-01T00:00:00.000000Z" and keys[3] == "2026-01-01T05:30:00.000000Z"
