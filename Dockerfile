@@ -3,5 +3,5 @@ FROM python:3.11-slim
 RUN apt-get update && apt-get install -y --no-install-recommends make && rm -rf /var/lib/apt/lists/*
 WORKDIR /vault
 COPY . .
-RUN make setup
+RUN make setup system
 CMD ["make", "test"]

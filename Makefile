@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 VAULT_HOME ?= $(CURDIR)/.vault
 export VAULT_HOME
 
-.PHONY: demo test ui serve setup benchmark clean
+.PHONY: demo test ui serve setup system benchmark clean
 
 # The stamp is rebuilt when pyproject.toml changes, so a pulled dependency change installs itself.
 $(BIN)/.installed: pyproject.toml
@@ -16,10 +16,21 @@ $(BIN)/.installed: pyproject.toml
 
 setup: $(BIN)/.installed
 
+# System packages the test suite needs: a real browser for page tests (Debian's chromium;
+# `playwright install` cannot download one here). Installed once, as root, when missing.
+SYSTEM_PACKAGES := chromium
+system:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do command -v $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing system packages:$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
 demo: setup
 	$(BIN)/vault demo --hours 3
 
-test: setup
+test: setup system
 	$(BIN)/python -m pytest
 
 ui: setup

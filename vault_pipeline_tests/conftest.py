@@ -5,4 +5,5 @@ pytest_plugins = [
     "vault_pipeline_tests.fixtures.catalogs",
     "vault_pipeline_tests.fixtures.vault",
     "vault_pipeline_tests.fixtures.api",
+    "vault_pipeline_tests.fixtures.browser",
 ]

@@ -33,6 +33,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, gen
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from vault_pipeline.api.auth import KeyRing, Principal
+from vault_pipeline.api.docs import install_offline_docs
 from vault_pipeline.api.jobs import (
     IDEMPOTENCY_TTL_S, IdempotencyKeyReusedError, IdempotencyKeys, JobService, QueueFullError, hours_in_range,
 )
@@ -92,7 +93,9 @@ def create_app(api: VaultApi) -> FastAPI:
     metrics = RequestMetrics(registry)
     jobs_gauge = Gauge("vault_jobs", "ingestion jobs by state", ["state"], registry=registry)
     queue_gauge = Gauge("vault_job_queue_depth", "jobs waiting for a worker", registry=registry)
-    app = FastAPI(title="vault_pipeline audit vault", version="1.0", description="Audit Vault HTTP API")
+    app = FastAPI(title="vault_pipeline audit vault", version="1.0", description="Audit Vault HTTP API",
+                  docs_url=None, redoc_url=None)
+    install_offline_docs(app)  # Swagger UI and ReDoc from the installed package, not a CDN
     app.state.vault = api
     app.openapi = lambda: _openapi_document(app)
     log_search = LogSearch(api.catalog)
