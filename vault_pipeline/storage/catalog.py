@@ -227,16 +227,17 @@ class Catalog(ABC):
     @abstractmethod
     def partition_record_counts(self, *, provider: str | None = None) -> dict[str, int]:
         """{partition: number of records it landed first}, for every partition holding records:
-        what ``vault verify`` compares with the partitions the ledger covers."""
+        what ``vault verify`` compares with the partitions the ledger covers. ``provider`` selects
+        the partitions whose key names it (``hour|provider``)."""
 
     @abstractmethod
     def known_log_ids(self, log_ids: Sequence[str]) -> set[str]:
         """The given log_ids the catalog holds a record of (any partition)."""
 
     @abstractmethod
-    def partition_lake_keys(self, partition: str) -> tuple[list[str], list[bool]]:
-        """(log_ids of ``partition``'s records in log order, for each whether it belongs in the
-        lake): a record belongs there when it has an event time and is not a dead letter."""
+    def partition_lake_keys(self, partition: str, *, page_size: int = 100_000) -> Iterator[tuple[list[str], list[bool]]]:
+        """Pages of (log_ids of ``partition``'s records in log order, for each whether it belongs
+        in the lake): a record belongs there when it has an event time and is not a dead letter."""
 
     # watermarks --------------------------------------------------------------------------
     @abstractmethod

@@ -335,11 +335,11 @@ class MongoCatalog(Catalog):
 
     def partition_record_counts(self, *, provider: str | None = None) -> dict[str, int]:
         with self._translated("partition_record_counts"):
-            rows = self.records.aggregate([
-                {"$match": _equals(provider=provider)},
-                {"$group": {"_id": "$partition", "n": {"$sum": 1}}},
-            ])
-            return {row["_id"]: row["n"] for row in rows}
+            rows = self.records.aggregate([{"$group": {"_id": "$partition", "n": {"$sum": 1}}}])
+            counts = {row["_id"]: row["n"] for row in rows}
+        if provider is None:
+            return counts
+        return {partition: n for partition, n in counts.items() if partition.rpartition("|")[2] == provider}
 
     def known_log_ids(self, log_ids: Sequence[str]) -> set[str]:
         found: set[str] = set()
@@ -350,14 +350,20 @@ class MongoCatalog(Catalog):
                 found.update(document["_id"] for document in cursor)
         return found
 
-    def partition_lake_keys(self, partition: str) -> tuple[list[str], list[bool]]:
-        log_ids, loadable = [], []
+    def partition_lake_keys(self, partition: str, *, page_size: int = 100_000) -> Iterator[tuple[list[str], list[bool]]]:
+        log_ids: list[str] = []
+        loadable: list[bool] = []
         with self._translated("partition_lake_keys"):
-            cursor = self.records.find({"partition": partition}, {"timestamp": 1, "status": 1}).sort("_id", pymongo.ASCENDING)
+            cursor = (self.records.find({"partition": partition}, {"timestamp": 1, "status": 1})
+                      .sort("_id", pymongo.ASCENDING).batch_size(page_size))
             for document in cursor:
                 log_ids.append(document["_id"])
                 loadable.append(document.get("timestamp") is not None and document.get("status") != DEAD_LETTER)
-        return log_ids, loadable
+                if len(log_ids) == page_size:
+                    yield log_ids, loadable
+                    log_ids, loadable = [], []
+        if log_ids:
+            yield log_ids, loadable
 
     # watermarks --------------------------------------------------------------------------
     def get_watermark(self, provider: str) -> str | None:

@@ -11,12 +11,14 @@ import json
 from dataclasses import replace
 
 import dagster as dg
+import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 from dagster._core.test_utils import create_run_for_test
 from deltalake import DeltaTable, write_deltalake
 
 from vault_pipeline import cli
+from vault_pipeline.defs.integrity import coverage
 from vault_pipeline.core.ledger import LedgerEntry, make_checkpoint
 from vault_pipeline.defs.integrity.ledger_stage import checkpoint_key, entry_key
 from vault_pipeline.defs.integrity.verification import verify_vault
@@ -238,3 +240,21 @@ def test_dead_letters_filed_by_another_partition_count_as_dead_letters_in_the_la
     landed.catalog.set_status([record.log_id], "dead_letter")
     [unexpected] = findings(verify(landed), "lake_rows_not_expected")
     assert record.log_id in unexpected.detail
+
+
+def test_lake_keys_round_trip_every_log_id_and_keep_odd_ones_apart():
+    ids = ["log_" + "ab" * 15 + "00", "log_" + "00" * 16, "log_" + "f" * 32, "not-a-log-id", "log_ABC"]
+    keys, odd = coverage._keys(pa.array(ids))
+    assert [coverage._log_id(key) for key in keys.tolist()] == ids[:3]  # trailing zero bytes survive
+    assert odd.tolist() == [3, 4]
+
+
+def test_forged_lake_rows_with_odd_ids_are_orphans_and_a_provider_gone_from_vault_yaml_is_still_checked(landed):
+    rows = landed.lake.read("test_results")
+    write_deltalake(landed.lake.table_uri("test_results"), rows.slice(0, 1).set_column(0, "log_id", [["forged"]]),
+                    mode="append")
+    report = verify_vault(store=landed.store, catalog=landed.catalog,
+                          verifier=landed.resource.ledger_signer().verifier(), lake=landed.lake, kinds={})
+    [orphan] = findings(report, "lake_rows_orphaned")
+    assert "forged" in orphan.detail
+    assert {f.type for f in report.findings} == {"lake_rows_orphaned"}  # no other table taken for its own

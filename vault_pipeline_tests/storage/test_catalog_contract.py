@@ -323,11 +323,12 @@ def test_partition_lake_keys_say_which_records_belong_in_the_lake(catalog: Catal
     catalog.upsert_records([entry(3), entry(1), entry(2, timestamp=None), entry(0), entry(7, partition="other|x")])
     catalog.set_status([entry(0).log_id], DEAD_LETTER)
 
-    log_ids, loadable = catalog.partition_lake_keys(HOUR)
+    pages = list(catalog.partition_lake_keys(HOUR, page_size=3))
 
-    assert log_ids == [entry(n).log_id for n in (0, 1, 2, 3)]
-    assert loadable == [False, True, False, True]  # dead letter, ok, no event time, ok
-    assert catalog.partition_lake_keys("nothing|here") == ([], [])
+    assert [len(ids) for ids, _ in pages] == [3, 1]
+    assert [i for ids, _ in pages for i in ids] == [entry(n).log_id for n in (0, 1, 2, 3)]
+    assert [f for _, flags in pages for f in flags] == [False, True, False, True]  # dead letter, ok, no time, ok
+    assert list(catalog.partition_lake_keys("nothing|here")) == []
 
 
 # watermarks -------------------------------------------------------------------------------

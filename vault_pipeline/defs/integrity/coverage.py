@@ -22,8 +22,9 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import defaultdict
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -85,11 +86,12 @@ def checkpoint_unreadable(provider: str, newest_sequence: int, error: Exception)
 # -- records no ledger entry covers ------------------------------------------------------------
 
 
-def unsealed_findings(catalog: Catalog, provider: str, sealed: Collection[str], in_progress: Collection[str],
+def unsealed_findings(held: Mapping[str, int], provider: str, sealed: Collection[str], in_progress: Collection[str],
                       since_hour: str | None) -> tuple[list[Finding], list[str]]:
-    """(a finding per unsealed partition, the partitions skipped because a run of them is going on)."""
+    """(a finding per unsealed partition, the partitions skipped because a run of them is going on);
+    ``held`` is the catalog's records per partition of the provider."""
     findings, skipped = [], []
-    for partition, count in sorted(catalog.partition_record_counts(provider=provider).items()):
+    for partition, count in sorted(held.items()):
         if partition in sealed or (since_hour and _hour_of(partition) < since_hour):
             continue
         if partition in in_progress:
@@ -106,88 +108,145 @@ def unsealed_findings(catalog: Catalog, provider: str, sealed: Collection[str], 
 # -- the lake -----------------------------------------------------------------------------------
 
 
-def lake_findings(lake: DeltaLake, catalog: Catalog, provider: str, kind: str | None,
+_CANONICAL_LOG_ID = r"^log_[0-9a-f]{32}$"
+_NIBBLE = np.zeros(256, dtype=np.uint8)
+_NIBBLE[np.frombuffer(b"0123456789abcdef", dtype=np.uint8)] = np.arange(16, dtype=np.uint8)
+
+
+def _keys(ids: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """(16-byte keys of the canonical log_ids, as a sortable numpy ``S16`` array; positions of
+    the others). A log_id is ``log_`` + 128 bits in hex, so a million of them are 16 MB of keys
+    instead of a hash table of Python strings; ids of any other shape (forged rows) go apart."""
+    ids = ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
+    ids = ids.cast(pa.string()) if ids.type != pa.string() else ids  # int32 offsets, contiguous data
+    canonical = pc.match_substring_regex(ids, _CANONICAL_LOG_ID).fill_null(False)
+    mask = canonical.to_numpy(zero_copy_only=False)
+    hexes = pc.utf8_slice_codeunits(ids.filter(canonical), 4, 36)
+    if not len(hexes):
+        return np.array([], dtype="S16"), np.flatnonzero(~mask)
+    # Every value is 32 hex digits, so the data buffer holds them back to back: decode it whole.
+    offsets = np.frombuffer(hexes.buffers()[1], dtype=np.int32)[hexes.offset : hexes.offset + len(hexes) + 1]
+    digits = np.frombuffer(hexes.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]]
+    nibbles = _NIBBLE[digits]
+    return ((nibbles[0::2] << 4) | nibbles[1::2]).view("S16"), np.flatnonzero(~mask)
+
+
+def _log_id(key: bytes) -> str:
+    return "log_" + key.ljust(16, b"\0").hex()  # numpy drops trailing NUL bytes of an S16 item
+
+
+class _LakeRows:
+    """One provider's rows of one fact table, as sorted unique keys with their row counts."""
+
+    def __init__(self, rows: pa.Table) -> None:
+        keys, odd = _keys(rows["log_id"])
+        self.unique, self.counts = np.unique(keys, return_counts=True)
+        self.claimed = np.zeros(len(self.unique), dtype=bool)
+        self.rows = rows
+        odd_ids = rows["log_id"].take(pa.array(odd, pa.int64())).to_pylist() if len(odd) else []
+        self.odd: dict[str, int] = defaultdict(int)
+        for log_id in odd_ids:
+            self.odd[log_id] += 1
+        self.odd_claimed: set[str] = set()
+
+    def match(self, log_ids: list[str]) -> np.ndarray:
+        """How many lake rows each given log_id has, marking the matched ones claimed."""
+        ids = pa.array(log_ids, pa.string())
+        keys, odd = _keys(ids)
+        present = np.zeros(len(log_ids), dtype=np.int64)
+        canonical = np.ones(len(log_ids), dtype=bool)
+        canonical[odd] = False
+        if len(self.unique) and len(keys):
+            at = np.searchsorted(self.unique, keys).clip(0, len(self.unique) - 1)
+            hit = self.unique[at] == keys
+            self.claimed[at[hit]] = True
+            present[np.flatnonzero(canonical)] = np.where(hit, self.counts[at], 0)
+        for position in odd:
+            log_id = log_ids[position]
+            present[position] = self.odd.get(log_id, 0)
+            if present[position]:
+                self.odd_claimed.add(log_id)
+        return present
+
+    def unclaimed(self) -> list[str]:
+        ids = [_log_id(key) for key in self.unique[~self.claimed].tolist()]
+        return ids + [log_id for log_id in self.odd if log_id not in self.odd_claimed]
+
+
+def lake_findings(lake: DeltaLake, catalog: Catalog, provider: str, kind: str | None, held: Iterable[str],
                   sealed: Collection[str], in_progress: Collection[str], since_hour: str | None) -> tuple[list[Finding], int]:
-    """(findings, lake rows checked) for one provider's rows in its kind's fact table(s)."""
-    expected_ids, expected_partition, loadable = [], [], []
-    for partition in sorted(catalog.partition_record_counts(provider=provider)):
-        if since_hour and _hour_of(partition) < since_hour:
-            continue
-        ids, flags = catalog.partition_lake_keys(partition)
-        expected_ids += ids
-        expected_partition += [partition] * len(ids)
-        loadable += flags
-    held = pa.table({"log_id": pa.array(expected_ids, pa.string()), "partition": pa.array(expected_partition, pa.string()),
-                     "loadable": pa.array(loadable, pa.bool_())})
-    del expected_ids, expected_partition, loadable
-    tables = [fact_table_name(kind)] if kind else list(FACT_TABLES)
+    """(findings, lake rows checked) for one provider's rows in its kind's fact table(s).
+
+    The lake's keys are held once (16 bytes a row); the catalog is walked a partition at a time,
+    each record looked up by binary search, so memory does not hold both sides as strings."""
+    partitions = [p for p in held if not (since_hour and _hour_of(p) < since_hour)]
     findings: list[Finding] = []
     checked = 0
+    # A provider no longer in vault.yaml: its kind is unknown, so check the tables holding its rows.
+    tables = [fact_table_name(kind)] if kind else [t for t in FACT_TABLES if lake.count(t, provider=provider)]
     for table in tables:
         rows = lake.read(table, columns=["log_id", "date", "hour"], provider=provider)
-        if not rows.num_columns:
+        if not rows.num_columns:  # the table does not exist yet: nothing was loaded
             rows = pa.table({"log_id": pa.array([], pa.string()), "date": pa.array([], pa.string()),
                              "hour": pa.array([], pa.string())})
         if since_hour:
             # Lake rows sit in their event hour; a record of the first selected partitions can
             # be a late one from up to two days before (the longest lookback).
-            earliest = HourWindow.for_hour_key(since_hour).with_lookback(48).start
-            floor = earliest.strftime("%Y-%m-%d %H")
-            at = pc.binary_join_element_wise(rows["date"], rows["hour"], " ")
-            rows = rows.filter(pc.greater_equal(at, floor))
+            floor = HourWindow.for_hour_key(since_hour).with_lookback(48).start.strftime("%Y-%m-%d %H")
+            rows = rows.filter(pc.greater_equal(pc.binary_join_element_wise(rows["date"], rows["hour"], " "), floor))
         checked += rows.num_rows
-        findings += _compare_lake(table, rows, held, catalog, provider, sealed, in_progress, since_hour)
+        lake_rows = _LakeRows(rows)
+        for partition in partitions:
+            findings += _partition_lake_findings(table, catalog, lake_rows, provider, partition,
+                                                 sealed, in_progress)
+        findings += _orphans(table, catalog, lake_rows, provider)
     return findings, checked
 
 
-def _compare_lake(table: str, rows: pa.Table, held: pa.Table, catalog: Catalog, provider: str,
-                  sealed: Collection[str], in_progress: Collection[str], since_hour: str | None) -> list[Finding]:
-    counts = rows.group_by("log_id").aggregate([("log_id", "count"), ("date", "min"), ("hour", "min")])
-    joined = counts.join(held, "log_id", join_type="full outer")
-    findings: list[Finding] = []
-    by_partition: dict[tuple[str, str], list[str]] = defaultdict(list)
-
-    def ids_where(mask) -> pa.Table:
-        return joined.filter(mask)
-
-    # Rows whose log_id is not among the selected partitions' records: known elsewhere (an older
-    # partition outside --since) or unknown to the catalog altogether.
-    stray = ids_where(pc.is_null(joined["partition"]))
-    if stray.num_rows:
-        known = catalog.known_log_ids(stray["log_id"].to_pylist())
-        orphans = [(log_id, f"{date}/{hour}") for log_id, date, hour in zip(
-            stray["log_id"].to_pylist(), stray["date_min"].to_pylist(), stray["hour_min"].to_pylist(), strict=True)
-            if log_id not in known]
-        if orphans:
-            hours = sorted({where for _, where in orphans})
-            findings.append(Finding(
-                LAKE_ROWS_ORPHANED, provider, None,
-                f"{len(orphans)} row(s) of lake table {table!r} (hours {', '.join(hours[:_EXAMPLES])}) have log_ids the "
-                f"catalog does not hold: {_examples(log_id for log_id, _ in orphans)}"))
-    matched = ids_where(pc.is_valid(joined["partition"]))
-    present = pc.fill_null(matched["log_id_count"], 0)
-    for mask, kind in (
-        (pc.and_(matched["loadable"], pc.equal(present, 0)), LAKE_ROWS_MISSING),
-        (pc.greater(present, 1), LAKE_ROWS_DUPLICATED),
-        (pc.and_(pc.invert(matched["loadable"]), pc.greater(present, 0)), LAKE_ROWS_NOT_EXPECTED),
-    ):
-        picked = matched.filter(mask)
-        for log_id, partition in zip(picked["log_id"].to_pylist(), picked["partition"].to_pylist(), strict=True):
-            by_partition[(kind, partition)].append(log_id)
-    for (kind, partition), ids in sorted(by_partition.items(), key=lambda item: (item[0][1], item[0][0])):
-        if partition in in_progress:
-            continue
+def _partition_lake_findings(table: str, catalog: Catalog, lake_rows: _LakeRows, provider: str, partition: str,
+                             sealed: Collection[str], in_progress: Collection[str]) -> list[Finding]:
+    problems = {
+        LAKE_ROWS_MISSING: f"record(s) that belong in lake table {table!r} are not there",
+        LAKE_ROWS_DUPLICATED: f"record(s) appear more than once in lake table {table!r} (a re-run of the partition repairs it)",
+        LAKE_ROWS_NOT_EXPECTED: f"dead-lettered or untimed record(s) are in lake table {table!r} "
+                                "(a re-run of the partition removes them)",
+    }
+    found: dict[str, list[str]] = defaultdict(list)
+    counts: dict[str, int] = defaultdict(int)
+    for log_ids, flags in catalog.partition_lake_keys(partition):
+        present = lake_rows.match(log_ids)  # claims the rows even when the partition is skipped
+        loadable = np.array(flags, dtype=bool)
+        for kind, mask in ((LAKE_ROWS_MISSING, loadable & (present == 0)), (LAKE_ROWS_DUPLICATED, present > 1),
+                           (LAKE_ROWS_NOT_EXPECTED, ~loadable & (present > 0))):
+            picked = np.flatnonzero(mask)
+            counts[kind] += len(picked)
+            found[kind] += [log_ids[i] for i in picked[: _EXAMPLES + 1]]
+    if partition in in_progress:
+        return []
+    findings = []
+    for kind, what in problems.items():
         if kind == LAKE_ROWS_MISSING and partition not in sealed:
             continue  # an unsealed partition is reported as such; its load may not have run
-        detail = {
-            LAKE_ROWS_MISSING: f"{len(ids)} record(s) that belong in lake table {table!r} are not there",
-            LAKE_ROWS_DUPLICATED: f"{len(ids)} record(s) appear more than once in lake table {table!r} "
-                                  "(a re-run of the partition repairs it)",
-            LAKE_ROWS_NOT_EXPECTED: f"{len(ids)} dead-lettered or untimed record(s) are in lake table {table!r} "
-                                    "(a re-run of the partition removes them)",
-        }[kind]
-        findings.append(Finding(kind, provider, None, f"{detail}: {_examples(ids)}", partition))
+        if counts[kind]:
+            shown = _examples(found[kind][:_EXAMPLES]) + (f" and {counts[kind] - _EXAMPLES} more" if counts[kind] > _EXAMPLES else "")
+            findings.append(Finding(kind, provider, None, f"{counts[kind]} {what}: {shown}", partition))
     return findings
+
+
+def _orphans(table: str, catalog: Catalog, lake_rows: _LakeRows, provider: str) -> list[Finding]:
+    """Rows no selected partition claimed: known elsewhere (a partition before --since), or not at all."""
+    stray = lake_rows.unclaimed()
+    if not stray:
+        return []
+    known = catalog.known_log_ids(stray)
+    orphans = sorted(set(stray) - known)
+    if not orphans:
+        return []
+    rows = lake_rows.rows.filter(pc.is_in(lake_rows.rows["log_id"], value_set=pa.array(orphans, pa.string())))
+    hours = sorted({f"{d}/{h}" for d, h in zip(rows["date"].to_pylist(), rows["hour"].to_pylist(), strict=True)})
+    return [Finding(LAKE_ROWS_ORPHANED, provider, None,
+                    f"{len(orphans)} row(s) of lake table {table!r} (hours {', '.join(hours[:_EXAMPLES])}) have log_ids "
+                    f"the catalog does not hold: {_examples(orphans)}")]
 
 
 # -- raw objects ------------------------------------------------------------------------------

@@ -162,11 +162,13 @@ def verify_vault(*, store: ObjectStore, catalog: Catalog, verifier, providers: l
                     continue
                 partitions.verify(entry, report)
             sealed = set(newest_per_partition)
-            unsealed, skipped = unsealed_findings(catalog, provider, sealed, in_progress, since)
+            held = catalog.partition_record_counts(provider=provider)
+            unsealed, skipped = unsealed_findings(held, provider, sealed, in_progress, since)
             report.findings += unsealed
             report.in_progress += skipped
             if lake is not None:
-                found, rows = lake_findings(lake, catalog, provider, kinds.get(provider), sealed, in_progress, since)
+                found, rows = lake_findings(lake, catalog, provider, kinds.get(provider), sorted(held), sealed,
+                                            in_progress, since)
                 report.findings += found
                 report.lake_rows += rows
     found, objects, size = raw_object_findings(store, selected, report.hashed_keys, since)
