@@ -134,7 +134,8 @@ def run_hours(providers: list[str], first: str, last: str | None) -> int:
     prepare_local_instance()
     runner = HourlyRunner()
     try:
-        hours = check_request(providers, runner.providers(), start, end)
+        hours = check_request(providers, runner.providers(), start, end,
+                              first_hour=runner.vault.vault_config().partitions.start_time)
     except RunRequestError as exc:
         return _usage_error(str(exc))
     outcomes = []

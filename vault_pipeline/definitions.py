@@ -1,7 +1,8 @@
 """The vault's Dagster definitions, built when a code location loads.
 
 ``vault.yaml`` (``VAULT_CONFIG``) is read here, not at import, so the provider dimension of the
-partitions is always the file's current content, and resources are chosen from ``VAULT_ENV``
+partitions is always the file's current content (and so are ``partitions.start`` and whether the
+hourly schedule runs by default, ``schedule.enabled``), and resources are chosen from ``VAULT_ENV``
 (see ``defs.resources``). ``build_definitions`` is also what tests call with their own
 resources.
 """
@@ -23,7 +24,7 @@ from vault_pipeline.providers.config import VaultConfig, load_config
 def build_definitions(config: VaultConfig | None = None, resources: dict[str, object] | None = None) -> dg.Definitions:
     config = config or load_config()
     providers = sorted(config.providers)
-    partitions = hourly_partitions(providers)
+    partitions = hourly_partitions(providers, config.partitions.start)
     (raw_landing, record_index), ingestion_checks = build_ingestion_assets(partitions, config.policies.input_pass_rate)
     (normalised_records,), analytics_checks = build_analytics_assets(partitions, record_index, config.policies.output_pass_rate)
     (integrity_report, ledger_entry, artifact_index), integrity_checks = build_integrity_assets(
@@ -36,7 +37,8 @@ def build_definitions(config: VaultConfig | None = None, resources: dict[str, ob
                 artifact_index],
         asset_checks=[*ingestion_checks, *analytics_checks, *integrity_checks],
         jobs=[job],
-        schedules=[build_hourly_schedule(job, providers)],
+        schedules=[build_hourly_schedule(job, providers, enabled=config.schedule.enabled,
+                                         first_hour=config.partitions.start_time)],
         resources=resources if resources is not None else resources_for_env(),
         # The hourly graph is a chain; parallelism comes from running partitions side by side,
         # so steps share one process instead of paying an interpreter start each.

@@ -60,12 +60,15 @@ def hours_between(first: datetime, last: datetime) -> list[str]:
 
 
 def check_request(providers: Sequence[str], known: Sequence[str], first: datetime, last: datetime,
-                  now: datetime | None = None) -> list[str]:
-    """The hour keys to run, or RunRequestError naming what to fix."""
+                  now: datetime | None = None, first_hour: datetime | None = None) -> list[str]:
+    """The hour keys to run, or RunRequestError naming what to fix (``first_hour``: partitions.start)."""
     unknown = sorted(set(providers) - set(known))
     if unknown:
         raise RunRequestError(f"unknown provider(s) {', '.join(unknown)}; vault.yaml configures "
                               f"{', '.join(sorted(known)) or 'none'}")
+    if first_hour is not None and first < first_hour:
+        raise RunRequestError(f"hour {first:%Y-%m-%dT%H}Z is before the vault's first hour {first_hour:%Y-%m-%dT%H}Z "
+                              f"(partitions.start in vault.yaml)")
     now = now or datetime.now(UTC)
     if last + timedelta(hours=1) > now:
         raise RunRequestError(f"hour {last:%Y-%m-%dT%H}Z has not ended yet (now {now:%Y-%m-%dT%H:%M}Z): "

@@ -3,6 +3,15 @@
 The provider dimension is built from ``vault.yaml`` each time the definitions load, so a
 provider added to the file is a partition at once, with no registration step. Dagster
 spells a key ``2026-01-01-00:00|acme_audit`` (dimensions in name order: hour, provider).
+
+The hour dimension starts at ``partitions.start`` in ``vault.yaml`` (default
+``DEFAULT_PARTITIONS_START``, 2026-01-01-00:00). It is a fixed hour on purpose: a start computed
+from "now" (say, the last 30 days) would change the partitions definition at every load, so
+hours would drop out of the UI's partition status, backfills and run history would point at
+partitions that no longer exist, and two processes loading a minute apart would disagree on
+which keys exist. The cost of a fixed start is that the UI counts every hour since it as
+"missing" until it is materialized, so set it to the first hour you have (or want) data for;
+moving it later hides earlier hours from Dagster but deletes nothing from the vault.
 """
 
 from __future__ import annotations
@@ -12,14 +21,17 @@ from collections.abc import Iterable
 import dagster as dg
 
 from vault_pipeline.core.windows import HourWindow
+from vault_pipeline.providers.config import DEFAULT_PARTITIONS_START
 
-HOURLY_START = "2025-01-01-00:00"
+# The first hour when vault.yaml names none (the API's earliest hour reads the file's value).
+HOURLY_START = DEFAULT_PARTITIONS_START
 
 
-def hourly_partitions(providers: Iterable[str]) -> dg.MultiPartitionsDefinition:
+def hourly_partitions(providers: Iterable[str], start: str = HOURLY_START) -> dg.MultiPartitionsDefinition:
+    """hour (UTC, from ``start``, a ``YYYY-MM-DD-HH:00`` key) x provider."""
     return dg.MultiPartitionsDefinition(
         {
-            "hour": dg.HourlyPartitionsDefinition(start_date=HOURLY_START, timezone="UTC"),
+            "hour": dg.HourlyPartitionsDefinition(start_date=start, timezone="UTC"),
             "provider": dg.StaticPartitionsDefinition(sorted(providers)),
         }
     )

@@ -314,6 +314,8 @@ class DeltaLake:
         partitions: list[tuple[str, str]] | None,
         provider: str | None,
         key_bucket: tuple[str, int, int] | None = None,
+        order_by: list[str] | None = None,
+        limit: int | None = None,
     ) -> tuple[pa.Table, pa.Schema] | None:
         """Run one SELECT over ``table`` in delta-rs's own engine (DataFusion).
 
@@ -347,6 +349,13 @@ class DeltaLake:
         sql = f"SELECT {projection} FROM {_ident(table)}"
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
+        if order_by:
+            unknown = [c for c in order_by if c not in schema.names]
+            if unknown:
+                raise LakeError(f"lake table {table!r} has no columns {unknown} to order by; it has {schema.names}")
+            sql += " ORDER BY " + ", ".join(_ident(c) for c in order_by)
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"  # a top-k in DataFusion: the rows beyond it are never held
         try:
             return pa.table(QueryBuilder().register(table, dt).execute(sql)), schema
         except (DeltaError, OSError, pa.ArrowException) as exc:
@@ -359,14 +368,18 @@ class DeltaLake:
         columns: list[str] | None = None,
         partitions: list[tuple[str, str]] | None = None,
         provider: str | None = None,
+        order_by: list[str] | None = None,
+        limit: int | None = None,
     ) -> pa.Table:
-        """Rows of ``table``, optionally only some ``(date, hour)`` partitions and one provider.
+        """Rows of ``table``, optionally only some ``(date, hour)`` partitions and one provider
+        (and the first ``limit`` by ``order_by``, e.g. a preview).
 
         A table that does not exist yet reads as an empty table with no columns (``num_rows``
         0), so callers can treat "never loaded" like "nothing loaded". Columns come back in
         the table's own types (DataFusion's string views are cast back to strings).
         """
-        selected = self._select(table, list(columns) if columns is not None else "*", partitions, provider)
+        selected = self._select(table, list(columns) if columns is not None else "*", partitions, provider,
+                                order_by=order_by, limit=limit)
         if selected is None:
             return pa.table({})
         result, schema = selected

@@ -181,7 +181,10 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
     small = {"type": "simulator", "kind": "test_result", "records_per_hour": 50, "lookback_hours": 0,
              "seed": 3, "invalid_fraction": 0.0}
     # Half its records are invalid, so the blocking input check fails its runs.
-    config.write_text(yaml.safe_dump({"providers": {PROVIDER: small, BROKEN: {**small, "invalid_fraction": 0.5}}}))
+    # The schedule stopped: this daemon must run only the runs the tests submit (a tick at 10 past
+    # the hour would queue both providers' last hour ahead of them, one run at a time).
+    config.write_text(yaml.safe_dump({"providers": {PROVIDER: small, BROKEN: {**small, "invalid_fraction": 0.5}},
+                                      "schedule": {"enabled": False}}))
     env = {
         **os.environ,
         "DAGSTER_HOME": str(dagster_home),

@@ -1,6 +1,11 @@
-"""The definitions load from vault.yaml, carry the hourly job and schedule, and work from the CLI."""
+"""The definitions load from vault.yaml, carry the hourly job and schedule, and work from the CLI.
+
+vault.yaml also sets the first hour of the partitions (``partitions.start``) and whether the
+hourly schedule runs by default (``schedule.enabled``).
+"""
 
 import os
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -12,8 +17,8 @@ import yaml
 
 from vault_pipeline.definitions import build_definitions
 from vault_pipeline.defs.resources import VaultResource
-from vault_pipeline.defs.schedules import HOURLY_JOB
-from vault_pipeline.providers.config import ConfigError, load_config
+from vault_pipeline.defs.schedules import HOURLY_JOB, HOURLY_SCHEDULE
+from vault_pipeline.providers.config import DEFAULT_PARTITIONS_START, ConfigError, load_config
 
 REPO = Path(__file__).resolve().parents[2]
 UNUSED = {"vault": VaultResource(home="/nonexistent")}  # definitions only; nothing runs
@@ -21,9 +26,14 @@ HOURLY_ASSETS = {"raw_landing", "record_index", "normalised_records", "integrity
                  "artifact_index"}
 
 
-def _write(path: Path, providers: dict) -> Path:
-    path.write_text(yaml.safe_dump({"providers": providers}))
+def _write(path: Path, providers: dict, **sections) -> Path:
+    path.write_text(yaml.safe_dump({"providers": providers, **sections}))
     return path
+
+
+def _hours(definitions: dg.Definitions, now: datetime) -> list[str]:
+    partitions = definitions.resolve_job_def(HOURLY_JOB).partitions_def
+    return sorted({key.split("|")[0] for key in partitions.get_partition_keys(current_time=now)})
 
 
 def test_repository_definitions_load_with_every_stage_check_job_and_schedule(monkeypatch):
@@ -114,3 +124,86 @@ def test_dagster_cli_rejects_an_unknown_provider_partition(tmp_path):
     )
     assert run.returncode != 0
     assert "nobody" in run.stdout + run.stderr
+
+
+SIM = {"sim": {"type": "simulator", "kind": "audit_event"}}
+
+
+def test_the_hourly_schedule_runs_by_default_and_vault_yaml_can_turn_it_off(tmp_path):
+    on = build_definitions(load_config(_write(tmp_path / "on.yaml", SIM)), resources=UNUSED)
+    assert on.resolve_schedule_def(HOURLY_SCHEDULE).default_status == dg.DefaultScheduleStatus.RUNNING
+    off_yaml = _write(tmp_path / "off.yaml", SIM, schedule={"enabled": False})
+    off = build_definitions(load_config(off_yaml), resources=UNUSED)
+    assert off.resolve_schedule_def(HOURLY_SCHEDULE).default_status == dg.DefaultScheduleStatus.STOPPED
+    # Loading definitions with a running schedule launches nothing: only a dagster-daemon ticks it.
+    with dg.DagsterInstance.ephemeral() as instance:
+        on.resolve_job_def(HOURLY_JOB)
+        assert instance.get_runs() == []
+
+
+def test_the_partitions_start_at_the_hour_vault_yaml_names(tmp_path):
+    now = datetime(2026, 11, 1, 3, 30, tzinfo=UTC)
+    config = load_config(_write(tmp_path / "vault.yaml", SIM, partitions={"start": "2026-11-01T00:00:00Z"}))
+    definitions = build_definitions(config, resources=UNUSED)
+    assert _hours(definitions, now) == ["2026-11-01-00:00", "2026-11-01-01:00", "2026-11-01-02:00"]
+    # The schedule's first tick after the start requests it; a tick for an earlier hour skips.
+    schedule = definitions.resolve_schedule_def(HOURLY_SCHEDULE)
+    repository = definitions.get_repository_def()
+    tick = schedule.evaluate_tick(dg.build_schedule_context(
+        scheduled_execution_time=datetime(2026, 11, 1, 1, 10, tzinfo=UTC), repository_def=repository))
+    assert [r.partition_key for r in tick.run_requests] == ["2026-11-01-00:00|sim"]
+    early = schedule.evaluate_tick(dg.build_schedule_context(
+        scheduled_execution_time=datetime(2026, 11, 1, 0, 10, tzinfo=UTC), repository_def=repository))
+    assert not early.run_requests and "before partitions.start (2026-11-01-00:00)" in early.skip_message
+
+
+def test_without_a_start_the_partitions_begin_at_the_default_hour(tmp_path):
+    definitions = build_definitions(load_config(_write(tmp_path / "vault.yaml", SIM)), resources=UNUSED)
+    hours = _hours(definitions, datetime(2026, 1, 1, 6, tzinfo=UTC))
+    assert DEFAULT_PARTITIONS_START == "2026-01-01-00:00"
+    assert hours[0] == DEFAULT_PARTITIONS_START and len(hours) == 6  # every test hour of 2026-01-01 is one
+
+
+@pytest.mark.parametrize("start, problem", [
+    ("2026-11-01 00:00", "has no time zone"),
+    ("2026-11-01T00:00:00", "has no time zone"),
+    ("2026-11-01-00:30", "is not an hour"),
+    ("2026-11-01T00:30:00Z", "is not on the hour"),
+    ("2026-11-01T00:00:00+05:30", "is not on the hour in UTC"),
+    ("last month", "is not an hour"),
+])
+def test_a_bad_partitions_start_names_the_key_and_the_formats(tmp_path, start, problem):
+    path = tmp_path / "vault.yaml"
+    path.write_text(yaml.safe_dump({"providers": SIM, "partitions": {"start": start}}))
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert str(path) in message and "partitions.start" in message and problem in message
+    assert "YYYY-MM-DD-HH:00" in message and "ISO-8601 with Z" in message
+
+
+def test_the_repository_vault_yaml_starts_recently_and_the_readme_examples_are_partitions(monkeypatch):
+    monkeypatch.chdir(REPO)
+    monkeypatch.delenv("VAULT_CONFIG", raising=False)
+    config = load_config()
+    assert config.partitions.start_time >= datetime(2026, 11, 1, tzinfo=UTC)  # not years of "missing" hours
+    assert config.schedule.enabled
+    hours = _hours(build_definitions(config, resources=UNUSED), datetime(2026, 12, 1, tzinfo=UTC))
+    # The README's `dagster asset materialize` examples run from the repo root, on this file.
+    examples = re.findall(r"--partition '([^'|]+)\|[a-z_]+'", (REPO / "README.md").read_text())
+    assert examples
+    assert set(examples) <= set(hours), examples
+
+
+def test_vault_run_refuses_an_hour_before_partitions_start_naming_the_key(tmp_path, monkeypatch, capsys):
+    from vault_pipeline import cli
+
+    config = _write(tmp_path / "vault.yaml", SIM, partitions={"start": "2026-11-01-00:00"})
+    for name, value in {"VAULT_HOME": str(tmp_path / "home"), "VAULT_CONFIG": str(config),
+                        "VAULT_OTEL_EXPORTER": "none"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    code = cli.main(["run", "--provider", "sim", "--hour", "2026-10-31T23"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert "before the vault's first hour 2026-11-01T00Z (partitions.start in vault.yaml)" in err
