@@ -17,8 +17,9 @@ $(BIN)/.installed: pyproject.toml
 setup: $(BIN)/.installed
 
 # System packages the test suite needs: a real browser for page tests (Debian's chromium;
-# `playwright install` cannot download one here). Installed once, as root, when missing.
-SYSTEM_PACKAGES := chromium
+# `playwright install` cannot download one here), and curl + jq for the README's API
+# walk-through, which a test runs as printed. Installed once, as root, when missing.
+SYSTEM_PACKAGES := chromium curl jq
 system:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do command -v $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
