@@ -393,6 +393,7 @@ class DeltaLake:
         buckets: int,
         partitions: list[tuple[str, str]] | None = None,
         provider: str | None = None,
+        columns: list[str] | None = None,
     ) -> Iterator[pa.Table]:
         """``read`` in ``buckets`` (1, 2, 4, 8 or 16) slices by the last hex digit of ``key``.
 
@@ -401,8 +402,9 @@ class DeltaLake:
         """
         if buckets not in (1, 2, 4, 8, 16):
             raise ValueError(f"buckets must be 1, 2, 4, 8 or 16, got {buckets!r}")
+        what = list(columns) if columns is not None else "*"
         for bucket in range(buckets):
-            selected = self._select(table, "*", partitions, provider, (key, buckets, bucket))
+            selected = self._select(table, what, partitions, provider, (key, buckets, bucket))
             if selected is None:
                 return
             result, schema = selected

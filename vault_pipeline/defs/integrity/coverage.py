@@ -136,18 +136,41 @@ def _log_id(key: bytes) -> str:
 
 
 class _LakeRows:
-    """One provider's rows of one fact table, as sorted unique keys with their row counts."""
+    """One provider's rows of one fact table, as sorted unique keys with their row counts.
 
-    def __init__(self, rows: pa.Table) -> None:
-        keys, odd = _keys(rows["log_id"])
+    The rows are read a slice of log_ids at a time and only their keys kept (16 bytes a row),
+    so the check of a million-row table never holds the table's strings at once."""
+
+    def __init__(self, lake: DeltaLake, table: str, provider: str, floor: str | None) -> None:
+        self.lake, self.table, self.provider, self.floor = lake, table, provider, floor
+        parts, self.odd, self.rows = [], defaultdict(int), 0
+        for rows in lake.read_in_buckets(table, key="log_id", buckets=8, provider=provider,
+                                         columns=["log_id", "date", "hour"]):
+            rows = self._since(rows)
+            self.rows += rows.num_rows
+            keys, odd = _keys(rows["log_id"])
+            parts.append(keys)
+            for log_id in (rows["log_id"].take(pa.array(odd, pa.int64())).to_pylist() if len(odd) else []):
+                self.odd[log_id] += 1
+        keys = np.concatenate(parts) if parts else np.array([], dtype="S16")
         self.unique, self.counts = np.unique(keys, return_counts=True)
         self.claimed = np.zeros(len(self.unique), dtype=bool)
-        self.rows = rows
-        odd_ids = rows["log_id"].take(pa.array(odd, pa.int64())).to_pylist() if len(odd) else []
-        self.odd: dict[str, int] = defaultdict(int)
-        for log_id in odd_ids:
-            self.odd[log_id] += 1
         self.odd_claimed: set[str] = set()
+
+    def _since(self, rows: pa.Table) -> pa.Table:
+        if self.floor is None or not rows.num_rows:
+            return rows
+        return rows.filter(pc.greater_equal(pc.binary_join_element_wise(rows["date"], rows["hour"], " "), self.floor))
+
+    def hours_of(self, log_ids: list[str]) -> list[str]:
+        """The lake hours (date/hour) holding these log_ids: read again, only for the few reported."""
+        wanted = pa.array(log_ids, pa.string())
+        hours: set[str] = set()
+        for rows in self.lake.read_in_buckets(self.table, key="log_id", buckets=1, provider=self.provider,
+                                              columns=["log_id", "date", "hour"]):
+            rows = self._since(rows.filter(pc.is_in(rows["log_id"], value_set=wanted)))
+            hours |= {f"{d}/{h}" for d, h in zip(rows["date"].to_pylist(), rows["hour"].to_pylist(), strict=True)}
+        return sorted(hours)
 
     def match(self, log_ids: list[str]) -> np.ndarray:
         """How many lake rows each given log_id has, marking the matched ones claimed."""
@@ -184,18 +207,12 @@ def lake_findings(lake: DeltaLake, catalog: Catalog, provider: str, kind: str | 
     checked = 0
     # A provider no longer in vault.yaml: its kind is unknown, so check the tables holding its rows.
     tables = [fact_table_name(kind)] if kind else [t for t in FACT_TABLES if lake.count(t, provider=provider)]
+    # Lake rows sit in their event hour; a record of the first selected partitions can be a late
+    # one from up to two days before (the longest lookback).
+    floor = HourWindow.for_hour_key(since_hour).with_lookback(48).start.strftime("%Y-%m-%d %H") if since_hour else None
     for table in tables:
-        rows = lake.read(table, columns=["log_id", "date", "hour"], provider=provider)
-        if not rows.num_columns:  # the table does not exist yet: nothing was loaded
-            rows = pa.table({"log_id": pa.array([], pa.string()), "date": pa.array([], pa.string()),
-                             "hour": pa.array([], pa.string())})
-        if since_hour:
-            # Lake rows sit in their event hour; a record of the first selected partitions can
-            # be a late one from up to two days before (the longest lookback).
-            floor = HourWindow.for_hour_key(since_hour).with_lookback(48).start.strftime("%Y-%m-%d %H")
-            rows = rows.filter(pc.greater_equal(pc.binary_join_element_wise(rows["date"], rows["hour"], " "), floor))
-        checked += rows.num_rows
-        lake_rows = _LakeRows(rows)
+        lake_rows = _LakeRows(lake, table, provider, floor)
+        checked += lake_rows.rows
         for partition in partitions:
             findings += _partition_lake_findings(table, catalog, lake_rows, provider, partition,
                                                  sealed, in_progress)
@@ -242,8 +259,7 @@ def _orphans(table: str, catalog: Catalog, lake_rows: _LakeRows, provider: str) 
     orphans = sorted(set(stray) - known)
     if not orphans:
         return []
-    rows = lake_rows.rows.filter(pc.is_in(lake_rows.rows["log_id"], value_set=pa.array(orphans, pa.string())))
-    hours = sorted({f"{d}/{h}" for d, h in zip(rows["date"].to_pylist(), rows["hour"].to_pylist(), strict=True)})
+    hours = lake_rows.hours_of(orphans[:1000])
     return [Finding(LAKE_ROWS_ORPHANED, provider, None,
                     f"{len(orphans)} row(s) of lake table {table!r} (hours {', '.join(hours[:_EXAMPLES])}) have log_ids "
                     f"the catalog does not hold: {_examples(orphans)}")]
