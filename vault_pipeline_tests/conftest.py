@@ -6,4 +6,5 @@ pytest_plugins = [
     "vault_pipeline_tests.fixtures.vault",
     "vault_pipeline_tests.fixtures.api",
     "vault_pipeline_tests.fixtures.browser",
+    "vault_pipeline_tests.fixtures.rest_client",
 ]

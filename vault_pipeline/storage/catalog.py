@@ -224,11 +224,18 @@ class Catalog(ABC):
     def set_status(self, log_ids: Sequence[str], status: str) -> int:
         """Set the status (one of STATUSES) of records; returns how many changed."""
 
-    @abstractmethod
     def partition_record_counts(self, *, provider: str | None = None) -> dict[str, int]:
         """{partition: number of records it landed first}, for every partition holding records:
         what ``vault verify`` compares with the partitions the ledger covers. ``provider`` selects
         the partitions whose key names it (``hour|provider``)."""
+        counts = self._partition_counts()
+        if provider is None:
+            return counts
+        return {partition: n for partition, n in counts.items() if partition.rpartition("|")[2] == provider}
+
+    @abstractmethod
+    def _partition_counts(self) -> dict[str, int]:
+        """Records per partition, every partition (counted the cheapest way the backend has)."""
 
     @abstractmethod
     def known_log_ids(self, log_ids: Sequence[str]) -> set[str]:

@@ -333,13 +333,10 @@ class MongoCatalog(Catalog):
                 changed += result.modified_count
         return changed
 
-    def partition_record_counts(self, *, provider: str | None = None) -> dict[str, int]:
+    def _partition_counts(self) -> dict[str, int]:
         with self._translated("partition_record_counts"):
             rows = self.records.aggregate([{"$group": {"_id": "$partition", "n": {"$sum": 1}}}])
-            counts = {row["_id"]: row["n"] for row in rows}
-        if provider is None:
-            return counts
-        return {partition: n for partition, n in counts.items() if partition.rpartition("|")[2] == provider}
+            return {row["_id"]: row["n"] for row in rows}
 
     def known_log_ids(self, log_ids: Sequence[str]) -> set[str]:
         found: set[str] = set()

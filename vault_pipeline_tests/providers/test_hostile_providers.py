@@ -12,56 +12,14 @@ from __future__ import annotations
 
 import httpx
 import pytest
-import respx
 
-from vault_pipeline.core.windows import HourWindow
 from vault_pipeline.providers.base import ProviderError
-from vault_pipeline.providers.config import parse_config
-from vault_pipeline.providers.rest import RestProvider
+from vault_pipeline_tests.fixtures.rest_client import JSON, SINCE, UNTIL, URL, WINDOW, ok
 
-URL = "https://api.example.test/v1/events"
-WINDOW = HourWindow.for_hour_key("2026-01-01-00:00")
-SINCE, UNTIL = "2026-01-01T00:00:00Z", "2026-01-01T01:00:00Z"
 TOKEN = "tok-hostile-UNIQUE-SECRET-77c1"
-JSON = {"content-type": "application/json"}
 
 
-def config(**entry):
-    document = {"type": "rest", "kind": "audit_event", "url": URL,
-                "retry": {"max_attempts": 3, "backoff_base_s": 0.2, "backoff_max_s": 1.0}}
-    document.update(entry)
-    return parse_config({"providers": {"acme": document}}).provider("acme")
 
-
-@pytest.fixture
-def router():
-    with respx.mock(assert_all_called=False, assert_all_mocked=True) as mock:
-        yield mock
-
-
-@pytest.fixture
-def sleeps():
-    return []
-
-
-@pytest.fixture
-def make(sleeps):
-    made = []
-
-    def _make(env=None, clock=None, **entry) -> RestProvider:
-        extra = {"clock": clock} if clock is not None else {}
-        provider = RestProvider(config(**entry), sleep=sleeps.append, env=env if env is not None else {}, **extra)
-        made.append(provider)
-        return provider
-
-    yield _make
-    for provider in made:
-        provider.close()
-
-
-def ok(body: bytes | str, **headers) -> httpx.Response:
-    content = body.encode("utf-8") if isinstance(body, str) else body
-    return httpx.Response(200, content=content, headers={**JSON, **headers})
 
 
 def failure(provider) -> ProviderError:
