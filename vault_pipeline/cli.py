@@ -259,6 +259,15 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("--json", action="store_true", help="print the report as JSON")
     verify.add_argument("--workers", type=int, help="processes re-hashing a large partition side by side "
                         "(default: one per core; 1: this process only)")
+    lake = commands.add_parser("lake", help="the Delta lake's lifecycle: a table's versions (time travel)")
+    lake_commands = lake.add_subparsers(dest="lake_command", required=True)
+    history = lake_commands.add_parser(
+        "history", formatter_class=defaults, help="list a lake table's versions, newest first",
+        description="List the versions of a Delta table with operation, time (UTC) and row counts: what "
+                    "analytics reads can time-travel to with as_of / version.")
+    history.add_argument("table", help="a lake table, e.g. audit_events")
+    history.add_argument("--limit", type=int, default=20, help="at most this many versions")
+    history.add_argument("--json", action="store_true", help="print the versions as JSON")
     serve = commands.add_parser("serve", formatter_class=defaults, help="run the HTTP API (FastAPI + uvicorn)")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
     serve.add_argument("--port", type=int, default=8080, help="port to listen on")
@@ -314,6 +323,30 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         if args.workers is not None and args.workers < 1:
             parser.error("--workers must be at least 1")
         return run_verify(args.provider, since, args.json, args.workers)
+    if args.command == "lake":  # vault lake history TABLE
+        from vault_pipeline.defs.analytics.maintenance import known_tables, print_history
+        from vault_pipeline.defs.resources import resources_for_env
+        from vault_pipeline.providers.config import ConfigError
+
+        if args.limit < 1:
+            parser.error("--limit must be at least 1")
+        vault = resources_for_env()["vault"]
+        lake = vault.lake()
+        try:
+            config = vault.vault_config()
+        except ConfigError:
+            config = None  # the lake is still readable; only lake.tables are not known then
+        try:
+            exists = lake.exists(args.table)
+        except ValueError as exc:
+            exists, reason = False, str(exc)
+        else:
+            reason = f"no lake table {args.table!r} at {lake.root}"
+        if not exists:
+            known = known_tables(lake, config)
+            return _usage_error(f"{reason}; the lake holds: {', '.join(known) or 'no tables yet'}")
+        print_history(lake.history(args.table, limit=args.limit), args.table, sys.stdout, as_json=args.json)
+        return 0
     if args.command == "serve":
         from vault_pipeline.api.server import serve
 

@@ -12,6 +12,12 @@ from __future__ import annotations
 import dagster as dg
 
 from vault_pipeline.defs.analytics.assets import build_analytics_assets
+from vault_pipeline.defs.analytics.maintenance import (
+    build_maintenance_assets,
+    build_maintenance_job,
+    build_maintenance_schedule,
+)
+from vault_pipeline.defs.analytics.marts import build_mart_assets
 from vault_pipeline.defs.ingestion.assets import build_ingestion_assets
 from vault_pipeline.defs.integrity.assets import build_integrity_assets
 from vault_pipeline.defs.partitions import hourly_partitions
@@ -31,14 +37,18 @@ def build_definitions(config: VaultConfig | None = None, resources: dict[str, ob
         partitions, normalised_records, artifact_deps=[dg.AssetKey("golden_promotion")]
     )
     (golden_promotion,) = build_promotion_assets(partitions, ledger_entry)
+    marts = build_mart_assets(partitions, normalised_records)
     job = build_hourly_job(partitions)
+    maintenance = build_maintenance_assets(config)  # the lake's lifecycle: job lake_maintenance, daily
+    maintenance_job = build_maintenance_job()
     return dg.Definitions(
         assets=[raw_landing, record_index, normalised_records, integrity_report, ledger_entry, golden_promotion,
-                artifact_index],
+                artifact_index, *marts, *maintenance],
         asset_checks=[*ingestion_checks, *analytics_checks, *integrity_checks],
-        jobs=[job],
+        jobs=[job, maintenance_job],
         schedules=[build_hourly_schedule(job, providers, enabled=config.schedule.enabled,
-                                         first_hour=config.partitions.start_time)],
+                                         first_hour=config.partitions.start_time),
+                   build_maintenance_schedule(maintenance_job, cron=config.lake.cron, enabled=config.schedule.enabled)],
         resources=resources if resources is not None else resources_for_env(),
         # The hourly graph is a chain; parallelism comes from running partitions side by side,
         # so steps share one process instead of paying an interpreter start each.

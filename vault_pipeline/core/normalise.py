@@ -14,7 +14,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from vault_pipeline.core.kinds import ARROW_TYPES, KIND_COLUMNS, fact_schema
+from vault_pipeline.core.kinds import ARROW_TYPES, fact_schema
 from vault_pipeline.core.projection import NOT_AN_OBJECT, Projector
 
 _INT64 = (-(2**63), 2**63)
@@ -33,6 +33,8 @@ def _coerce(value: Any, type_name: str) -> Any:
         return value if isinstance(value, int) and _INT64[0] <= value < _INT64[1] else None
     if type_name == "float":
         return float(value) if isinstance(value, (int, float)) else None
+    if type_name == "list":
+        return value if isinstance(value, list) and all(isinstance(item, str) for item in value) else None
     return None
 
 
@@ -40,8 +42,8 @@ def fact_table(kind: str, provider: str, run_id: str, items: list[tuple[Any, byt
     """``items`` are (landed row with log_id/natural_id/checksum/object_key/timestamp, record bytes)."""
     schema = fact_schema(kind)
     projector = projector or Projector(kind)
-    types = [column.type for column in KIND_COLUMNS[kind]]
-    names = [column.name for column in KIND_COLUMNS[kind]]
+    types = [column.type for column in projector.columns]
+    names = [column.name for column in projector.columns]
     data: dict[str, list] = {name: [] for name in schema.names}
     kind_columns = [data[name] for name in names]
     timestamps = []
@@ -75,7 +77,7 @@ def fact_batch(
     row's record bytes in order. Only the kind's own columns are decoded record by record."""
     schema = fact_schema(kind)
     projector = projector or Projector(kind)
-    columns = KIND_COLUMNS[kind]
+    columns = projector.columns
     values: list[list] = [[] for _ in columns]
     types = [column.type for column in columns]
     empty = [None] * len(columns)

@@ -7,18 +7,20 @@ is several times cheaper than building the whole record as Python objects.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 import msgspec
 
-from vault_pipeline.core.kinds import KIND_COLUMNS
+from vault_pipeline.core.kinds import kind_columns
 
 NOT_AN_OBJECT = object()
 
 
 class Projector:
-    def __init__(self, kind: str) -> None:
-        self.columns = KIND_COLUMNS[kind]
+    def __init__(self, kind: str, fields: Mapping[str, str] | None = None) -> None:
+        """``fields`` maps columns to the provider's own dotted paths (vault.yaml ``fields``)."""
+        self.columns = kind_columns(kind, fields)
         paths = [column.path.split(".") for column in self.columns]
         members = list(dict.fromkeys(path[0] for path in paths))
         struct = msgspec.defstruct(
@@ -28,13 +30,19 @@ class Projector:
         self._decoder = msgspec.json.Decoder(struct)
         index = {name: i for i, name in enumerate(members)}
         self._steps = [(f"m{index[path[0]]}", path[1:]) for path in paths]
-        self._typed = msgspec.json.Decoder(_typed_struct(f"{kind}_typed", [(path, c.type) for path, c in zip(paths, self.columns)]))
-        self._typed_values = _getter(_positions(paths))
+        typed = {tuple(path): c.type for path, c in zip(paths, self.columns)}
+        if _consistent(paths, self.columns):
+            self._typed = msgspec.json.Decoder(_typed_struct(f"{kind}_typed", [(list(path), t) for path, t in typed.items()]))
+            self._typed_values = _getter(_positions(paths))
+        else:  # a provider's fields read one path as two types, or as a value and an object
+            self._typed = None
 
     def project_typed(self, data: bytes | memoryview) -> tuple[Any, ...] | None:
         """The column values already in their declared types (None where absent or null), or
         None when any value has another JSON type (or the record is not an object): the caller
         then coerces ``project``'s values. One C-level decode per record, no Python per field."""
+        if self._typed is None:
+            return None
         try:
             return self._typed_values(self._typed.decode(data))
         except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError, AttributeError):
@@ -60,7 +68,18 @@ _TYPES = {
     "bool": bool,
     "int": Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)],  # an int64 column
     "float": float,  # JSON integers are accepted and become floats, as coercion does
+    "list": list[str],  # an array of strings; any other item sends the record to coercion
 }
+
+
+def _consistent(paths: list[list[str]], columns) -> bool:
+    """Whether one typed struct can hold every path: a path repeated (two columns mapped to one
+    field) has one type, and no path is a leaf and a parent at once."""
+    types: dict[tuple[str, ...], str] = {}
+    for path, column in zip(paths, columns, strict=True):
+        if types.setdefault(tuple(path), column.type) != column.type:
+            return False
+    return not any(other[: len(leaf)] == leaf and other != leaf for leaf in types for other in types)
 
 
 def _positions(paths: list[list[str]]) -> list[tuple[int, ...]]:

@@ -30,9 +30,11 @@ HOURLY_CRON = "10 * * * *"
 def build_hourly_job(partitions: dg.MultiPartitionsDefinition):
     return dg.define_asset_job(
         HOURLY_JOB,
-        selection=dg.AssetSelection.groups("hourly"),
+        # The marts (group analytics) are derived from the same hour x provider, so the
+        # schedule, backfills and API ingests keep them current with the fact tables.
+        selection=dg.AssetSelection.groups("hourly", "analytics"),
         partitions_def=partitions,
-        description="The whole hourly graph with its checks for one hour x provider partition.",
+        description="The whole hourly graph with its checks, and the analytics marts, for one hour x provider partition.",
     )
 
 

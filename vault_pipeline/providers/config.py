@@ -18,12 +18,14 @@ import httpx
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-KINDS = ("audit_event", "generation_event", "test_result")
-Kind = Literal["audit_event", "generation_event", "test_result"]
+KINDS = ("audit_event", "generation_event", "test_result", "jailbreak_test")
+Kind = Literal["audit_event", "generation_event", "test_result", "jailbreak_test"]
 PROVIDER_NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,62}$")
 # allowed_hosts entries: a host name or IP literal, optionally with a port.
 HOST_ENTRY = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?"
                         r"(?::[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](?::[0-9]{1,5})?$")
+# fields: a dotted path into the provider's record, members separated by '.', none empty.
+FIELD_PATH = re.compile(r"^[^.\s][^.]*(?:\.[^.\s][^.]*)*$")
 # Nesting the decoders and every later stage (masking walks records recursively) follow safely.
 MAX_NESTING_DEPTH = 256
 
@@ -32,6 +34,7 @@ DEFAULT_FIELDS: dict[str, tuple[str, str]] = {
     "audit_event": ("eventID", "eventTime"),
     "generation_event": ("id", "timestamp"),
     "test_result": ("id", "finished_at"),
+    "jailbreak_test": ("test_id", "timestamp"),
 }
 
 
@@ -97,6 +100,9 @@ class ProviderConfig(_Strict):
     kind: Kind
     id_field: str | None = None
     time_field: str | None = None
+    # column -> dotted path in this provider's records, for the kind's columns it sends elsewhere
+    # (e.g. {latency_ms: metrics.latency}); columns not named keep the kind's default path.
+    fields: dict[str, str] = Field(default_factory=dict)
     lookback_hours: int = Field(default=1, ge=0, le=48)
     # rest
     url: str | None = None
@@ -136,6 +142,19 @@ class ProviderConfig(_Strict):
                     f"no scheme or path)"
                 )
         return [entry.lower() for entry in value]
+
+    @model_validator(mode="after")
+    def _fields(self) -> "ProviderConfig":
+        from vault_pipeline.core.kinds import KIND_COLUMNS  # here, not at import: the config loads without pyarrow
+
+        known = [column.name for column in KIND_COLUMNS[self.kind]]
+        for column, path in self.fields.items():
+            if column not in known:
+                raise ValueError(f"fields.{column}: {self.kind} has no column {column!r}; its columns: {', '.join(known)}")
+            if not isinstance(path, str) or not FIELD_PATH.match(path) or len(path) > 512:
+                raise ValueError(f"fields.{column}: {path!r} is not a dotted path such as 'metrics.latency' "
+                                 f"(members separated by '.', none empty)")
+        return self
 
     @model_validator(mode="after")
     def _rest_needs_url(self) -> "ProviderConfig":
@@ -273,12 +292,61 @@ class ScheduleConfig(_Strict):
     enabled: bool = True
 
 
+# Columns each fact table is z-ordered by within a date partition: what analytics filter on.
+DEFAULT_ZORDER: dict[str, list[str]] = {
+    "audit_events": ["event_source", "event_name"],
+    "generation_events": ["llm_provider", "model"],
+    "test_results": ["suite", "test"],
+}
+_LAKE_TABLE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+
+
+class LakeTableConfig(_Strict):
+    """``lake.tables.<table>``: what differs for one table from the ``lake:`` defaults."""
+
+    retention_days: int | None = Field(default=None, ge=1)
+    zorder: list[str] | None = None
+
+
+class LakeConfig(_Strict):
+    """``lake:``: the lifecycle of the Delta tables (``lake_maintenance``, daily). Rows whose event
+    date is older than ``retention_days`` are deleted (a Delta DELETE kept in the history); files
+    removed longer than ``vacuum_retention_hours`` ago are deleted (time travel reaches that far
+    back); dead letters expire after ``dead_letter_days``. The raw zone and the ledger are never
+    touched. ``vacuum_dry_run: true`` lists what vacuum would delete and deletes nothing."""
+
+    retention_days: int = Field(default=90, ge=1)
+    vacuum_retention_hours: int = Field(default=168, ge=1)
+    vacuum_dry_run: bool = False
+    dead_letter_days: int = Field(default=7, ge=1)
+    zorder: dict[str, list[str]] = Field(default_factory=lambda: {k: list(v) for k, v in DEFAULT_ZORDER.items()})
+    tables: dict[str, LakeTableConfig] = Field(default_factory=dict)
+    cron: str = "30 3 * * *"  # daily, UTC, after the night's hours are loaded
+
+    @field_validator("zorder", "tables")
+    @classmethod
+    def _table_names(cls, value: dict) -> dict:
+        for name in value:
+            if not _LAKE_TABLE.match(str(name)):
+                raise ValueError(f"{name!r} is not a lake table name (^[a-z][a-z0-9_]{{0,62}}$)")
+        return value
+
+    def retention_days_of(self, table: str) -> int:
+        override = self.tables.get(table)
+        return override.retention_days if override and override.retention_days is not None else self.retention_days
+
+    def zorder_of(self, table: str) -> list[str]:
+        override = self.tables.get(table)
+        return list(override.zorder) if override and override.zorder is not None else list(self.zorder.get(table, []))
+
+
 class VaultConfig(_Strict):
     providers: dict[str, ProviderConfig]
     policies: Policies = Policies()
     api: ApiPolicy = ApiPolicy()
     partitions: PartitionsConfig = PartitionsConfig()
     schedule: ScheduleConfig = ScheduleConfig()
+    lake: LakeConfig = LakeConfig()
     source: str = ""
 
     def provider(self, name: str) -> ProviderConfig:
@@ -309,10 +377,10 @@ def load_config(path: str | os.PathLike[str] | None = None) -> VaultConfig:
 def parse_config(document: object, source: str = "vault.yaml") -> VaultConfig:
     if not isinstance(document, dict) or not isinstance(document.get("providers"), dict) or not document["providers"]:
         raise ConfigError(f"{source}: expected a mapping with a non-empty 'providers' mapping")
-    unknown = set(document) - {"providers", "policies", "api", "partitions", "schedule"}
+    unknown = set(document) - {"providers", "policies", "api", "partitions", "schedule", "lake"}
     if unknown:
         raise ConfigError(f"{source}: unknown top-level keys {sorted(unknown)}; "
-                          f"allowed: providers, policies, api, partitions, schedule")
+                          f"allowed: providers, policies, api, partitions, schedule, lake")
     providers = {}
     for name, entry in document["providers"].items():
         if not isinstance(entry, dict):
@@ -337,7 +405,8 @@ def parse_config(document: object, source: str = "vault.yaml") -> VaultConfig:
         raise ConfigError(f"{source}: api must be a mapping (e.g. api: {{validate_allowed_origins: [...]}})") from None
     sections = {}
     for name, model, example in (("partitions", PartitionsConfig, "partitions: {start: '2026-11-01-00:00'}"),
-                                 ("schedule", ScheduleConfig, "schedule: {enabled: false}")):
+                                 ("schedule", ScheduleConfig, "schedule: {enabled: false}"),
+                                 ("lake", LakeConfig, "lake: {retention_days: 90}")):
         try:
             sections[name] = model(**(document.get(name) or {}))
         except ValidationError as exc:

@@ -274,6 +274,14 @@ class Catalog(ABC):
         """The given log_ids that have a dead letter of ``stage``, whichever partition wrote it:
         a record one partition rejected never reaches the lake through another's lookback."""
 
+    # dead-letter expiry ------------------------------------------------------------------
+    # Dead letters are kept ``lake.dead_letter_days`` (7 by default), then deleted by
+    # lake_maintenance. Only the catalog's entries: dlq/ bodies and the raw zone stay.
+    @abstractmethod
+    def expire_dead_letters(self, before: str) -> int:
+        """Delete the dead letters created before ``before`` (the catalog's fixed-width ISO
+        time); returns how many. Letters without a creation time are kept."""
+
     # leases ------------------------------------------------------------------------------
     # A lease makes one holder at a time do something that must not run twice at once (loading
     # a Delta table) across processes and machines; it expires, so a holder killed with -9

@@ -17,13 +17,15 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import DeltaTable, QueryBuilder, WriterProperties, write_deltalake
+from deltalake import Field as DeltaField
 from deltalake.exceptions import DeltaError, TableNotFoundError
 
 PARTITION_COLUMNS = ("date", "hour")
@@ -44,6 +46,14 @@ class MergeStats:
     unchanged: int  # source rows already in the table (or repeated within the source)
     version: int | None  # table version after the merge; None when the table does not exist
     repaired: int = 0  # rows removed first: keys held twice, or keys the load excludes
+
+
+@dataclass(frozen=True, slots=True)
+class ReplaceStats:  # -- marts: replace_partition
+    rows: int  # rows the partition holds now
+    replaced: int  # rows it held before
+    version: int | None  # table version after; None when the table does not exist
+    changed: bool  # False: the rows were already there, no version was added
 
 
 class DeltaLake:
@@ -91,19 +101,20 @@ class DeltaLake:
 
     # -- writing -------------------------------------------------------------------------
 
-    def merge(self, table: str, rows: pa.Table, key: str = "log_id") -> MergeStats:
+    def merge(self, table: str, rows: pa.Table, key: str = "log_id", *, evolve: bool = False) -> MergeStats:
         """Insert the rows whose ``key`` is not in the table yet; never update or delete.
 
         ``merge_batches`` for rows already in memory, declared to fall into their own (date,
         hour) partitions. The table is created (partitioned by date, hour) on first use; rows
-        repeating a key within ``rows`` are collapsed to the first one.
+        repeating a key within ``rows`` are collapsed to the first one. Columns ``rows`` adds to the
+        table are refused unless ``evolve`` (see ``merge_batches``).
         """
         if rows.num_rows == 0:
             return MergeStats(0, 0, self.version(table))
         rows = self._checked(table, rows, key)
         hours = pc.unique(pc.binary_join_element_wise(rows.column("date"), rows.column("hour"), "|")).to_pylist()
         return self.merge_batches(table, rows.to_batches(), rows.schema,
-                                  partitions=[tuple(h.split("|", 1)) for h in hours], key=key)
+                                  partitions=[tuple(h.split("|", 1)) for h in hours], key=key, evolve=evolve)
 
     def merge_batches(
         self,
@@ -114,6 +125,7 @@ class DeltaLake:
         partitions: list[tuple[str, str]],
         key: str = "log_id",
         exclude: pa.Array | None = None,
+        evolve: bool = True,
     ) -> MergeStats:
         """``merge`` for a stream of batches: one commit, idempotent, memory bounded by a batch.
 
@@ -134,6 +146,9 @@ class DeltaLake:
         One loader per table at a time (the caller holds the table's lake-writer lease): two
         appends do not conflict in Delta, so a concurrent load of the same records by a writer
         outside the lease is detected after the commit and reported.
+
+        With ``evolve`` the table first gains the declared ``schema``'s new columns (rows written
+        before read them as null) and has integer columns it declares float64 widened (``_evolve``).
         """
         uri = self.table_uri(table)
         if not _COLUMN_NAME.match(key):
@@ -144,6 +159,8 @@ class DeltaLake:
         if first is None:
             return MergeStats(0, 0, self.version(table))
         dt = self._open(table) or self._create(table, schema)
+        if evolve:
+            self._evolve(table, dt, schema)
         read_version = dt.version()
         target = pa.schema(dt.schema().to_arrow())
         allowed = pa.array([f"{d}|{h}" for d, h in pairs], pa.string())
@@ -284,6 +301,34 @@ class DeltaLake:
                 return existing
             raise LakeError(f"cannot create lake table {table!r} at {uri}: {exc}") from exc
 
+    def _evolve(self, table: str, dt: DeltaTable, schema: pa.Schema) -> None:
+        """Schema evolution, before a load: columns of ``schema`` the table lacks are added
+        (nullable; rows written before read them as null), and integer columns ``schema``
+        declares as float64 are widened by rewriting the table once (old values cast exactly
+        as float64, in one commit, streamed batch by batch). Any other difference is left for
+        ``_conform`` to report."""
+        current = pa.schema(dt.schema().to_arrow())
+        widened = [f.name for f in schema if f.name in current.names and pa.types.is_integer(current.field(f.name).type)
+                   and pa.types.is_float64(f.type)]
+        added = [f for f in schema if f.name not in current.names]
+        if not (widened or added):
+            return
+        try:
+            if widened:
+                target = pa.schema([schema.field(f.name) if f.name in widened else f for f in current] + added)
+                old = QueryBuilder().register(table, dt).execute(f"SELECT * FROM {_ident(table)}")
+                rewritten = (_widened(pa.record_batch(b), current, target) for b in old)
+                write_deltalake(dt, pa.RecordBatchReader.from_batches(target, rewritten), mode="overwrite",
+                                schema_mode="overwrite", partition_by=list(PARTITION_COLUMNS),
+                                storage_options=self.storage_options or None, target_file_size=_TARGET_FILE_SIZE,
+                                writer_properties=_writer_properties())
+            else:
+                dt.alter.add_columns([DeltaField.from_arrow(f.with_nullable(True)) for f in added])
+        except (DeltaError, OSError, pa.ArrowException) as exc:
+            raise LakeError(f"schema evolution of lake table {table!r} (add {[f.name for f in added]}, widen "
+                            f"{widened} to float64) failed: {exc}") from exc
+        dt.update_incremental()
+
     def _conform(self, table: str, dt: DeltaTable, rows: pa.Table) -> pa.Table:
         """Cast ``rows`` to the table's schema, or say exactly how they differ.
 
@@ -316,6 +361,8 @@ class DeltaLake:
         key_bucket: tuple[str, int, int] | None = None,
         order_by: list[str] | None = None,
         limit: int | None = None,
+        as_of: str | datetime | None = None,
+        version: int | None = None,
     ) -> tuple[pa.Table, pa.Schema] | None:
         """Run one SELECT over ``table`` in delta-rs's own engine (DataFusion).
 
@@ -325,7 +372,8 @@ class DeltaLake:
         DataFusion does all I/O in Rust. Filters on date and hour prune whole files.
         """
         pairs = None if partitions is None else [_partition(table, p) for p in partitions]
-        dt = self._open(table)
+        # Time travel (as_of / version): see the lifecycle section.
+        dt = self._open(table) if as_of is None and version is None else self._open_at(table, as_of, version)
         if dt is None:
             return None
         schema = pa.schema(dt.schema().to_arrow())
@@ -370,6 +418,8 @@ class DeltaLake:
         provider: str | None = None,
         order_by: list[str] | None = None,
         limit: int | None = None,
+        as_of: str | datetime | None = None,
+        version: int | None = None,
     ) -> pa.Table:
         """Rows of ``table``, optionally only some ``(date, hour)`` partitions and one provider
         (and the first ``limit`` by ``order_by``, e.g. a preview).
@@ -379,7 +429,7 @@ class DeltaLake:
         the table's own types (DataFusion's string views are cast back to strings).
         """
         selected = self._select(table, list(columns) if columns is not None else "*", partitions, provider,
-                                order_by=order_by, limit=limit)
+                                order_by=order_by, limit=limit, as_of=as_of, version=version)
         if selected is None:
             return pa.table({})
         result, schema = selected
@@ -394,6 +444,8 @@ class DeltaLake:
         partitions: list[tuple[str, str]] | None = None,
         provider: str | None = None,
         columns: list[str] | None = None,
+        as_of: str | datetime | None = None,
+        version: int | None = None,
     ) -> Iterator[pa.Table]:
         """``read`` in ``buckets`` (1, 2, 4, 8 or 16) slices by the last hex digit of ``key``.
 
@@ -404,33 +456,306 @@ class DeltaLake:
             raise ValueError(f"buckets must be 1, 2, 4, 8 or 16, got {buckets!r}")
         what = list(columns) if columns is not None else "*"
         for bucket in range(buckets):
-            selected = self._select(table, what, partitions, provider, (key, buckets, bucket))
+            selected = self._select(table, what, partitions, provider, (key, buckets, bucket), as_of=as_of, version=version)
             if selected is None:
                 return
             result, schema = selected
             yield result.cast(pa.schema([schema.field(name) for name in result.column_names]))
 
-    def count(self, table: str, *, partitions: list[tuple[str, str]] | None = None, provider: str | None = None) -> int:
-        selected = self._select(table, "COUNT(*) AS n", partitions, provider)
+    def count(self, table: str, *, partitions: list[tuple[str, str]] | None = None, provider: str | None = None,
+              as_of: str | datetime | None = None, version: int | None = None) -> int:
+        selected = self._select(table, "COUNT(*) AS n", partitions, provider, as_of=as_of, version=version)
         return 0 if selected is None else int(selected[0].column("n")[0].as_py())
 
-    # -- maintenance ---------------------------------------------------------------------
+    # -- marts ---------------------------------------------------------------------------
 
-    def optimize(self, table: str) -> dict[str, Any]:
-        """Compact small files (one per merge and hour) into larger ones; delta-rs metrics."""
+    def replace_partition(
+        self,
+        table: str,
+        rows: pa.Table,
+        *,
+        predicate_partitions: dict[str, str],
+        schema: pa.Schema,
+        partition_by: tuple[str, ...] = PARTITION_COLUMNS,
+    ) -> ReplaceStats:
+        """Make the rows of ``table`` where every ``column = value`` of ``predicate_partitions``
+        holds exactly ``rows`` (a mart's hour x provider); ``{}`` means the whole table.
+
+        One delta-rs ``write_deltalake(mode="overwrite", predicate=...)`` commit, which removes
+        only the matching rows, or a ``delete`` when ``rows`` is empty. Rows equal to what is
+        there already (in any order) add no version, so re-materializing an hour changes
+        nothing. Every row must satisfy the predicate. The caller holds the table's lease.
+        """
+        uri = self.table_uri(table)
+        for column, value in predicate_partitions.items():
+            if column not in schema.names or not _COLUMN_NAME.match(column):
+                raise ValueError(f"invalid predicate column {column!r} for lake table {table!r}")
+            if not isinstance(value, str):
+                raise ValueError(f"predicate value for {column!r} must be a string, got {value!r}")
+        missing = [n for n in schema.names if n not in rows.column_names]
+        if missing:
+            raise LakeError(f"rows for lake table {table!r} lack columns {missing}")
+        rows = rows.select(schema.names).cast(schema)
+        for column, value in predicate_partitions.items():
+            if rows.num_rows and not pc.all(pc.fill_null(pc.equal(rows.column(column), value), False)).as_py():
+                raise LakeError(f"rows for lake table {table!r} do not all have {column} = {value!r}")
+        predicate = " AND ".join(f"{_ident(c)} = {_literal(v)}" for c, v in sorted(predicate_partitions.items()))
+        dt = self._open(table)
+        if dt is None:
+            if not rows.num_rows:
+                return ReplaceStats(rows=0, replaced=0, version=None, changed=False)
+            try:
+                dt = DeltaTable.create(uri, schema, mode="ignore", partition_by=list(partition_by) or None,
+                                       storage_options=self.storage_options or None)
+            except (DeltaError, OSError) as exc:
+                dt = self._open(table)
+                if dt is None:
+                    raise LakeError(f"cannot create lake table {table!r} at {uri}: {exc}") from exc
+        target = pa.schema(dt.schema().to_arrow())
+        if target.names != schema.names:
+            raise LakeError(f"lake table {table!r} has columns {target.names}, the rows {schema.names}")
+        rows = rows.cast(target)
+        sql = f"SELECT * FROM {_ident(table)}" + (f" WHERE {predicate}" if predicate else "")
+        try:
+            current = pa.table(QueryBuilder().register(table, dt).execute(sql))
+        except (DeltaError, OSError, pa.ArrowException) as exc:
+            raise LakeError(f"cannot read lake table {table!r} at {uri}: {exc}") from exc
+        current = current.select(target.names).cast(target) if current.num_columns else target.empty_table()
+        if _same_rows(current, rows):
+            return ReplaceStats(rows=rows.num_rows, replaced=current.num_rows, version=dt.version(), changed=False)
+        try:
+            if rows.num_rows:
+                write_deltalake(dt, rows, mode="overwrite", predicate=predicate or None,
+                                partition_by=list(partition_by) or None, storage_options=self.storage_options or None,
+                                writer_properties=_writer_properties())
+            else:
+                dt.delete(predicate or None)
+        except Exception as exc:  # DeltaError, OSError, ArrowException
+            raise LakeError(f"replacing {predicate or 'all rows'} of lake table {table!r} at {uri} failed: {exc}") from exc
+        dt.update_incremental()
+        return ReplaceStats(rows=rows.num_rows, replaced=current.num_rows, version=dt.version(), changed=True)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    # Time travel (``as_of``/``version`` on every read), the table's history, and maintenance:
+    # row retention, compaction and z-order per date partition, vacuum, checkpoints and log
+    # cleanup. Maintenance rewrites and removes files, which conflicts with a concurrent load's
+    # repair (an overwrite): the caller holds the table's lake-writer lease, as loads do
+    # (defs/analytics/maintenance.py).
+
+    def _open_at(self, table: str, as_of: str | datetime | None, version: int | None) -> DeltaTable:
+        """The table as it was at ``version`` or at the time ``as_of`` (the last commit at or
+        before it); a LakeError when the table did not exist then or its log no longer reaches it."""
+        if as_of is not None and version is not None:
+            raise ValueError("read a lake table as_of a time or at a version, not both")
+        asked = f"version {version}" if version is not None else f"as of {as_of}"
+        dt = self._open(table)
+        if dt is None:
+            raise LakeError(f"lake table {table!r} does not exist at {self.table_uri(table)}, so it has no {asked}")
+        commits = self._commits(table, dt)  # (version, commit time in ms), oldest first
+        first_version, first_ms = commits[0] if commits else (dt.version(), None)
+        if version is not None:
+            if isinstance(version, bool) or not isinstance(version, int):
+                raise ValueError(f"version must be an int, got {version!r}")
+            if version > dt.version():
+                raise LakeError(f"lake table {table!r} has no version {version}: its latest is {dt.version()}")
+            if version < 0:
+                raise LakeError(f"lake table {table!r} has no version {version}: versions start at 0")
+            if version < first_version:
+                raise LakeError(f"lake table {table!r}: version {version} is no longer in its log, which now "
+                                f"starts at version {first_version} (delta.logRetentionDuration)")
+            target = version
+        else:
+            moment = as_of_time(as_of)
+            at_ms = moment.timestamp() * 1000
+            earlier = [v for v, ms in commits if ms is not None and ms <= at_ms]
+            if not earlier:
+                since = _iso_ms(first_ms) if first_ms is not None else "unknown"
+                raise LakeError(f"lake table {table!r} did not exist yet as of {_iso(moment)}: its first kept "
+                                f"version {first_version} was committed at {since}")
+            target = max(earlier)
+        if target == dt.version():
+            return dt
+        try:
+            dt.load_as_version(target)
+        except (DeltaError, OSError) as exc:
+            raise LakeError(f"lake table {table!r}: cannot load version {target} ({asked}): {exc}") from exc
+        return dt
+
+    def _commits(self, table: str, dt: DeltaTable) -> list[tuple[int, int | None]]:
+        try:
+            kept = dt.history()
+        except (DeltaError, OSError) as exc:
+            raise LakeError(f"cannot read the history of lake table {table!r}: {exc}") from exc
+        return sorted((int(c["version"]), c.get("timestamp")) for c in kept if "version" in c)
+
+    def history(self, table: str, *, limit: int | None = None) -> list[dict[str, Any]]:
+        """The table's versions, newest first: version, ISO time, operation, rows added and
+        deleted by it, the table's row count at it (None once its files are vacuumed), files
+        added/removed, and the operation's predicate or mode."""
         dt = self._require(table)
         try:
-            return dt.optimize.compact()
+            commits = dt.history(limit=limit)
         except (DeltaError, OSError) as exc:
-            raise LakeError(f"optimize of lake table {table!r} failed: {exc}") from exc
+            raise LakeError(f"cannot read the history of lake table {table!r}: {exc}") from exc
+        entries = []
+        for commit in sorted(commits, key=lambda c: -int(c.get("version", -1))):
+            metrics = commit.get("operationMetrics") or {}
+            parameters = commit.get("operationParameters") or {}
+            number = int(commit["version"])
+            entries.append({
+                "version": number,
+                "timestamp": _iso_ms(commit["timestamp"]) if commit.get("timestamp") is not None else None,
+                "operation": commit.get("operation", "?"),
+                "rows_added": _metric(metrics, "num_added_rows", "num_inserted_rows"),
+                "rows_deleted": _metric(metrics, "num_deleted_rows"),
+                "rows": self._rows_at(table, number),
+                "files_added": _metric(metrics, "num_added_files", "numFilesAdded"),
+                "files_removed": _metric(metrics, "num_removed_files", "numFilesRemoved", "numDeletedFiles"),
+                "detail": {**{k: v for k, v in parameters.items() if k in ("mode", "predicate")},
+                           **({"strategy": metrics["plannerStrategy"]} if "plannerStrategy" in metrics else {})},
+            })
+        return entries
+
+    def _rows_at(self, table: str, version: int) -> int | None:
+        """Rows of the table at ``version`` from the log's file statistics (no data read); None
+        when that version can no longer be loaded."""
+        try:
+            dt = DeltaTable(self.table_uri(table), version=version, storage_options=self.storage_options or None)
+            counts = pa.table(dt.get_add_actions(flatten=True)).column("num_records")
+        except Exception:  # noqa: BLE001 - a version cleaned from the log has no count
+            return None
+        if counts.null_count:
+            return self.count(table, version=version)
+        return int(pc.sum(counts).as_py() or 0)
+
+    def retention_properties(self, table: str, *, log_retention_days: int, deleted_file_retention_hours: int) -> bool:
+        """Set ``delta.logRetentionDuration`` and ``delta.deletedFileRetentionDuration`` so time
+        travel reaches as far back as the vault promises (delta-rs cuts logs after 30 days and
+        vacuumed files after 7 by default); True when they changed (one table version)."""
+        wanted = {"delta.logRetentionDuration": f"interval {int(log_retention_days)} days",
+                  "delta.deletedFileRetentionDuration": f"interval {int(deleted_file_retention_hours)} hours"}
+        dt = self._require(table)
+        current = dt.metadata().configuration or {}
+        if all(current.get(k) == v for k, v in wanted.items()):
+            return False
+        try:
+            dt.alter.set_table_properties(wanted, raise_if_not_exists=False)
+        except (DeltaError, OSError) as exc:
+            raise LakeError(f"cannot set retention properties of lake table {table!r}: {exc}") from exc
+        return True
+
+    def expire_rows(self, table: str, *, before_date: str) -> int:
+        """Delete the rows whose ``date`` partition is before ``before_date`` (YYYY-MM-DD) as one
+        Delta DELETE, which stays in the history (time travel still sees the rows until vacuum
+        removes their files); the rows deleted. Nothing to delete adds no version."""
+        if not (isinstance(before_date, str) and _DATE.match(before_date)):
+            raise ValueError(f"before_date must look like 2026-01-01, got {before_date!r}")
+        dt = self._require(table)
+        predicate = f"{_ident('date')} < {_literal(before_date)}"
+        try:
+            due = pa.table(QueryBuilder().register(table, dt).execute(
+                f"SELECT COUNT(*) AS n FROM {_ident(table)} WHERE {predicate}")).column("n")[0].as_py()
+            if not due:
+                return 0
+            metrics = dt.delete(f"date < {_literal(before_date)}", writer_properties=_writer_properties())
+        except (DeltaError, OSError, pa.ArrowException) as exc:
+            raise LakeError(f"row retention of lake table {table!r} (date < {before_date}) failed: {exc}") from exc
+        return int(metrics.get("num_deleted_rows", due))
+
+    def optimize(self, table: str, *, zorder: Iterable[str] = (), dates: Iterable[str] | None = None) -> dict[str, Any]:
+        """Compact small files (one per load and hour), z-ordered by ``zorder`` when given, one
+        date partition at a time (z-order is not incremental and holds what it rewrites).
+
+        ``dates``: the date partitions to rewrite; by default those with an hour holding more
+        than one file, so a date nobody loaded into since its last optimize is not rewritten.
+        Returns summed delta-rs metrics plus ``dates``."""
+        dt = self._require(table)
+        columns = list(zorder)
+        schema = pa.schema(dt.schema().to_arrow())
+        unknown = [c for c in columns if c not in schema.names or c in PARTITION_COLUMNS]
+        if unknown:
+            raise LakeError(f"lake table {table!r}: cannot z-order by {unknown}; its data columns are "
+                            f"{[n for n in schema.names if n not in PARTITION_COLUMNS]}")
+        chosen = sorted(set(dates) if dates is not None else self._fragmented_dates(table, dt))
+        totals: dict[str, Any] = {"numFilesAdded": 0, "numFilesRemoved": 0, "bytesAdded": 0, "bytesRemoved": 0,
+                                  "partitionsOptimized": 0, "dates": chosen, "zorder": columns}
+        for date in chosen:
+            if not _DATE.match(date):
+                raise ValueError(f"date partition must look like 2026-01-01, got {date!r}")
+            where = [("date", "=", date)]
+            try:
+                if columns:
+                    metrics = dt.optimize.z_order(columns, partition_filters=where, target_size=_TARGET_FILE_SIZE,
+                                                  writer_properties=_writer_properties())
+                else:
+                    metrics = dt.optimize.compact(partition_filters=where, target_size=_TARGET_FILE_SIZE,
+                                                  writer_properties=_writer_properties())
+            except (DeltaError, OSError) as exc:
+                raise LakeError(f"optimize of lake table {table!r}, date {date}, failed: {exc}") from exc
+            totals["numFilesAdded"] += int(metrics.get("numFilesAdded", 0))
+            totals["numFilesRemoved"] += int(metrics.get("numFilesRemoved", 0))
+            totals["partitionsOptimized"] += int(metrics.get("partitionsOptimized", 0))
+            totals["bytesAdded"] += _total_size(metrics.get("filesAdded"))
+            totals["bytesRemoved"] += _total_size(metrics.get("filesRemoved"))
+            dt.update_incremental()
+        return totals
+
+    def _fragmented_dates(self, table: str, dt: DeltaTable) -> list[str]:
+        try:
+            files = pa.table(dt.get_add_actions(flatten=True)).select(["partition.date", "partition.hour"])
+        except (DeltaError, OSError, KeyError, pa.ArrowException) as exc:
+            raise LakeError(f"cannot list the files of lake table {table!r}: {exc}") from exc
+        per_hour = files.group_by(["partition.date", "partition.hour"], use_threads=False).aggregate([([], "count_all")])
+        crowded = per_hour.filter(pc.greater(per_hour.column("count_all"), 1))
+        return sorted(set(crowded.column("partition.date").to_pylist()))
 
     def vacuum(self, table: str, retention_hours: int = 168, *, dry_run: bool = False) -> list[str]:
-        """Delete files no longer referenced and older than ``retention_hours``; their paths."""
+        """Delete files no longer referenced and removed more than ``retention_hours`` ago; their
+        paths. Deletes for real unless ``dry_run`` (delta-rs's own default is a dry run)."""
         dt = self._require(table)
         try:
-            return dt.vacuum(retention_hours=retention_hours, dry_run=dry_run, enforce_retention_duration=True)
+            return dt.vacuum(retention_hours=int(retention_hours), dry_run=dry_run, enforce_retention_duration=True)
         except (DeltaError, OSError) as exc:
             raise LakeError(f"vacuum of lake table {table!r} failed: {exc}") from exc
+
+    def checkpoint(self, table: str) -> int:
+        """Write a checkpoint of the current version and delete log entries older than
+        ``delta.logRetentionDuration`` that it makes unnecessary; the version checkpointed."""
+        dt = self._require(table)
+        try:
+            dt.create_checkpoint()
+            dt.cleanup_metadata()
+        except (DeltaError, OSError) as exc:
+            raise LakeError(f"checkpoint of lake table {table!r} failed: {exc}") from exc
+        return dt.version()
+
+    def maintain(self, table: str, policy: TablePolicy, *, now: datetime | None = None) -> MaintenanceStats:
+        """One maintenance pass over ``table``: retention properties, row retention, compaction
+        and z-order per date, vacuum, checkpoint and log cleanup, in that order (rows expire
+        before compaction so it never rewrites them; vacuum after, so today's compaction leaves
+        its removed files for time travel until they are past the retention). The caller holds
+        the table's lake-writer lease."""
+        now = (now or datetime.now(UTC)).astimezone(UTC)
+        before = self.version(table)
+        if before is None:
+            return MaintenanceStats(table=table, skipped="table does not exist yet")
+        stats = MaintenanceStats(table=table, version_before=before)
+        stats.properties_changed = self.retention_properties(
+            table, log_retention_days=policy.log_retention_days,
+            deleted_file_retention_hours=policy.vacuum_retention_hours)
+        if policy.retention_days is not None:
+            stats.expired_before = (now - timedelta(days=policy.retention_days)).strftime("%Y-%m-%d")
+            stats.rows_expired = self.expire_rows(table, before_date=stats.expired_before)
+        compacted = self.optimize(table, zorder=policy.zorder)
+        stats.dates_optimized = compacted["dates"]
+        stats.files_compacted, stats.files_written = compacted["numFilesRemoved"], compacted["numFilesAdded"]
+        stats.bytes_compacted, stats.bytes_written = compacted["bytesRemoved"], compacted["bytesAdded"]
+        stats.files_vacuumed = len(self.vacuum(table, policy.vacuum_retention_hours, dry_run=policy.vacuum_dry_run))
+        stats.checkpoint_version = self.checkpoint(table)
+        stats.version_after = self.version(table)
+        stats.rows = self.count(table)
+        return stats
+
 
 
 # delta-rs buffers a file's row groups until it closes the file: 64k-row groups in files of
@@ -475,6 +800,23 @@ def _partition(table: str, value: tuple[str, str]) -> tuple[str, str]:
     return date, hour
 
 
+def _widened(batch: pa.RecordBatch, current: pa.Schema, target: pa.Schema) -> pa.RecordBatch:
+    """A batch of the table as it was, in the evolved ``target`` schema (new columns null)."""
+    batch = pa.Table.from_batches([batch]).select(current.names).cast(current)
+    for column in target:
+        if column.name not in batch.column_names:
+            batch = batch.append_column(column, pa.nulls(batch.num_rows, column.type))
+    return pa.RecordBatch.from_pylist([], schema=target) if not batch.num_rows else \
+        batch.select(target.names).cast(target).combine_chunks().to_batches()[0]
+
+
+def _same_rows(a: pa.Table, b: pa.Table) -> bool:
+    """The same multiset of rows (marts: a replace with nothing new adds no version)."""
+    if a.num_rows != b.num_rows or a.schema != b.schema:
+        return False
+    return sorted(map(repr, a.to_pylist())) == sorted(map(repr, b.to_pylist()))
+
+
 def _dedupe(rows: pa.Table, key: str) -> pa.Table:
     """Keep the first row of each key (a lookback window can fetch a record twice)."""
     if pc.count_distinct(rows.column(key)).as_py() == rows.num_rows:
@@ -488,3 +830,82 @@ def _dedupe(rows: pa.Table, key: str) -> pa.Table:
         .combine_chunks()
     )
     return rows.take(first.take(pc.sort_indices(first)))
+
+
+# -- lifecycle --- (module level: the policy, the stats and time parsing of DeltaLake's lifecycle section)
+
+@dataclass(frozen=True, slots=True)
+class TablePolicy:
+    """How one table is maintained (``lake:`` in vault.yaml)."""
+
+    retention_days: int | None = 90  # rows whose date is older are deleted; None keeps every row
+    vacuum_retention_hours: int = 168  # removed files are deleted this long after their removal
+    zorder: tuple[str, ...] = ()
+    vacuum_dry_run: bool = False  # list what vacuum would delete, delete nothing
+
+    @property
+    def log_retention_days(self) -> int:
+        """Log kept as long as rows are (so the retention DELETE stays in the history) and at
+        least as long as removed files, so every version whose files exist can be loaded."""
+        return max(self.retention_days or 0, -(-self.vacuum_retention_hours // 24), 1)
+
+
+@dataclass(slots=True)
+class MaintenanceStats:
+    table: str
+    skipped: str | None = None
+    version_before: int | None = None
+    version_after: int | None = None
+    properties_changed: bool = False
+    expired_before: str | None = None
+    rows_expired: int = 0
+    dates_optimized: list[str] = field(default_factory=list)
+    files_compacted: int = 0  # files rewritten by compaction / z-order
+    files_written: int = 0
+    bytes_compacted: int = 0
+    bytes_written: int = 0
+    files_vacuumed: int = 0
+    checkpoint_version: int | None = None
+    rows: int | None = None
+
+
+def as_of_time(value: str | datetime) -> datetime:
+    """An ``as_of`` argument as an aware UTC datetime: ISO-8601 (``Z`` or an offset; no zone
+    means UTC, as in delta-rs) or a datetime."""
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise ValueError(f"as_of must be an ISO-8601 time such as 2026-01-01T00:00:00Z, got {value!r}") from None
+    else:
+        raise TypeError(f"as_of must be an ISO-8601 time or a datetime, got {value!r}")
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _iso_ms(ms: int) -> str:
+    return _iso(datetime.fromtimestamp(ms / 1000, UTC))
+
+
+def _metric(metrics: dict[str, Any], *names: str) -> int | None:
+    for name in names:
+        if metrics.get(name) is not None:
+            return int(metrics[name])
+    return None
+
+
+def _total_size(summary: Any) -> int:
+    """``totalSize`` of a delta-rs optimize file summary (a JSON string or a dict)."""
+    if isinstance(summary, str):
+        import json
+
+        try:
+            summary = json.loads(summary)
+        except ValueError:
+            return 0
+    return int(summary.get("totalSize", 0)) if isinstance(summary, dict) else 0

@@ -426,6 +426,11 @@ class MongoCatalog(Catalog):
                 found.update(document["log_id"] for document in cursor)
         return found
 
+    # dead-letter expiry ------------------------------------------------------------------
+    def expire_dead_letters(self, before: str) -> int:
+        with self._translated("expire_dead_letters"):
+            return self.dead_letters.delete_many({"created_at": {"$lt": before, "$gt": ""}}).deleted_count
+
     # leases ------------------------------------------------------------------------------
     def acquire_lease(self, name: str, holder: str, ttl_s: float) -> bool:
         now = time.time()

@@ -536,6 +536,15 @@ class SqliteCatalog(Catalog):
                 (stage, chunk)))
         return found
 
+    # dead-letter expiry ------------------------------------------------------------------
+    def expire_dead_letters(self, before: str) -> int:
+        try:
+            with self._write() as db:
+                return db.execute('DELETE FROM dead_letters WHERE "created_at" != \'\' AND "created_at" < ?',
+                                  (before,)).rowcount
+        except sqlite3.Error as exc:
+            raise CatalogError(f"SQLite catalog {self.path}: expire_dead_letters failed: {exc}") from exc
+
     # leases ------------------------------------------------------------------------------
     def acquire_lease(self, name: str, holder: str, ttl_s: float) -> bool:
         now = time.time()

@@ -23,6 +23,7 @@ REPO = Path(__file__).resolve().parents[2]
 UNUSED = {"vault": VaultResource(home="/nonexistent")}  # definitions only; nothing runs
 HOURLY_ASSETS = {"raw_landing", "record_index", "normalised_records", "integrity_report", "ledger_entry", "golden_promotion",
                  "artifact_index"}
+MART_ASSETS = {"agg_provider_metrics", "agg_technique_effectiveness", "dim_providers"}  # group analytics, same job
 
 
 def _write(path: Path, providers: dict, **sections) -> Path:
@@ -41,11 +42,13 @@ def test_repository_definitions_load_with_every_stage_check_job_and_schedule(mon
     definitions = build_definitions()
     repository = definitions.get_repository_def()
     keys = {key.path[-1] for key in repository.asset_graph.get_all_asset_keys()}
-    assert keys == HOURLY_ASSETS
+    assert keys >= HOURLY_ASSETS | MART_ASSETS  # plus the lake lifecycle's assets (their own group)
     checks = {key.name for key in repository.asset_graph.asset_check_keys}
     assert checks == {"input_validation", "output_validation", "integrity_clean"}
     for key in repository.asset_graph.get_all_asset_keys():
-        assert repository.asset_graph.get(key).group_name == "hourly"
+        if key.path[-1] in HOURLY_ASSETS | MART_ASSETS:
+            assert repository.asset_graph.get(key).group_name == ("analytics" if key.path[-1] in MART_ASSETS else "hourly")
+    assert {k.path[-1] for k in definitions.resolve_job_def(HOURLY_JOB).asset_layer.selected_asset_keys} >= MART_ASSETS
     job = definitions.resolve_job_def(HOURLY_JOB)
     assert job.partitions_def is not None
     schedule = definitions.resolve_schedule_def("hourly_ingestion_schedule")

@@ -108,6 +108,7 @@ def test_default_fields_values():
         "audit_event": ("eventID", "eventTime"),
         "generation_event": ("id", "timestamp"),
         "test_result": ("id", "finished_at"),
+        "jailbreak_test": ("test_id", "timestamp"),
     }
 
 
@@ -340,3 +341,35 @@ def test_bad_api_section_is_named(api):
     message = _error({"providers": {"acme": _rest()}, "api": api})
     assert "api" in message and ("validate_allowed_origins" in message or "validate_origins" in message
                                  or "mapping" in message)
+
+
+# -- fields: a kind's columns read from the provider's own paths ----------------------------
+
+
+def test_fields_map_columns_to_dotted_paths():
+    entry = _sim(kind="generation_event", fields={"latency_ms": "metrics.latency", "success": "ok"})
+    provider = parse_config({"providers": {"llm": entry}}).provider("llm")
+    assert provider.fields == {"latency_ms": "metrics.latency", "success": "ok"}
+    assert parse_config({"providers": {"llm": _sim(kind="generation_event")}}).provider("llm").fields == {}
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"latency": "metrics.latency"}, "fields.latency: generation_event has no column 'latency'"),
+    ({"latency_ms": "metrics..latency"}, "fields.latency_ms: 'metrics..latency' is not a dotted path"),
+    ({"latency_ms": ""}, "fields.latency_ms: '' is not a dotted path"),
+    ({"latency_ms": ".latency"}, "fields.latency_ms: '.latency' is not a dotted path"),
+    ({"latency_ms": "metrics."}, "fields.latency_ms: 'metrics.' is not a dotted path"),
+    ({"latency_ms": 3}, "fields.latency_ms"),
+])
+def test_unknown_columns_and_malformed_paths_name_the_provider_and_key(fields, message):
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"providers": {"llm_prod": _sim(kind="generation_event", fields=fields)}})
+    assert "provider 'llm_prod'" in str(caught.value)
+    assert message in str(caught.value)
+
+
+def test_jailbreak_test_is_a_kind_with_its_own_columns():
+    provider = parse_config({"providers": {"jb": _sim(kind="jailbreak_test", fields={"asr_rate": "result.asr"})}}).provider("jb")
+    assert provider.kind == "jailbreak_test" and provider.natural_id_field == "test_id"
+    with pytest.raises(ConfigError, match="jailbreak_test has no column 'latency_ms'"):
+        parse_config({"providers": {"jb": _sim(kind="jailbreak_test", fields={"latency_ms": "x"})}})

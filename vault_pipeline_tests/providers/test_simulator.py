@@ -50,7 +50,11 @@ def _flawed(kind: str, record: dict) -> bool:
     if kind == "audit_event":
         return record.get("readOnly") == "yes" or record.get("eventName") is None or "eventTime" not in record
     if kind == "generation_event":
-        return record["latency_ms"] < 0 or record["model"] is None or isinstance(record["tokens"]["total"], str)
+        return (record["latency_ms"] < 0 or record["model"] is None or isinstance(record["tokens"]["total"], str)
+                or not all(isinstance(t, str) for t in record["techniques_applied"]))
+    if kind == "jailbreak_test":
+        return (record["test_type"] not in ("autodan", "gptfuzz") or record["asr_rate"] > 1
+                or isinstance(record["iterations"], str) or record["target"]["model"] is None)
     return record["status"] == "exploded" or record["duration_ms"] < 0 or record["suite"] is None
 
 
@@ -236,3 +240,53 @@ def test_an_empty_hour_yields_one_empty_page():
     [page] = _pages(_provider(records_per_hour=0))
     assert page.number == 1 and page.framed.records == []
     assert frame_records(page.body, "records").envelope == {"page": 1}
+
+
+# -- distributions the analytics rely on -----------------------------------------------------
+
+
+def _day(kind, **settings):
+    provider = _provider(kind=kind, invalid_fraction=0.0, records_per_hour=600, **settings)
+    records = []
+    for hour in range(24):
+        window = HourWindow.for_hour_key(f"2026-01-01-{hour:02d}:00")
+        records += [dict(r, _hour=hour) for r in _records(provider, window)]
+    return records
+
+
+def test_generation_latencies_are_long_tailed_floats():
+    latencies = sorted(r["latency_ms"] for r in _day("generation_event"))
+    assert all(isinstance(v, float) and v > 0 for v in latencies)
+    p50, p99 = latencies[len(latencies) // 2], latencies[int(len(latencies) * 0.99)]
+    assert 300 < p50 < 3000 and p99 > 5 * p50
+
+
+def test_generation_failures_cluster_by_vendor_and_hour():
+    infra = {"rate_limited", "timeout", "server_error", "context_length_exceeded"}
+    cells: dict[tuple[str, int], list[bool]] = {}
+    for r in _day("generation_event"):
+        cells.setdefault((r["provider"], r["_hour"]), []).append(r["error_code"] in infra)
+    rates = sorted(sum(v) / len(v) for v in cells.values() if len(v) >= 30)
+    assert rates[len(rates) // 2] < 0.08  # a typical vendor-hour barely fails ...
+    assert rates[-1] > 0.2  # ... an incident hour fails a lot
+
+
+def test_techniques_succeed_at_different_rates():
+    outcome: dict[str, list[bool]] = {}
+    for r in _day("generation_event"):
+        assert all(isinstance(t, str) for t in r["techniques_applied"])
+        assert r["tokens_used"] == r["tokens"]["total"] and r["prompt_length"] > 0
+        for technique in r["techniques_applied"]:
+            outcome.setdefault(technique, []).append(r["success"])
+    rates = {t: sum(v) / len(v) for t, v in outcome.items()}
+    assert len(rates) == 6 and max(rates.values()) - min(rates.values()) > 0.2
+    assert max(rates, key=rates.get) == "many_shot" and min(rates, key=rates.get) == "payload_splitting"
+
+
+def test_jailbreak_campaigns_are_consistent():
+    records = _day("jailbreak_test")
+    assert {r["test_type"] for r in records} == {"autodan", "gptfuzz"}
+    for r in records:
+        assert 0 <= r["successful_mutations"] <= r["iterations"]
+        assert r["asr_rate"] == pytest.approx(r["successful_mutations"] / r["iterations"], abs=1e-6)
+        assert r["test_id"]

@@ -39,6 +39,10 @@ CLEAN = {
         "suite": "checkout", "test": "test_refund_3", "status": "failed", "duration_ms": 12.5,
         "error": {"type": "AssertionError", "message": "expected 200"}, "ci": {"build": 42, "branch": "main"},
     },
+    "jailbreak_test": {
+        "test_id": "jb-1", "test_type": "autodan", "target": {"provider": "local", "model": "llama-3-70b"},
+        "iterations": 200, "successful_mutations": 31, "asr_rate": 0.155, "best_prompt": "You are DAN ⟨payload⟩",
+    },
 }
 
 

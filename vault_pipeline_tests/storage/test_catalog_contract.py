@@ -838,3 +838,30 @@ def test_idempotency_keys_outlive_the_catalog_handle(backend: str, tmp_path: Pat
         assert after.get_idempotency_key(record.key_fingerprint, now=T1) == record
     finally:
         after.close()
+
+
+# dead-letter expiry ------------------------------------------------------------------------
+class TestDeadLetterExpiry:
+    """lake_maintenance deletes dead letters past ``lake.dead_letter_days``; both backends alike."""
+
+    def test_only_letters_created_before_the_cutoff_expire(self, catalog: Catalog) -> None:
+        catalog.add_dead_letters([
+            letter(1, created_at="2026-01-01T00:00:00.000000Z"),
+            letter(2, created_at="2026-01-07T23:59:59.999999Z"),
+            letter(3, created_at="2026-01-08T00:00:00.000000Z"),  # exactly at the cutoff: kept
+            letter(4, created_at="2026-01-09T12:00:00.000000Z"),
+            letter(5, created_at=""),  # no creation time: age unknown, kept
+        ])
+        assert catalog.expire_dead_letters("2026-01-08T00:00:00.000000Z") == 2
+        assert [d.dead_letter_id for d in catalog.list_dead_letters()] == ["dl_0003", "dl_0004", "dl_0005"]
+        assert catalog.count_dead_letters() == 3
+        assert catalog.expire_dead_letters("2026-01-08T00:00:00.000000Z") == 0
+
+    def test_expired_letters_no_longer_exclude_their_records(self, catalog: Catalog) -> None:
+        catalog.add_dead_letters([letter(1, created_at="2026-01-01T00:00:00.000000Z"),
+                                  letter(2, created_at="2026-02-01T00:00:00.000000Z")])
+        assert catalog.expire_dead_letters("2026-01-15T00:00:00.000000Z") == 1
+        assert catalog.dead_lettered([f"log_{1:032x}", f"log_{2:032x}"]) == {f"log_{2:032x}"}
+
+    def test_an_empty_catalog_expires_nothing(self, catalog: Catalog) -> None:
+        assert catalog.expire_dead_letters("2030-01-01T00:00:00.000000Z") == 0

@@ -35,6 +35,7 @@ PREVIEW_COLUMNS: dict[str, tuple[str, ...]] = {
     "audit_event": ("event_name", "event_source", "aws_region", "user_type", "error_code", "read_only"),
     "generation_event": ("llm_provider", "model", "latency_ms", "success", "total_tokens", "cost_usd"),
     "test_result": ("suite", "test", "status", "duration_ms", "error_type", "build"),
+    "jailbreak_test": ("test_type", "target_provider", "target_model", "iterations", "successful_mutations", "asr_rate"),
 }
 PREVIEW_COMMON = ("log_id", "event_time", "provider")
 _COMMON_DESCRIPTIONS = {
@@ -118,6 +119,7 @@ def build_analytics_assets(partitions: dg.PartitionsDefinition, record_index: dg
             summary = normalise_partition(
                 store=vault.object_store(), catalog=vault.catalog(), lake=lake, kind=kind, provider=name,
                 window=window, partition=partition, run_id=context.run.run_id,
+                fields=vault.vault_config().provider(name).fields,
             )
         except LakeBusyError as exc:
             # It has already waited its full time for the table: retrying would only wait again.

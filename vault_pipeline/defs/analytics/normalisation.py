@@ -52,7 +52,7 @@ class NormaliseSummary:
 
 def normalise_partition(
     *, store: ObjectStore, catalog: Catalog, lake: DeltaLake, kind: str, provider: str,
-    window: HourWindow, partition: str, run_id: str,
+    window: HourWindow, partition: str, run_id: str, fields: dict[str, str] | None = None,
 ) -> NormaliseSummary:
     landed = LandedPartition(store, provider, window)
     snapshot = landed.snapshot_table(["log_id", "timestamp"])
@@ -62,7 +62,7 @@ def normalise_partition(
     summary = NormaliseSummary(table=fact_table_name(kind))
     keep, lake_partitions, skipped = _rows_to_load(snapshot, rejected)
     summary.skipped_dead_letters = skipped
-    projector = Projector(kind)
+    projector = Projector(kind, fields)  # the provider's own paths (vault.yaml fields)
 
     def batches():
         position = 0

@@ -91,7 +91,7 @@ def build_ingestion_assets(partitions: dg.PartitionsDefinition, input_pass_rate:
         outcome = validate_input(
             runner=suite_runner(), store=vault.object_store(), catalog=vault.catalog(), kind=kind, provider=name,
             window=window, fetch_window=fetch_window_of(vault, name, window), partition=partition,
-            run_id=context.op_execution_context.run.run_id,
+            run_id=context.op_execution_context.run.run_id, fields=vault.vault_config().provider(name).fields,
         )
         passed = outcome.pass_rate >= input_pass_rate and not outcome.errors
         return dg.AssetCheckResult(

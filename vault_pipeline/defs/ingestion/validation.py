@@ -40,6 +40,7 @@ def validate_input(
     fetch_window: HourWindow,
     partition: str,
     run_id: str,
+    fields: dict[str, str] | None = None,
 ) -> SuiteOutcome:
     landed = LandedPartition(store, provider, window)
     suite = f"{kind}.input"
@@ -49,7 +50,7 @@ def validate_input(
         log_ids = batch.column("log_id").to_pylist()
         rows = zip(log_ids, batch.column("timestamp").to_pylist(), landed.with_bytes_of(batch), strict=True)
         with cyclic_gc_paused():
-            frame = input_frame(kind, fetch_window, rows)
+            frame = input_frame(kind, fetch_window, rows, fields)
         outcome = runner.run(suite, frame)
         # Spans are looked up for the failing records only (usually a handful per chunk).
         failing = {log_id: i for i, log_id in enumerate(log_ids) if log_id in outcome.failing}

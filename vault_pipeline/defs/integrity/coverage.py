@@ -45,7 +45,7 @@ LAKE_ROWS_ORPHANED = "lake_rows_orphaned"  # log_ids the catalog does not know
 RAW_OBJECT_ALTERED = "raw_object_altered"
 RAW_OBJECT_UNEXPECTED = "raw_object_unexpected"  # a key under raw/ that is no content address
 
-FACT_TABLES = ("audit_events", "generation_events", "test_results")
+FACT_TABLES = ("audit_events", "generation_events", "test_results", "jailbreak_tests")
 _RAW_KEY = re.compile(r"^raw/([^/]+)/(\d{4})/(\d{2})/(\d{2})/(\d{2})/([0-9a-f]{64})\.json$")
 _EXAMPLES = 5
 
