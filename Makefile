@@ -46,6 +46,7 @@ benchmark: setup
 	$(BIN)/python benchmarks/api.py
 	$(BIN)/python benchmarks/pii.py
 	$(BIN)/python benchmarks/verify.py
+	$(BIN)/python benchmarks/analytics.py
 
 clean:
 	rm -rf $(VAULT_HOME)

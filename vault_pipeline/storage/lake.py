@@ -363,6 +363,7 @@ class DeltaLake:
         limit: int | None = None,
         as_of: str | datetime | None = None,
         version: int | None = None,
+        dates: tuple[str, str] | None = None,
     ) -> tuple[pa.Table, pa.Schema] | None:
         """Run one SELECT over ``table`` in delta-rs's own engine (DataFusion).
 
@@ -388,6 +389,8 @@ class DeltaLake:
         if pairs is not None:
             hours = [f"({_ident('date')} = '{d}' AND {_ident('hour')} = '{h}')" for d, h in pairs]
             clauses.append("(" + " OR ".join(hours) + ")" if hours else "FALSE")
+        if dates is not None:  # an inclusive range of date partitions (YYYY-MM-DD), pruning whole files
+            clauses.append(f"{_ident('date')} >= {_literal(dates[0])} AND {_ident('date')} <= {_literal(dates[1])}")
         if provider is not None:
             if "provider" not in schema.names:
                 raise LakeError(f"lake table {table!r} has no 'provider' column to filter on")
@@ -420,16 +423,18 @@ class DeltaLake:
         limit: int | None = None,
         as_of: str | datetime | None = None,
         version: int | None = None,
+        dates: tuple[str, str] | None = None,
     ) -> pa.Table:
-        """Rows of ``table``, optionally only some ``(date, hour)`` partitions and one provider
-        (and the first ``limit`` by ``order_by``, e.g. a preview).
+        """Rows of ``table``, optionally only some ``(date, hour)`` partitions or an inclusive
+        range of ``dates`` (``(first, last)``, YYYY-MM-DD) and one provider (and the first
+        ``limit`` by ``order_by``, e.g. a preview).
 
         A table that does not exist yet reads as an empty table with no columns (``num_rows``
         0), so callers can treat "never loaded" like "nothing loaded". Columns come back in
         the table's own types (DataFusion's string views are cast back to strings).
         """
         selected = self._select(table, list(columns) if columns is not None else "*", partitions, provider,
-                                order_by=order_by, limit=limit, as_of=as_of, version=version)
+                                order_by=order_by, limit=limit, as_of=as_of, version=version, dates=dates)
         if selected is None:
             return pa.table({})
         result, schema = selected

@@ -77,7 +77,7 @@ def test_invalid_records_go_to_the_dead_letter_queue_and_block_the_partition(vau
     piece = vault.store.get_range(letter.object_key, letter.offset, letter.length)
     assert piece.startswith(b"{") and piece.endswith(b"}")
     assert vault.catalog.count_records(partition=partition) == 0
-    assert vault.store.exists(f"dlq/sim_llm/2026/01/01/05/input-validation.json")
+    assert vault.store.exists("dlq/sim_llm/2026/01/01/05/input-validation.json")
 
 
 def test_a_few_invalid_records_are_dead_lettered_but_the_rest_flows_on(vault):
