@@ -32,6 +32,7 @@ from fastapi.security import APIKeyHeader
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from vault_pipeline.api.analytics import register_analytics_routes
 from vault_pipeline.api.auth import KeyRing, Principal
 from vault_pipeline.api.docs import install_offline_docs
 from vault_pipeline.api.jobs import (
@@ -51,6 +52,7 @@ from vault_pipeline.core.ledger import LedgerError, record_proof
 from vault_pipeline.defs.integrity.ledger_stage import partition_entries
 from vault_pipeline.providers.config import ConfigError, VaultConfig
 from vault_pipeline.storage.catalog import CHECKSUM_MISMATCH, Catalog
+from vault_pipeline.storage.lake import DeltaLake
 from vault_pipeline.storage.object_store import ObjectMissingError, ObjectStore, ObjectStoreError
 
 
@@ -86,6 +88,7 @@ class VaultApi:
     settings: ApiSettings = field(default_factory=ApiSettings)
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     promotions: PromotionService | None = None  # /v1/promotions and /v1/quarantine when set
+    lake: DeltaLake | None = None  # /api/v1/analytics/* read it; None: they answer 503 lake_unavailable
 
 
 def create_app(api: VaultApi) -> FastAPI:
@@ -298,6 +301,9 @@ def create_app(api: VaultApi) -> FastAPI:
     # promotion ----------------------------------------------------------------------------
     if api.promotions is not None:
         register_routes(app, api.promotions, requires, ApiError)
+
+    # analytics ----------------------------------------------------------------------------
+    register_analytics_routes(app, api, requires, ApiError)
 
     # operations ---------------------------------------------------------------------------
     @app.get("/healthz", response_model=Health, summary="catalog and object store reachable (no key needed)",

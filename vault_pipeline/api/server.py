@@ -71,7 +71,7 @@ def build_api_from_env(keys: KeyRing) -> VaultApi:
         catalog=vault.catalog(), store=vault.object_store(), jobs=jobs, keys=keys, config=load_config,
         settings=ApiSettings(max_range_hours=int(os.environ.get("VAULT_API_MAX_RANGE_HOURS", "168")),
                              idempotency_ttl_s=_positive_hours("VAULT_API_IDEMPOTENCY_TTL_HOURS", "24") * 3600),
-        promotions=promotions,
+        promotions=promotions, lake=vault.lake(),
     )
 
 

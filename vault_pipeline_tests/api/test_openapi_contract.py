@@ -133,6 +133,20 @@ def _ingest_rule_broken(body: dict) -> str | None:
     return None
 
 
+def _analytics_rule_broken(path: str, query: dict) -> str | None:
+    """The first rule of GET /api/v1/analytics/* this schema-valid query breaks (api/analytics.py's order)."""
+    start, end = _moment(query["start_date"]), _moment(query["end_date"])
+    if end <= start:
+        return "invalid_range"
+    if end - start > timedelta(days=366):
+        return "range_too_large"
+    if query.get("as_of") is not None and query.get("version") is not None:
+        return "as_of_with_version"
+    if path.endswith("/data-quality") and query.get("version") is not None:
+        return "invalid_version"  # the reports are in the catalog, not a versioned table
+    return None  # the fuzzed vault has no lake tables, so no version is refused as missing
+
+
 def _real_hour(hour_key: str) -> bool:
     try:
         datetime.strptime(hour_key, "%Y-%m-%d-%H:%M")
@@ -163,6 +177,8 @@ class RuleOracle:
             return _ingest_rule_broken(case.body)
         if operation == ("POST", "/v1/promotions") and case.body.get("scope") == "partition":
             return None if _real_hour(case.body["partition"].partition("|")[0]) else "invalid_partition"
+        if case.method.upper() == "GET" and case.path.startswith("/api/v1/analytics/"):
+            return _analytics_rule_broken(case.path, case.query or {})
         if operation == ("GET", "/v1/logs"):
             cursor, offset = (case.query or {}).get("cursor"), (case.query or {}).get("offset")
             if cursor is not None and str(offset or 0) != "0":  # query values may arrive as text
