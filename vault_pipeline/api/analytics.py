@@ -24,6 +24,7 @@ A range ``[start_date, end_date)`` covers the hours (partitions) whose start lie
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -451,11 +452,44 @@ _VERSION = Query(None, ge=0, le=2**31, description="read the endpoint's table at
 _PROVIDER = Query(None, min_length=1, max_length=64, description="only this LLM provider (ProviderMetrics.provider_id)")
 
 
-def register_analytics_routes(app, api, requires, api_error: type[Exception]) -> None:
-    """The analytics endpoints, on ``create_app``'s auth and error conventions; ``api.lake`` None
-    answers 503 ``lake_unavailable``."""
+LAKE_TABLES = ("audit_events", "generation_events", "test_results", "jailbreak_tests",
+               "agg_provider_metrics", "agg_technique_effectiveness", "dim_providers")
 
-    def run(call, start, end, as_of, version):
+
+def lake_row_counts(lake: DeltaLake) -> dict[str, int]:
+    """Rows of every fact table and mart that exists (for ``delta_lake_row_count``)."""
+    return {table: lake.count(table) for table in LAKE_TABLES if lake.exists(table)}
+
+
+def latest_pass_rates(queries: AnalyticsQueries, now: datetime, hours: int = 24) -> dict[tuple[str, str], float]:
+    """{(suite, provider): pass rate of its newest validated partition in the last ``hours``}, for
+    ``data_quality_pass_rate``: what an alert on a falling pass rate watches."""
+    stop = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    window = check_range(stop - timedelta(hours=hours), stop)
+    newest: dict[tuple[str, str], tuple[str, float]] = {}
+    for row in queries.data_quality(window, Snapshot(None, None)):
+        if row["suite"] is None or row["pass_rate"] is None:
+            continue
+        key = (row["suite"], row["partition"].rpartition("|")[2])
+        if key not in newest or row["partition"] > newest[key][0]:
+            newest[key] = (row["partition"], float(row["pass_rate"]))
+    return {key: rate for key, (_, rate) in newest.items()}
+
+
+def register_analytics_routes(app, api, requires, api_error: type[Exception], durations=None) -> None:
+    """The analytics endpoints, on ``create_app``'s auth and error conventions; ``api.lake`` None
+    answers 503 ``lake_unavailable``. ``durations`` (a prometheus Histogram labelled by endpoint)
+    times every query."""
+
+    def run(query: str, call, start, end, as_of, version):
+        started = time.perf_counter()
+        try:
+            return _run(call, start, end, as_of, version)
+        finally:
+            if durations is not None:
+                durations.labels(query).observe(time.perf_counter() - started)
+
+    def _run(call, start, end, as_of, version):
         try:
             window = check_range(start, end)
             snapshot = check_snapshot(as_of, version)
@@ -470,21 +504,21 @@ def register_analytics_routes(app, api, requires, api_error: type[Exception]) ->
     def analytics_metrics(start_date: Timestamp = _START, end_date: Timestamp = _END,
                           provider: str | None = _PROVIDER, as_of: Timestamp | None = _AS_OF,
                           version: int | None = _VERSION, _p=requires("read")) -> list[dict[str, Any]]:
-        return run(lambda q, w, s: q.metrics(w, s, provider), start_date, end_date, as_of, version)
+        return run("metrics", lambda q, w, s: q.metrics(w, s, provider), start_date, end_date, as_of, version)
 
     @app.get("/api/v1/analytics/providers", response_model=list[ProviderMetrics], responses=_ERRORS,
              summary="ProviderMetrics per LLM provider over a range")
     def analytics_providers(start_date: Timestamp = _START, end_date: Timestamp = _END,
                             as_of: Timestamp | None = _AS_OF, version: int | None = _VERSION,
                             _p=requires("read")) -> list[dict[str, Any]]:
-        return run(lambda q, w, s: q.providers(w, s), start_date, end_date, as_of, version)
+        return run("providers", lambda q, w, s: q.providers(w, s), start_date, end_date, as_of, version)
 
     @app.get("/api/v1/analytics/techniques", response_model=list[TechniqueEffectiveness], responses=_ERRORS,
              summary="technique effectiveness over a range")
     def analytics_techniques(start_date: Timestamp = _START, end_date: Timestamp = _END,
                              provider: str | None = _PROVIDER, as_of: Timestamp | None = _AS_OF,
                              version: int | None = _VERSION, _p=requires("read")) -> list[dict[str, Any]]:
-        return run(lambda q, w, s: q.techniques(w, s, provider), start_date, end_date, as_of, version)
+        return run("techniques", lambda q, w, s: q.techniques(w, s, provider), start_date, end_date, as_of, version)
 
     @app.get("/api/v1/analytics/timeseries", response_model=list[TimePoint], responses=_ERRORS,
              summary="a metric of the generation events per hour or day")
@@ -494,7 +528,7 @@ def register_analytics_routes(app, api, requires, api_error: type[Exception]) ->
                              interval: Literal[INTERVALS] = Query("hour"),  # type: ignore[valid-type]
                              provider: str | None = _PROVIDER, as_of: Timestamp | None = _AS_OF,
                              version: int | None = _VERSION, _p=requires("read")) -> list[dict[str, Any]]:
-        return run(lambda q, w, s: q.timeseries(w, s, metric, aggregation, interval, provider),
+        return run("timeseries", lambda q, w, s: q.timeseries(w, s, metric, aggregation, interval, provider),
                    start_date, end_date, as_of, version)
 
     @app.get("/api/v1/analytics/data-quality", response_model=list[SuiteResult], responses=_ERRORS,
@@ -502,4 +536,4 @@ def register_analytics_routes(app, api, requires, api_error: type[Exception]) ->
     def analytics_data_quality(start_date: Timestamp = _START, end_date: Timestamp = _END,
                                as_of: Timestamp | None = _AS_OF, version: int | None = _VERSION,
                                _p=requires("read")) -> list[dict[str, Any]]:
-        return run(lambda q, w, s: q.data_quality(w, s), start_date, end_date, as_of, version)
+        return run("data_quality", lambda q, w, s: q.data_quality(w, s), start_date, end_date, as_of, version)

@@ -16,6 +16,7 @@ and a 405 names the allowed methods in ``Allow``.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,10 +30,10 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, Histogram, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from vault_pipeline.api.analytics import register_analytics_routes
+from vault_pipeline.api.analytics import AnalyticsQueries, latest_pass_rates, lake_row_counts, register_analytics_routes
 from vault_pipeline.api.auth import KeyRing, Principal
 from vault_pipeline.api.docs import install_offline_docs
 from vault_pipeline.api.jobs import (
@@ -54,6 +55,8 @@ from vault_pipeline.providers.config import ConfigError, VaultConfig
 from vault_pipeline.storage.catalog import CHECKSUM_MISMATCH, Catalog
 from vault_pipeline.storage.lake import DeltaLake
 from vault_pipeline.storage.object_store import ObjectMissingError, ObjectStore, ObjectStoreError
+
+log = logging.getLogger(__name__)
 
 
 class ApiError(Exception):
@@ -96,6 +99,9 @@ def create_app(api: VaultApi) -> FastAPI:
     metrics = RequestMetrics(registry)
     jobs_gauge = Gauge("vault_jobs", "ingestion jobs by state", ["state"], registry=registry)
     queue_gauge = Gauge("vault_job_queue_depth", "jobs waiting for a worker", registry=registry)
+    lake_rows_gauge = Gauge("delta_lake_row_count", "rows per Delta table", ["table"], registry=registry)
+    pass_rate_gauge = Gauge("data_quality_pass_rate", "pass rate of the newest validated partition (last 24 h)",
+                            ["suite", "provider"], registry=registry)
     app = FastAPI(title="vault_pipeline audit vault", version="1.0", description="Audit Vault HTTP API",
                   docs_url=None, redoc_url=None)
     install_offline_docs(app)  # Swagger UI and ReDoc from the installed package, not a CDN
@@ -303,7 +309,9 @@ def create_app(api: VaultApi) -> FastAPI:
         register_routes(app, api.promotions, requires, ApiError)
 
     # analytics ----------------------------------------------------------------------------
-    register_analytics_routes(app, api, requires, ApiError)
+    query_durations = Histogram("analytics_query_duration_seconds", "analytics API query time", ["query"],
+                                registry=registry)
+    register_analytics_routes(app, api, requires, ApiError, query_durations)
 
     # operations ---------------------------------------------------------------------------
     @app.get("/healthz", response_model=Health, summary="catalog and object store reachable (no key needed)",
@@ -328,6 +336,18 @@ def create_app(api: VaultApi) -> FastAPI:
         for state, count in api.jobs.counts_by_state().items():
             jobs_gauge.labels(state).set(count)
         queue_gauge.set(api.jobs.queue_depth())
+        if api.lake is not None:
+            # Read at scrape time: the counts come from Delta's file statistics, the pass rates
+            # from the newest check report per suite and provider of the last 24 hours.
+            try:
+                for table, rows in lake_row_counts(api.lake).items():
+                    lake_rows_gauge.labels(table).set(rows)
+                pass_rate_gauge.clear()
+                queries = AnalyticsQueries(api.lake, api.catalog, api.store)
+                for (suite, provider), rate in latest_pass_rates(queries, api.clock()).items():
+                    pass_rate_gauge.labels(suite, provider).set(rate)
+            except Exception as exc:  # noqa: BLE001 - a scrape reports what it can, it never fails
+                log.warning("metrics: lake figures unavailable (%s)", type(exc).__name__)
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     # The last middleware added runs outermost: the access log wraps the body limit, so requests

@@ -3,6 +3,7 @@ fact rows real simulator partitions loaded; bad parameters are 422 naming them; 
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, datetime
 
@@ -203,3 +204,14 @@ def test_without_a_lake_the_routes_answer_503(service):
         assert answer.status_code == 503 and answer.json()["error"] == "lake_unavailable"
     finally:
         api.jobs.close()
+
+
+def test_metrics_exposes_lake_rows_pass_rates_and_query_durations(service):
+    _ok(service, "metrics", start_date=START, end_date=END)
+    text = service.client("reader").request("GET", "/metrics").text
+
+    rows = service.harness.lake.count("generation_events")
+    assert f'delta_lake_row_count{{table="generation_events"}} {float(rows)}' in text
+    newest = json.loads(service.harness.store.get("reports/llm/2026/01/01/04/input-validation.json"))
+    assert f'data_quality_pass_rate{{provider="llm",suite="generation_event.input"}} {float(newest["pass_rate"])}' in text
+    assert 'analytics_query_duration_seconds_count{query="metrics"} 1.0' in text
