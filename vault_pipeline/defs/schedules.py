@@ -38,6 +38,12 @@ def build_hourly_job(partitions: dg.MultiPartitionsDefinition):
     )
 
 
+def default_status(enabled: bool) -> dg.DefaultScheduleStatus:
+    """``schedule.enabled`` as a schedule's default: only a running dagster-daemon ticks it, and a
+    start or stop in the UI overrides it."""
+    return dg.DefaultScheduleStatus.RUNNING if enabled else dg.DefaultScheduleStatus.STOPPED
+
+
 def build_hourly_schedule(job, providers: list[str], *, enabled: bool = True,
                           first_hour: datetime | None = None) -> dg.ScheduleDefinition:
     """``enabled``: the default status (``schedule.enabled``); ``first_hour``: the partitions'
@@ -48,7 +54,7 @@ def build_hourly_schedule(job, providers: list[str], *, enabled: bool = True,
         cron_schedule=HOURLY_CRON,
         execution_timezone="UTC",
         name=HOURLY_SCHEDULE,
-        default_status=dg.DefaultScheduleStatus.RUNNING if enabled else dg.DefaultScheduleStatus.STOPPED,
+        default_status=default_status(enabled),
         description="Every provider's last complete hour, at 10 past the hour (schedule.enabled in vault.yaml "
                     "sets whether it runs by default).",
     )

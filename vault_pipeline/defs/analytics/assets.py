@@ -17,7 +17,6 @@ import pyarrow as pa
 from vault_pipeline.core.kinds import KIND_COLUMNS, fact_schema
 from vault_pipeline.core.layout import report_key
 from vault_pipeline.core.windows import iso_z
-from vault_pipeline.defs.analytics.lake_lease import LakeBusyError
 from vault_pipeline.defs.analytics.normalisation import normalise_partition, partitions_of, validate_lake_rows
 from vault_pipeline.defs.ingestion.assets import NETWORK_RETRY, fetch_window_of, suite_runner
 from vault_pipeline.defs.ingestion.validation import failure_markdown, outcome_report
@@ -115,15 +114,11 @@ def build_analytics_assets(partitions: dg.PartitionsDefinition, record_index: dg
         partition, name, window = partition_of(context)
         kind = vault.vault_config().provider(name).kind
         lake = vault.lake()
-        try:
-            summary = normalise_partition(
-                store=vault.object_store(), catalog=vault.catalog(), lake=lake, kind=kind, provider=name,
-                window=window, partition=partition, run_id=context.run.run_id,
-                fields=vault.vault_config().provider(name).fields,
-            )
-        except LakeBusyError as exc:
-            # It has already waited its full time for the table: retrying would only wait again.
-            raise dg.Failure(description=str(exc), allow_retries=False) from None
+        summary = normalise_partition(  # a busy table fails the step unretried (LakeBusyError)
+            store=vault.object_store(), catalog=vault.catalog(), lake=lake, kind=kind, provider=name,
+            window=window, partition=partition, run_id=context.run.run_id,
+            fields=vault.vault_config().provider(name).fields,
+        )
         # The hour's own lake partition: rows a lookback loaded into earlier hours are theirs.
         (hour,) = partitions_of(window)
         return dg.MaterializeResult(

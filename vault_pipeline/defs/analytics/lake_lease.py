@@ -18,6 +18,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import dagster as dg
+
 from vault_pipeline.storage.catalog import Catalog
 
 #: Seconds a lease lives without a heartbeat: how long a killed loader can block the table.
@@ -27,8 +29,14 @@ LEASE_WAIT_S = float(os.environ.get("VAULT_LAKE_LEASE_WAIT_S", "900"))
 _POLL_S = 0.25
 
 
-class LakeBusyError(RuntimeError):
-    """Another loader held the table for longer than this one was willing to wait."""
+class LakeBusyError(dg.Failure):
+    """Another loader held the table for longer than this one was willing to wait.
+
+    A Dagster failure that is not retried: the step has already waited its full time for the
+    table, so a retry would only wait again. Outside a run it is an ordinary exception."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(description=message, allow_retries=False)
 
 
 def lease_name(table: str) -> str:

@@ -25,12 +25,12 @@ from typing import Any, TextIO
 import dagster as dg
 
 from vault_pipeline.defs.analytics.lake_lease import (
-    LakeBusyError,
     exclusive_table_writer,
     holder_name,
 )
 from vault_pipeline.defs.integrity.artifacts import artifact_id
 from vault_pipeline.defs.resources import VaultResource
+from vault_pipeline.defs.schedules import default_status
 from vault_pipeline.providers.config import KINDS, LakeConfig, VaultConfig
 from vault_pipeline.storage.catalog import Artifact, Catalog, fixed_width_timestamp
 from vault_pipeline.storage.lake import DeltaLake, MaintenanceStats, TablePolicy
@@ -140,11 +140,8 @@ def _table_asset(table: str) -> dg.AssetsDefinition:
     def maintain(context: dg.AssetExecutionContext, vault: VaultResource) -> dg.MaterializeResult:
         lake, catalog = vault.lake(), vault.catalog()
         policy = table_policy(vault.vault_config().lake, table)
-        try:
-            stats = maintain_table(catalog=catalog, lake=lake, table=table, policy=policy,
-                                   holder=holder_name(context.run.run_id))
-        except LakeBusyError as exc:
-            raise dg.Failure(description=str(exc), allow_retries=False) from None
+        stats = maintain_table(catalog=catalog, lake=lake, table=table, policy=policy,
+                               holder=holder_name(context.run.run_id))
         metadata: dict[str, Any] = {"table": table, "location": dg.MetadataValue.url(lake.table_uri(table))}
         if stats.skipped is None:
             artifact = record_artifact(catalog, lake, stats, run_id=context.run.run_id)
@@ -178,7 +175,7 @@ def build_maintenance_schedule(job, *, cron: str = "30 3 * * *", enabled: bool =
         cron_schedule=cron,
         execution_timezone="UTC",
         name=MAINTENANCE_SCHEDULE,
-        default_status=dg.DefaultScheduleStatus.RUNNING if enabled else dg.DefaultScheduleStatus.STOPPED,
+        default_status=default_status(enabled),
         description="lake_maintenance once a day (lake.cron in vault.yaml, UTC).",
     )
     def lake_maintenance_schedule(context: dg.ScheduleEvaluationContext):

@@ -29,7 +29,7 @@ import pyarrow as pa
 
 from vault_pipeline.core import kinds
 from vault_pipeline.core import marts as core
-from vault_pipeline.defs.analytics.lake_lease import LakeBusyError, exclusive_table_writer, holder_name
+from vault_pipeline.defs.analytics.lake_lease import exclusive_table_writer, holder_name
 from vault_pipeline.defs.integrity.artifacts import artifact_id
 from vault_pipeline.defs.partitions import partition_of
 from vault_pipeline.defs.resources import VaultResource
@@ -119,12 +119,9 @@ def _record(vault: VaultResource, *, mart: str, rows: pa.Table, stats: ReplaceSt
 
 def _replace(vault: VaultResource, mart: str, rows: pa.Table, schema: pa.Schema, run_id: str,
              predicate: dict[str, str], partition_by: tuple[str, ...] = ("date", "hour")) -> ReplaceStats:
-    try:
-        with exclusive_table_writer(vault.catalog(), mart, holder_name(run_id)):
-            return vault.lake().replace_partition(mart, rows, predicate_partitions=predicate, schema=schema,
-                                                  partition_by=partition_by)
-    except LakeBusyError as exc:
-        raise dg.Failure(description=str(exc), allow_retries=False) from None
+    with exclusive_table_writer(vault.catalog(), mart, holder_name(run_id)):
+        return vault.lake().replace_partition(mart, rows, predicate_partitions=predicate, schema=schema,
+                                              partition_by=partition_by)
 
 
 def build_mart_assets(partitions: dg.PartitionsDefinition, normalised_records: dg.AssetsDefinition):
@@ -176,15 +173,12 @@ def build_mart_assets(partitions: dg.PartitionsDefinition, normalised_records: d
         configured = [core.ConfiguredProvider(p.name, p.kind, p.url, bool(getattr(p, "enabled", True)))
                       for p in config.providers.values()]
         lake, run_id = vault.lake(), context.run.run_id
-        try:
-            with exclusive_table_writer(vault.catalog(), DIM_PROVIDERS, holder_name(run_id)):
-                existing = lake.read(DIM_PROVIDERS)
-                rows = core.provider_dimension(existing if existing.num_columns else None, configured, vault_models,
-                                               llm_models, datetime.now(UTC))
-                stats = lake.replace_partition(DIM_PROVIDERS, rows, predicate_partitions={},
-                                               schema=core.DIM_PROVIDERS_SCHEMA, partition_by=())
-        except LakeBusyError as exc:
-            raise dg.Failure(description=str(exc), allow_retries=False) from None
+        with exclusive_table_writer(vault.catalog(), DIM_PROVIDERS, holder_name(run_id)):
+            existing = lake.read(DIM_PROVIDERS)
+            rows = core.provider_dimension(existing if existing.num_columns else None, configured, vault_models,
+                                           llm_models, datetime.now(UTC))
+            stats = lake.replace_partition(DIM_PROVIDERS, rows, predicate_partitions={},
+                                           schema=core.DIM_PROVIDERS_SCHEMA, partition_by=())
         metadata = _record(vault, mart=DIM_PROVIDERS, rows=rows, stats=stats, provider=name, partition=partition,
                            run_id=run_id, kind=kind)
         return dg.MaterializeResult(metadata=metadata)

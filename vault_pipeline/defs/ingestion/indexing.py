@@ -60,17 +60,6 @@ def rejected_in_fetch(catalog: Catalog, snapshot: pa.Table) -> set[str]:
     return catalog.dead_lettered(pc.unique(snapshot.column("log_id")).to_pylist())
 
 
-def dead_letter_ids(catalog: Catalog, provider: str, partition: str) -> set[str]:
-    ids: set[str] = set()
-    offset = 0
-    while True:
-        letters = catalog.list_dead_letters(provider=provider, partition=partition, limit=10_000, offset=offset)
-        ids.update(letter.log_id for letter in letters if letter.log_id and letter.stage == "input_validation")
-        if len(letters) < 10_000:
-            return ids
-        offset += len(letters)
-
-
 def index_partition(
     *, store: ObjectStore, catalog: Catalog, provider: str, window: HourWindow, partition: str, run_id: str
 ) -> IndexSummary:
