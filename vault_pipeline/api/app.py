@@ -92,6 +92,8 @@ class VaultApi:
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     promotions: PromotionService | None = None  # /v1/promotions and /v1/quarantine when set
     lake: DeltaLake | None = None  # /api/v1/analytics/* read it; None: they answer 503 lake_unavailable
+    reports: Any = None  # a reports.service.ReportService: /api/v1/analytics/reports* and the dashboard's export
+    session_secret: bytes | None = None  # signs the dashboard's session cookies; None: the dashboard is off
 
 
 def create_app(api: VaultApi) -> FastAPI:
