@@ -47,6 +47,7 @@ benchmark: setup
 	$(BIN)/python benchmarks/pii.py
 	$(BIN)/python benchmarks/verify.py
 	$(BIN)/python benchmarks/analytics.py
+	$(BIN)/python benchmarks/analytics.py api
 
 clean:
 	rm -rf $(VAULT_HOME)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -467,6 +467,39 @@ class DeltaLake:
             result, schema = selected
             yield result.cast(pa.schema([schema.field(name) for name in result.column_names]))
 
+    def resolve_version(self, table: str, *, as_of: str | datetime | None = None,
+                        version: int | None = None) -> int | None:
+        """The version a read ``as_of``/at ``version`` sees (the latest when neither is given);
+        None when the table does not exist, or did not exist yet at ``as_of``. A version the
+        table does not hold (or no longer reaches) is a LakeError."""
+        if as_of is None and version is None:
+            return self.version(table)
+        if self._open(table) is None:
+            return None
+        try:
+            return self._open_at(table, as_of, version).version()
+        except LakeError as exc:
+            if as_of is not None and "did not exist yet" in str(exc):
+                return None
+            raise
+
+    def sql(self, table: str, compose: Callable[[frozenset[str]], str], *, version: int | None = None) -> pa.Table:
+        """Run one query of DataFusion SQL (delta-rs's engine, in Rust) over ``table`` at ``version``.
+
+        ``compose`` gets the names of the table's columns at that version and returns the SQL,
+        naming the table as ``sql_ident(table)`` and quoting values with ``sql_literal``: an
+        aggregate runs where the data is, so only its result reaches Python. Filters on date
+        and hour prune whole files. A table that does not exist reads as no rows.
+        """
+        dt = self._open(table) if version is None else self._open_at(table, None, version)
+        if dt is None:
+            return pa.table({})
+        statement = compose(frozenset(pa.schema(dt.schema().to_arrow()).names))
+        try:
+            return pa.table(QueryBuilder().register(table, dt).execute(statement))
+        except (DeltaError, OSError, pa.ArrowException) as exc:
+            raise LakeError(f"cannot query lake table {table!r} at {self.table_uri(table)}: {exc}") from exc
+
     def count(self, table: str, *, partitions: list[tuple[str, str]] | None = None, provider: str | None = None,
               as_of: str | datetime | None = None, version: int | None = None) -> int:
         selected = self._select(table, "COUNT(*) AS n", partitions, provider, as_of=as_of, version=version)
@@ -793,6 +826,10 @@ def _bucket_clause(table: str, schema: pa.Schema, key: str, buckets: int, bucket
 
 def _literal(value: str) -> str:
     return "'" + str(value).replace("'", "''") + "'"
+
+
+# For callers composing ``DeltaLake.sql`` statements.
+sql_ident, sql_literal = _ident, _literal
 
 
 def _partition(table: str, value: tuple[str, str]) -> tuple[str, str]:
