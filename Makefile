@@ -17,11 +17,13 @@ $(BIN)/.installed: pyproject.toml
 setup: $(BIN)/.installed
 
 # System packages the test suite needs: a real browser for page tests (Debian's chromium;
-# `playwright install` cannot download one here), and curl + jq for the README's API
-# walk-through, which a test runs as printed. Installed once, as root, when missing.
-SYSTEM_PACKAGES := chromium curl jq
+# `playwright install` cannot download one here), curl + jq for the README's API walk-through,
+# which a test runs as printed, DejaVu fonts for PDF reports beyond Latin-1 and poppler-utils
+# (pdftoppm) to look at them. Installed once, as root, when dpkg does not have them.
+SYSTEM_PACKAGES := chromium curl jq fonts-dejavu-core poppler-utils
 system:
-	@missing=""; for p in $(SYSTEM_PACKAGES); do command -v $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@missing=""; for p in $(SYSTEM_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing system packages:$$missing"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO=sudo; fi; \
