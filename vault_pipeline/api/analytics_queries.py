@@ -329,6 +329,24 @@ class AnalyticsQueries:
             })
         return out
 
+    def models(self, window: Window, snapshot: Snapshot) -> list[dict[str, Any]]:
+        """Requests, successes, average latency, tokens and cost per LLM provider and model."""
+        version = self._version(FACT_TABLE, snapshot)
+        return self._cached(("models", window, version), lambda: self._models(window, version))
+
+    def _models(self, window: Window, version: int | None) -> list[dict[str, Any]]:
+        if window.empty:
+            return []
+        rows = self._query(FACT_TABLE, version, lambda c: (
+            f"SELECT {c.column('llm_provider', 'VARCHAR')} AS provider_id, {c.column('model', 'VARCHAR')} AS model, "
+            f"COUNT(*) AS requests, SUM(CASE WHEN {c.success} THEN 1 ELSE 0 END) AS successes, "
+            f"AVG({c.latency}) AS avg_latency, SUM(COALESCE({c.tokens}, 0)) AS tokens, "
+            f"SUM(COALESCE({c.cost}, 0.0)) AS cost FROM {sql_ident(FACT_TABLE)} WHERE {window.where()} GROUP BY 1, 2"))
+        return [{"provider_id": r["provider_id"], "model": r["model"], "total_requests": int(r["requests"]),
+                 "successful_requests": int(r["successes"] or 0), "avg_latency_ms": _nan_to_none(r["avg_latency"]),
+                 "total_tokens": int(r["tokens"] or 0), "total_cost_usd": _or_zero(r["cost"])}
+                for r in sorted(rows, key=lambda r: (r["provider_id"] or "", r["model"] or ""))]
+
     def techniques(self, window: Window, snapshot: Snapshot, provider: str | None) -> list[dict[str, Any]]:
         version = self._version(TECHNIQUE_MART, snapshot)
         return self._cached(("techniques", window, provider, version),

@@ -340,6 +340,74 @@ class LakeConfig(_Strict):
         return list(override.zorder) if override and override.zorder is not None else list(self.zorder.get(table, []))
 
 
+# What a custom report metric may be: the analytics API's time-series metrics and aggregations
+# (api/analytics_queries.py; a test keeps the two lists equal).
+REPORT_METRICS = ("requests", "latency_ms", "tokens", "cost_usd", "success")
+REPORT_AGGREGATIONS = ("count", "sum", "avg", "min", "max", "p50", "p95", "p99")
+REPORT_SECTIONS = ("usage", "retention", "access_logs", "data_lineage", "audit_trail", "data_quality", "integrity")
+_SECTION_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+
+
+class ReportMetric(_Strict):
+    """One series of a custom report section: an aggregation of a generation-event metric."""
+
+    metric: Literal[REPORT_METRICS]  # type: ignore[valid-type]
+    aggregation: Literal[REPORT_AGGREGATIONS]  # type: ignore[valid-type]
+    provider: str | None = Field(default=None, min_length=1, max_length=64)  # one LLM provider only
+    label: str | None = Field(default=None, min_length=1, max_length=80)
+
+
+class CustomReportSection(_Strict):
+    """``reports.custom_sections.<name>``: a section of metrics per hour or day, no code needed."""
+
+    title: str = Field(min_length=1, max_length=120)
+    description: str | None = Field(default=None, max_length=2000)
+    interval: Literal["hour", "day"] = "day"
+    metrics: list[ReportMetric] = Field(min_length=1, max_length=20)
+
+
+class ReportSchedules(_Strict):
+    """Which compliance report schedules are on (``compliance_report_weekly`` etc.): weekly on
+    Mondays 00:00 UTC by default; a start or stop in the UI wins, as for the other schedules."""
+
+    daily: bool = False
+    weekly: bool = True
+    monthly: bool = False
+
+
+class ReportsConfig(_Strict):
+    """``reports:``: compliance reports (``vault report``, ``/api/v1/analytics/reports``)."""
+
+    sections: list[str] = Field(default_factory=lambda: list(REPORT_SECTIONS))  # when a request names none
+    formats: list[Literal["html", "pdf", "csv"]] = Field(default_factory=lambda: ["html", "pdf", "csv"], min_length=1)
+    lineage_sample: int = Field(default=20, ge=0, le=1000)  # records traced when a request names none
+    max_period_days: int = Field(default=366, ge=1, le=3660)
+    schedules: ReportSchedules = ReportSchedules()
+    custom_sections: dict[str, CustomReportSection] = Field(default_factory=dict)
+
+    @field_validator("custom_sections")
+    @classmethod
+    def _section_names(cls, value: dict) -> dict:
+        for name in value:
+            if not _SECTION_NAME.match(str(name)):
+                raise ValueError(f"{name!r} is not a section name (^[a-z][a-z0-9_]{{0,39}}$)")
+            if name in REPORT_SECTIONS:
+                raise ValueError(f"{name!r} is a built-in section; give the custom section another name")
+        return value
+
+    @model_validator(mode="after")
+    def _known_sections(self) -> ReportsConfig:
+        unknown = [n for n in self.sections if n not in REPORT_SECTIONS and n not in self.custom_sections]
+        if unknown:
+            raise ValueError(f"sections {unknown} are neither built in ({', '.join(REPORT_SECTIONS)}) nor in "
+                             "custom_sections")
+        return self
+
+    def section_names(self) -> list[str]:
+        """Every section a request may name: the built-in ones, then the custom ones."""
+        return [*REPORT_SECTIONS, *self.custom_sections]
+
+
 class VaultConfig(_Strict):
     providers: dict[str, ProviderConfig]
     policies: Policies = Policies()
@@ -347,6 +415,7 @@ class VaultConfig(_Strict):
     partitions: PartitionsConfig = PartitionsConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     lake: LakeConfig = LakeConfig()
+    reports: ReportsConfig = ReportsConfig()
     source: str = ""
 
     def provider(self, name: str) -> ProviderConfig:
@@ -377,10 +446,10 @@ def load_config(path: str | os.PathLike[str] | None = None) -> VaultConfig:
 def parse_config(document: object, source: str = "vault.yaml") -> VaultConfig:
     if not isinstance(document, dict) or not isinstance(document.get("providers"), dict) or not document["providers"]:
         raise ConfigError(f"{source}: expected a mapping with a non-empty 'providers' mapping")
-    unknown = set(document) - {"providers", "policies", "api", "partitions", "schedule", "lake"}
+    allowed = ("providers", "policies", "api", "partitions", "schedule", "lake", "reports")
+    unknown = set(document) - set(allowed)
     if unknown:
-        raise ConfigError(f"{source}: unknown top-level keys {sorted(unknown)}; "
-                          f"allowed: providers, policies, api, partitions, schedule, lake")
+        raise ConfigError(f"{source}: unknown top-level keys {sorted(unknown)}; allowed: {', '.join(allowed)}")
     providers = {}
     for name, entry in document["providers"].items():
         if not isinstance(entry, dict):
@@ -406,7 +475,8 @@ def parse_config(document: object, source: str = "vault.yaml") -> VaultConfig:
     sections = {}
     for name, model, example in (("partitions", PartitionsConfig, "partitions: {start: '2026-11-01-00:00'}"),
                                  ("schedule", ScheduleConfig, "schedule: {enabled: false}"),
-                                 ("lake", LakeConfig, "lake: {retention_days: 90}")):
+                                 ("lake", LakeConfig, "lake: {retention_days: 90}"),
+                                 ("reports", ReportsConfig, "reports: {schedules: {weekly: true}}")):
         try:
             sections[name] = model(**(document.get(name) or {}))
         except ValidationError as exc:

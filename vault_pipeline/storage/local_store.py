@@ -28,6 +28,10 @@ class LocalObjectStore(ObjectStore):
     def uri(self, key: str = "") -> str:
         return (self.root / key).as_uri() if key else self.root.as_uri() + "/"
 
+    def immutability(self) -> dict[str, object]:
+        return {"backend": "local directory", "object_lock": False, "default_retention": None, "versioning": None,
+                "retained_objects": "made read-only (mode 0444): a local disk has no retention clock"}
+
     def _size(self, key: str) -> int | None:
         try:
             return self._path(key).stat().st_size

@@ -108,6 +108,12 @@ class ObjectStore(ABC):
         """Where a key (or prefix) lives, as a ``file://`` or ``s3://`` URI."""
 
     @abstractmethod
+    def immutability(self) -> dict[str, object]:
+        """What keeps stored objects from being changed, as facts for the retention report:
+        ``backend``, ``object_lock`` (bool), ``default_retention`` (e.g. "COMPLIANCE 30 days" or
+        None), ``versioning`` and ``retained_objects`` (what ``retain_days`` does here)."""
+
+    @abstractmethod
     def _size(self, key: str) -> int | None: ...
 
     @abstractmethod

@@ -164,6 +164,28 @@ class S3ObjectStore(ObjectStore):
         except (ClientError, BotoCoreError) as exc:
             raise self._error("PUT retention on", key, exc) from exc
 
+    def immutability(self) -> dict[str, object]:
+        try:
+            lock = self.client.get_object_lock_configuration(Bucket=self.bucket).get("ObjectLockConfiguration", {})
+        except ClientError as exc:
+            if _code(exc) not in ("ObjectLockConfigurationNotFoundError", "NoSuchObjectLockConfiguration"):
+                raise self._error("GET object lock configuration of", "", exc) from exc
+            lock = {}
+        except BotoCoreError as exc:
+            raise self._error("GET object lock configuration of", "", exc) from exc
+        try:
+            versioning = self.client.get_bucket_versioning(Bucket=self.bucket).get("Status") or "Disabled"
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error("GET versioning of", "", exc) from exc
+        enabled = lock.get("ObjectLockEnabled") == "Enabled"
+        default = lock.get("Rule", {}).get("DefaultRetention")
+        if default:
+            span = f"{default['Days']} days" if "Days" in default else f"{default.get('Years')} years"
+            default = f"{default.get('Mode')} {span}"
+        return {"backend": f"S3 bucket {self.bucket}", "object_lock": enabled, "default_retention": default or None,
+                "versioning": versioning,
+                "retained_objects": "COMPLIANCE-mode Object Lock" if enabled else "not locked: the bucket has no Object Lock"}
+
     def _bucket_has_object_lock(self) -> bool:
         if self._object_lock is None:
             try:

@@ -13,20 +13,16 @@ from __future__ import annotations
 
 import os
 import socket
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import dagster as dg
 
 from vault_pipeline.storage.catalog import Catalog
+from vault_pipeline.storage.leases import held_lease
 
 #: Seconds a lease lives without a heartbeat: how long a killed loader can block the table.
 LEASE_TTL_S = float(os.environ.get("VAULT_LAKE_LEASE_TTL_S", "60"))
 #: Seconds a loader waits for a busy table before it fails (``VAULT_LAKE_LEASE_WAIT_S``).
 LEASE_WAIT_S = float(os.environ.get("VAULT_LAKE_LEASE_WAIT_S", "900"))
-_POLL_S = 0.25
 
 
 class LakeBusyError(dg.Failure):
@@ -48,34 +44,18 @@ def holder_name(run_id: str) -> str:
     return f"run {run_id} (pid {os.getpid()} on {socket.gethostname()})"
 
 
-@contextmanager
 def exclusive_table_writer(
     catalog: Catalog, table: str, holder: str, *, wait_s: float | None = None, ttl_s: float | None = None,
-) -> Iterator[None]:
+):
     """Hold the lake-writer lease of ``table`` for the duration of the block."""
     wait_s = LEASE_WAIT_S if wait_s is None else wait_s
     ttl_s = LEASE_TTL_S if ttl_s is None else ttl_s
-    name = lease_name(table)
-    deadline = time.monotonic() + wait_s
-    while not catalog.acquire_lease(name, holder, ttl_s):
-        if time.monotonic() >= deadline:
-            raise LakeBusyError(
-                f"lake table {table!r} is being loaded by {catalog.lease_holder(name) or 'another run'}; "
-                f"waited {wait_s:g}s (VAULT_LAKE_LEASE_WAIT_S) and wrote nothing: re-run this partition "
-                f"once that load has finished (a killed loader's lease expires after {ttl_s:g}s)"
-            )
-        time.sleep(_POLL_S)
-    stop = threading.Event()
 
-    def heartbeat() -> None:
-        while not stop.wait(ttl_s / 3):
-            catalog.acquire_lease(name, holder, ttl_s)
+    def busy(current: str | None) -> LakeBusyError:
+        return LakeBusyError(
+            f"lake table {table!r} is being loaded by {current or 'another run'}; "
+            f"waited {wait_s:g}s (VAULT_LAKE_LEASE_WAIT_S) and wrote nothing: re-run this partition "
+            f"once that load has finished (a killed loader's lease expires after {ttl_s:g}s)"
+        )
 
-    beat = threading.Thread(target=heartbeat, name="vault-lake-lease", daemon=True)
-    beat.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        beat.join()
-        catalog.release_lease(name, holder)
+    return held_lease(catalog, lease_name(table), holder, wait_s=wait_s, ttl_s=ttl_s, busy=busy)
