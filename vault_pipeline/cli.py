@@ -94,6 +94,7 @@ def run_demo(hours: int, providers: list[str] | None = None) -> int:
     if unknown:
         return _usage_error(f"unknown provider(s) {', '.join(unknown)}; vault.yaml configures {', '.join(known)}")
     vault = runner.vault
+    _record_configuration(vault, "cli:vault demo")
     print(f"vault demo: {len(selected)} providers x {hours} hours into {vault_home()}")
     outcomes = []
     for hour in last_complete_hours(hours):
@@ -104,8 +105,11 @@ def run_demo(hours: int, providers: list[str] | None = None) -> int:
     print_summary(outcomes, sys.stdout)
     kinds = {name: provider.kind for name, provider in vault.vault_config().providers.items()}
     catalog = vault.catalog()
+    started = _now()
     proof = verify_vault(store=vault.object_store(), catalog=catalog, verifier=vault.ledger_signer().verifier(),
                          lake=vault.lake(), kinds=kinds)
+    _store_verify_result(vault, proof, started, {"providers": sorted(selected), "since": None, "workers": None},
+                         run_id="cli:vault demo")
     home = vault_home()
     print(
         f"The vault now holds {catalog.count_records()} records, {catalog.count_dead_letters()} of them dead letters.\n"
@@ -138,6 +142,7 @@ def run_hours(providers: list[str], first: str, last: str | None) -> int:
                               first_hour=runner.vault.vault_config().partitions.start_time)
     except RunRequestError as exc:
         return _usage_error(str(exc))
+    _record_configuration(runner.vault, "cli:vault run")
     outcomes = []
     for hour in hours:
         for provider in providers:
@@ -191,9 +196,12 @@ def run_verify(providers: list[str] | None, since: str | None, as_json: bool, wo
         if unknown:
             return _usage_error(f"unknown provider(s) {', '.join(unknown)}: the vault knows "
                                 f"{', '.join(sorted(known)) or 'no providers yet'} (vault.yaml, ledger, catalog, raw/)")
+    started = _now()
     report = verify_vault(store=store, catalog=catalog, verifier=vault.ledger_signer().verifier(),
                           providers=providers, since_partition_hour=since, workers=workers,
                           lake=vault.lake(), kinds=kinds, in_progress=_partitions_in_progress())
+    _store_verify_result(vault, report, started, {"providers": sorted(providers) if providers else None,
+                                                  "since": since, "workers": workers})
     if as_json:
         print(json.dumps({"clean": report.clean, "checked_anything": report.checked_anything,
                           "summary": report.summary(), "in_progress": report.in_progress,
@@ -207,6 +215,33 @@ def run_verify(providers: list[str] | None, since: str | None, as_json: bool, wo
     if report.findings:
         return 1
     return 0 if report.clean else 3
+
+
+def _now():
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC)
+
+
+def _record_configuration(vault, run_id: str) -> None:
+    """The effective vault.yaml into the ledger's vault chain when it changed (audit trail);
+    a failure to record warns and never stops the command."""
+    from vault_pipeline.reports.audit_trail import record_vault_settings
+
+    record_vault_settings(vault, run_id=run_id)
+
+
+def _store_verify_result(vault, report, started, selection: dict, run_id: str = "cli:vault verify") -> None:
+    """Keep the run's result (reports/_vault/verify/ + the artifact index) for reports and the
+    dashboard. Storing is not verifying: a failure warns on stderr and leaves the exit code alone."""
+    from vault_pipeline.reports.verify_runs import store_verify_result, verify_result
+
+    try:
+        result = verify_result(report, started_at=started, finished_at=_now(), selection=selection)
+        store_verify_result(vault.object_store(), vault.catalog(), result, run_id=run_id)
+    except Exception as exc:  # noqa: BLE001 - any storage failure: warn, the verdict stands
+        # The type only: a storage error may quote a connection string.
+        print(f"vault: warning: the verify result could not be stored ({type(exc).__name__})", file=sys.stderr)
 
 
 def _usage_error(message: str) -> int:

@@ -22,6 +22,7 @@ from vault_pipeline.defs.ingestion.assets import build_ingestion_assets
 from vault_pipeline.defs.integrity.assets import build_integrity_assets
 from vault_pipeline.defs.partitions import hourly_partitions
 from vault_pipeline.defs.promotion.assets import build_promotion_assets
+from vault_pipeline.defs.reports.config_audit import build_config_audit_sensor
 from vault_pipeline.defs.resources import resources_for_env
 from vault_pipeline.defs.schedules import build_hourly_job, build_hourly_schedule
 from vault_pipeline.providers.config import VaultConfig, load_config
@@ -49,6 +50,7 @@ def build_definitions(config: VaultConfig | None = None, resources: dict[str, ob
         schedules=[build_hourly_schedule(job, providers, enabled=config.schedule.enabled,
                                          first_hour=config.partitions.start_time),
                    build_maintenance_schedule(maintenance_job, cron=config.lake.cron, enabled=config.schedule.enabled)],
+        sensors=[build_config_audit_sensor()],  # vault.yaml changes into the ledger, even when nothing runs
         resources=resources if resources is not None else resources_for_env(),
         # The hourly graph is a chain; parallelism comes from running partitions side by side,
         # so steps share one process instead of paying an interpreter start each.

@@ -41,6 +41,7 @@ from vault_pipeline.api.jobs import (
 )
 from vault_pipeline.api.pagination import InvalidCursorError, LogSearch
 from vault_pipeline.api.promotions import PromotionService, register_routes
+from vault_pipeline.api.reports import register_report_routes
 from vault_pipeline.api.middleware import AccessLogMiddleware, BodyLimitMiddleware, RequestMetrics
 from vault_pipeline.api.schemas import (
     ErrorBody, Health, InclusionProof, IngestAccepted, IngestRequest, JobStatus, LogPage, Timestamp, ValidateRequest,
@@ -150,8 +151,14 @@ def create_app(api: VaultApi) -> FastAPI:
                                  "detail": [{"loc": ["body"], "msg": "the body could not be parsed: send UTF-8 JSON"}]},
                                 422)
         code = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}.get(exc.status_code, "http_error")
-        # exc.headers carries Starlette's Allow header on a 405 (RFC 9110 requires it there).
-        return JSONResponse({"error": code, "detail": exc.detail}, exc.status_code, headers=exc.headers)
+        headers = exc.headers
+        if exc.status_code == 405:
+            # RFC 9110: Allow lists every method of the resource. Starlette names only the first
+            # route matching the path, and a path served by two routes (GET and POST) has two.
+            allowed = sorted({method for route in app.routes if isinstance(route, APIRoute)
+                              and route.path_regex.match(_request.url.path) for method in route.methods})
+            headers = {**(headers or {}), "Allow": ", ".join(allowed)} if allowed else headers
+        return JSONResponse({"error": code, "detail": exc.detail}, exc.status_code, headers=headers)
 
     # ingestion ----------------------------------------------------------------------------
     @app.post("/v1/ingest", status_code=202, response_model=IngestAccepted, summary="start an ingestion job",
@@ -314,6 +321,7 @@ def create_app(api: VaultApi) -> FastAPI:
     query_durations = Histogram("analytics_query_duration_seconds", "analytics API query time", ["query"],
                                 registry=registry)
     register_analytics_routes(app, api, requires, ApiError, query_durations)
+    register_report_routes(app, api, requires, ApiError)
 
     # operations ---------------------------------------------------------------------------
     @app.get("/healthz", response_model=Health, summary="catalog and object store reachable (no key needed)",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import secrets
 from pathlib import Path
 
 from vault_pipeline.api.app import ApiSettings, VaultApi, create_app
@@ -19,6 +20,7 @@ from vault_pipeline.api.auth import KeyRing, key_ring_from_env
 from vault_pipeline.api.jobs import JobService
 from vault_pipeline.api.promotions import PromotionService
 from vault_pipeline.api.runs import Runner
+from vault_pipeline.reports.service import ReportService
 
 
 def build_runner(definitions) -> Runner:
@@ -50,6 +52,28 @@ def _positive_hours(name: str, default: str) -> float:
     return hours
 
 
+def session_secret(home: Path) -> bytes:
+    """The dashboard's cookie-signing secret: ``VAULT_SESSION_SECRET``, else 32 random bytes kept
+    in ``$VAULT_HOME/session-secret`` (mode 0600), so sessions survive nothing but a new secret."""
+    configured = os.environ.get("VAULT_SESSION_SECRET", "")
+    if configured:
+        if len(configured.encode()) < 32:
+            raise SystemExit("VAULT_SESSION_SECRET must be at least 32 characters (e.g. `openssl rand -hex 32`)")
+        return configured.encode()
+    path = home / "session-secret"
+    if path.exists():
+        try:
+            return bytes.fromhex(path.read_text().strip())
+        except ValueError:
+            raise SystemExit(f"{path} is not a hex secret: delete it to have a new one generated") from None
+    home.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_bytes(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secret.hex() + "\n")
+    return secret
+
+
 def build_api_from_env(keys: KeyRing) -> VaultApi:
     from vault_pipeline.definitions import build_definitions
     from vault_pipeline.defs.promotion.masking import masking_settings
@@ -72,6 +96,9 @@ def build_api_from_env(keys: KeyRing) -> VaultApi:
         settings=ApiSettings(max_range_hours=int(os.environ.get("VAULT_API_MAX_RANGE_HOURS", "168")),
                              idempotency_ttl_s=_positive_hours("VAULT_API_IDEMPOTENCY_TTL_HOURS", "24") * 3600),
         promotions=promotions, lake=vault.lake(),
+        reports=ReportService(catalog=vault.catalog(), store=vault.object_store(), lake=vault.lake(),
+                              signer=vault.ledger_signer(), config=load_config,
+                              max_queue=int(os.environ.get("VAULT_API_MAX_REPORTS", "8"))),
     )
 
 
@@ -89,10 +116,14 @@ def serve(host: str, port: int) -> int:
         else:
             print(f"using the admin API key in {home / 'api-keys'}")
     api = build_api_from_env(keys)
+    from vault_pipeline.reports.audit_trail import record_serve_start
+
+    record_serve_start(keys)  # audit trail: vault.yaml and the key ring (names, roles) when they changed
     try:
         uvicorn.run(create_app(api), host=host, port=port, log_level="info", access_log=False)
     finally:
         api.jobs.close()
-        if api.promotions is not None:
-            api.promotions.close()
+        for service in (api.promotions, api.reports):
+            if service is not None:
+                service.close()
     return 0

@@ -58,7 +58,18 @@ FORMAT_VERSION = 1
 GENESIS_HASH = "0" * 64
 KIND_PARTITION = "partition"
 KIND_PROMOTION_DECISION = "promotion_decision"
-KINDS = frozenset({KIND_PARTITION, KIND_PROMOTION_DECISION})
+# Entries of the vault-wide chain (VAULT_CHAIN): a redacted snapshot of vault.yaml or of the
+# API key ring whenever one changes, and (written by the report service and maintenance) a
+# compliance report's digest or a maintenance run.
+KIND_CONFIG_SNAPSHOT = "config_snapshot"
+KIND_KEY_RING_SNAPSHOT = "key_ring_snapshot"
+KIND_COMPLIANCE_REPORT = "compliance_report"
+KIND_MAINTENANCE_RUN = "maintenance_run"
+VAULT_KINDS = frozenset({KIND_CONFIG_SNAPSHOT, KIND_KEY_RING_SNAPSHOT, KIND_COMPLIANCE_REPORT, KIND_MAINTENANCE_RUN})
+KINDS = frozenset({KIND_PARTITION, KIND_PROMOTION_DECISION}) | VAULT_KINDS
+#: The chain of the vault's own history (configuration, key ring, reports, maintenance). It
+#: cannot be a provider's: provider names start with a letter or digit (providers/config.py).
+VAULT_CHAIN = "_vault"
 
 _CHECKPOINT_TYPE = "vault-ledger-checkpoint"
 _HEX64 = re.compile(r"[0-9a-f]{64}")

@@ -125,6 +125,21 @@ class AccessEntry:
     client: str = ""
 
 
+#: Statuses of a failed authentication or authorisation: no/unknown key, or a key without the role.
+AUTH_FAILURE_STATUSES = (401, 403)
+
+
+@dataclass(frozen=True, slots=True)
+class AccessSummary:
+    """The access log over a period, counted where it is stored: what a compliance report shows."""
+
+    total: int
+    by_principal_status: list[tuple[str, int, int]]  # (principal, status, requests), sorted
+    by_method_path: list[tuple[str, str, int]]  # (method, path, requests), sorted
+    auth_failures: list[AccessEntry]  # status 401/403, oldest first (at most the limit asked for)
+    auth_failures_total: int  # every one in the period, also past the limit
+
+
 @dataclass(frozen=True, slots=True)
 class IdempotencyRecord:
     """An ``Idempotency-Key`` of ``POST /v1/ingest`` and the job it named, until it expires.
@@ -399,6 +414,13 @@ class Catalog(ABC):
     @abstractmethod
     def list_access(self, *, principal: str | None = None, limit: int = 100, offset: int = 0) -> list[AccessEntry]:
         """Newest first."""
+
+    @abstractmethod
+    def summarise_access(self, *, start: str, end: str, failure_limit: int | None = None) -> AccessSummary:
+        """Counts of the access entries with ``start <= at < end`` (fixed-width ISO strings) by
+        principal and status and by method and path, and the failed authentications
+        (AUTH_FAILURE_STATUSES) oldest first, at most ``failure_limit`` of them (None: all).
+        Served by an index on ``at``, so a month of entries is read without a full scan."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         pass

@@ -23,9 +23,11 @@ from pymongo.database import Database
 from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
 from vault_pipeline.storage.catalog import (
+    AUTH_FAILURE_STATUSES,
     DEAD_LETTER,
     STATUSES,
     AccessEntry,
+    AccessSummary,
     Artifact,
     Catalog,
     CatalogError,
@@ -136,6 +138,13 @@ class MongoCatalog(Catalog):
                 [("partition", pymongo.ASCENDING), ("kind", pymongo.ASCENDING), ("_id", pymongo.ASCENDING)],
                 name="artifacts_by_partition",
             )
+            # A period's access summary: a range of "at" (the grouped fields too, so it is covered),
+            # and the failed authentications of a period by status.
+            self.access_log.create_index(
+                [("at", pymongo.ASCENDING), ("principal", pymongo.ASCENDING), ("status", pymongo.ASCENDING),
+                 ("method", pymongo.ASCENDING), ("path", pymongo.ASCENDING)], name="access_log_by_time")
+            self.access_log.create_index([("status", pymongo.ASCENDING), ("at", pymongo.ASCENDING)],
+                                         name="access_log_by_status")
             self.artifacts.create_index(
                 [
                     ("provider", pymongo.ASCENDING),
@@ -639,6 +648,28 @@ class MongoCatalog(Catalog):
                 .limit(limit)
             )
             return [AccessEntry(**{f: document[f] for f in ACCESS_FIELDS}) for document in cursor]
+
+    def summarise_access(self, *, start: str, end: str, failure_limit: int | None = None) -> AccessSummary:
+        if failure_limit is not None and failure_limit < 0:
+            raise ValueError(f"failure_limit must not be negative, not {failure_limit}")
+        span = {"at": {"$gte": start, "$lt": end}}
+        failed = {"status": {"$in": list(AUTH_FAILURE_STATUSES)}, **span}
+        with self._translated("summarise_access"):
+            by_status = sorted(
+                (d["_id"]["principal"], int(d["_id"]["status"]), int(d["n"])) for d in self.access_log.aggregate([
+                    {"$match": span},
+                    {"$group": {"_id": {"principal": "$principal", "status": "$status"}, "n": {"$sum": 1}}}]))
+            by_path = sorted(
+                (d["_id"]["method"], d["_id"]["path"], int(d["n"])) for d in self.access_log.aggregate([
+                    {"$match": span},
+                    {"$group": {"_id": {"method": "$method", "path": "$path"}, "n": {"$sum": 1}}}]))
+            failures_total = self.access_log.count_documents(failed)
+            cursor = self.access_log.find(failed).sort([("at", pymongo.ASCENDING), ("_id", pymongo.ASCENDING)])
+            if failure_limit is not None:
+                cursor = cursor.limit(failure_limit) if failure_limit else iter(())
+            failures = [AccessEntry(**{f: document[f] for f in ACCESS_FIELDS}) for document in cursor]
+        return AccessSummary(total=sum(n for _, _, n in by_status), by_principal_status=by_status,
+                             by_method_path=by_path, auth_failures=failures, auth_failures_total=failures_total)
 
     def close(self) -> None:
         # A database handed in belongs to a client the caller owns (and may share); only a

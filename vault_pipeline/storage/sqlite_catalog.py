@@ -22,10 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from vault_pipeline.storage.catalog import (
+    AUTH_FAILURE_STATUSES,
     DEAD_LETTER,
     STATUSES,
     VALID,
     AccessEntry,
+    AccessSummary,
     Artifact,
     Catalog,
     CatalogError,
@@ -142,6 +144,9 @@ CREATE TABLE IF NOT EXISTS access_log (
     "client" TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS access_log_by_principal ON access_log ("principal", "at");
+-- A period's summary reads only these indexes (covering): a month is a range scan, not the table.
+CREATE INDEX IF NOT EXISTS access_log_by_time ON access_log ("at", "principal", "status", "method", "path");
+CREATE INDEX IF NOT EXISTS access_log_by_status ON access_log ("status", "at");
 
 CREATE TABLE IF NOT EXISTS artifacts (
     "artifact_id" TEXT PRIMARY KEY NOT NULL,
@@ -756,6 +761,28 @@ class SqliteCatalog(Catalog):
             [*params, limit, offset],
         )
         return [AccessEntry(*row) for row in rows]
+
+    def summarise_access(self, *, start: str, end: str, failure_limit: int | None = None) -> AccessSummary:
+        if failure_limit is not None and failure_limit < 0:
+            raise ValueError(f"failure_limit must not be negative, not {failure_limit}")
+        span = 'FROM access_log INDEXED BY access_log_by_time WHERE "at" >= ? AND "at" < ?'
+        by_status = self._read(f'SELECT "principal", "status", COUNT(*) {span} GROUP BY "principal", "status" '
+                               'ORDER BY "principal", "status"', (start, end))
+        by_path = self._read(f'SELECT "method", "path", COUNT(*) {span} GROUP BY "method", "path" '
+                             'ORDER BY "method", "path"', (start, end))
+        failed = ('FROM access_log INDEXED BY access_log_by_status WHERE "status" IN (?, ?) '
+                  'AND "at" >= ? AND "at" < ?')
+        params = (*AUTH_FAILURE_STATUSES, start, end)
+        failures_total = self._read(f"SELECT COUNT(*) {failed}", params)[0][0]
+        limit = -1 if failure_limit is None else failure_limit  # SQLite: LIMIT -1 is no limit
+        rows = self._read(f'SELECT {_columns(ACCESS_FIELDS)} {failed} ORDER BY "at", rowid LIMIT ?', (*params, limit))
+        return AccessSummary(
+            total=sum(row[2] for row in by_status),
+            by_principal_status=[(p, int(st), int(n)) for p, st, n in by_status],
+            by_method_path=[(m, p, int(n)) for m, p, n in by_path],
+            auth_failures=[AccessEntry(*row) for row in rows],
+            auth_failures_total=int(failures_total),
+        )
 
     def close(self) -> None:
         with self._lock:

@@ -39,6 +39,8 @@ from vault_pipeline.api.auth import parse_api_keys
 from vault_pipeline.api.jobs import hours_in_range, request_fingerprint
 from vault_pipeline.api.pagination import InvalidCursorError, decode_cursor
 from vault_pipeline.api.runs import RunInfo, Runner
+from vault_pipeline.core.identity import is_log_id
+from vault_pipeline.core.report_model import SECTION_NAMES
 from vault_pipeline.defs.partitions import HOURLY_START
 from vault_pipeline_tests.fixtures.api import _LoopbackServer
 
@@ -78,12 +80,14 @@ def served_vault(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     key = "fuzz-admin-" + secrets.token_hex(16)
     for name, value in {"VAULT_HOME": str(home), "VAULT_CONFIG": str(config), "VAULT_OTEL_EXPORTER": "none",
                         "VAULT_API_KEYS": f"fuzzer:{key}:admin", "VAULT_API_MAX_QUEUE": "4",
+                        "VAULT_API_MAX_REPORTS": "10000",
                         "DAGSTER_HOME": str(home / "dagster")}.items():
         monkeypatch.setenv(name, value)  # restored at teardown, DAGSTER_HOME included
     runner = InstantRunner()
     monkeypatch.setattr(server, "build_runner", lambda _definitions: runner)
     api = server.build_api_from_env(parse_api_keys(f"fuzzer:{key}:admin"))
     api.clock = lambda: NOW  # so which hours have ended does not depend on when the suite runs
+    api.reports.clock = lambda: NOW  # and which report periods have ended, or lie beyond the retention
     loopback = _LoopbackServer(create_app(api))
     loopback.start()
     try:
@@ -92,6 +96,7 @@ def served_vault(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         loopback.stop()
         api.jobs.close()
         api.promotions.close()
+        api.reports.close()
         api.catalog.close()
 
 
@@ -147,6 +152,26 @@ def _analytics_rule_broken(path: str, query: dict) -> str | None:
     return None  # the fuzzed vault has no lake tables, so no version is refused as missing
 
 
+def _report_rule_broken(body: dict) -> str | None:
+    """The first rule of POST /api/v1/analytics/reports this schema-valid body breaks
+    (reports/service.py's check_request order; vault.yaml here keeps the defaults)."""
+    if body.get("period") is not None:  # a preset is a complete period before NOW, within the retention
+        start, end = _moment(body["period"]["start"]), _moment(body["period"]["end"])
+        if end <= start:
+            return "invalid_period"
+        if end > NOW + timedelta(minutes=1):
+            return "period_not_ended"
+        if end - start > timedelta(days=366):
+            return "period_too_long"
+        if start < (NOW - timedelta(days=90)).replace(hour=0, minute=0, second=0, microsecond=0):
+            return "period_beyond_retention"
+    if any(name not in SECTION_NAMES for name in body.get("sections") or ()):
+        return "unknown_section"
+    if any(not is_log_id(i) for i in body.get("record_ids") or ()):
+        return "invalid_record_id"
+    return None
+
+
 def _real_hour(hour_key: str) -> bool:
     try:
         datetime.strptime(hour_key, "%Y-%m-%d-%H:%M")
@@ -177,7 +202,10 @@ class RuleOracle:
             return _ingest_rule_broken(case.body)
         if operation == ("POST", "/v1/promotions") and case.body.get("scope") == "partition":
             return None if _real_hour(case.body["partition"].partition("|")[0]) else "invalid_partition"
-        if case.method.upper() == "GET" and case.path.startswith("/api/v1/analytics/"):
+        if operation == ("POST", "/api/v1/analytics/reports"):
+            return _report_rule_broken(case.body)
+        if case.method.upper() == "GET" and case.path.startswith("/api/v1/analytics/") and \
+                not case.path.startswith("/api/v1/analytics/reports"):
             return _analytics_rule_broken(case.path, case.query or {})
         if operation == ("GET", "/v1/logs"):
             cursor, offset = (case.query or {}).get("cursor"), (case.query or {}).get("offset")

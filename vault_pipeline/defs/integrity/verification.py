@@ -40,6 +40,7 @@ from vault_pipeline.core.ledger import (
     CHECKPOINT_MISSING,
     KIND_PARTITION,
     RECORD_DELETED,
+    VAULT_CHAIN,
     Finding,
     LedgerEntry,
     PartitionDigest,
@@ -151,6 +152,11 @@ def verify_vault(*, store: ObjectStore, catalog: Catalog, verifier, providers: l
     with _PartitionVerifier(store, catalog, workers or default_workers(), parallel_min_records,
                             slice_alignment) as partitions:
         for provider in selected:
+            if provider == VAULT_CHAIN:
+                # The vault's own chain (configuration, key ring, reports): signatures, links and
+                # checkpoint like any chain, but it seals no partition, records or lake rows.
+                _verify_provider_chain(store, catalog, verifier, provider, report, in_progress)
+                continue
             report.providers += 1
             entries = _verify_provider_chain(store, catalog, verifier, provider, report, in_progress)
             newest_per_partition: dict[str, LedgerEntry] = {}
@@ -171,7 +177,8 @@ def verify_vault(*, store: ObjectStore, catalog: Catalog, verifier, providers: l
                                             in_progress, since)
                 report.findings += found
                 report.lake_rows += rows
-    found, objects, size = raw_object_findings(store, selected, report.hashed_keys, since)
+    found, objects, size = raw_object_findings(store, [p for p in selected if p != VAULT_CHAIN], report.hashed_keys,
+                                               since)
     report.findings += found
     report.objects += objects
     report.bytes_hashed += size
