@@ -259,7 +259,6 @@ def _partitions_in_progress() -> set[str]:
     import dagster as dg
 
     from vault_pipeline.defs.partitions import partitions_in_progress
-
     from vault_pipeline.defs.stale_runs import fail_orphaned_runs
 
     with dg.DagsterInstance.get() as instance:
@@ -303,6 +302,9 @@ def _parser() -> argparse.ArgumentParser:
     history.add_argument("table", help="a lake table, e.g. audit_events")
     history.add_argument("--limit", type=int, default=20, help="at most this many versions")
     history.add_argument("--json", action="store_true", help="print the versions as JSON")
+    from vault_pipeline.reports.cli import add_report_parser
+
+    add_report_parser(commands)
     serve = commands.add_parser("serve", formatter_class=defaults, help="run the HTTP API (FastAPI + uvicorn)")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
     serve.add_argument("--port", type=int, default=8080, help="port to listen on")
@@ -382,6 +384,10 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             return _usage_error(f"{reason}; the lake holds: {', '.join(known) or 'no tables yet'}")
         print_history(lake.history(args.table, limit=args.limit), args.table, sys.stdout, as_json=args.json)
         return 0
+    if args.command == "report":
+        from vault_pipeline.reports.cli import run_report
+
+        return run_report(args)
     if args.command == "serve":
         from vault_pipeline.api.server import serve
 

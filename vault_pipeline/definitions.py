@@ -23,6 +23,7 @@ from vault_pipeline.defs.integrity.assets import build_integrity_assets
 from vault_pipeline.defs.partitions import hourly_partitions
 from vault_pipeline.defs.promotion.assets import build_promotion_assets
 from vault_pipeline.defs.reports.config_audit import build_config_audit_sensor
+from vault_pipeline.defs.reports.schedules import build_report_job, build_report_schedules, compliance_report
 from vault_pipeline.defs.resources import resources_for_env
 from vault_pipeline.defs.schedules import build_hourly_job, build_hourly_schedule
 from vault_pipeline.providers.config import VaultConfig, load_config
@@ -42,14 +43,16 @@ def build_definitions(config: VaultConfig | None = None, resources: dict[str, ob
     job = build_hourly_job(partitions)
     maintenance = build_maintenance_assets(config)  # the lake's lifecycle: job lake_maintenance, daily
     maintenance_job = build_maintenance_job()
+    report_job = build_report_job()  # compliance reports: weekly by default, daily and monthly on request
     return dg.Definitions(
         assets=[raw_landing, record_index, normalised_records, integrity_report, ledger_entry, golden_promotion,
-                artifact_index, *marts, *maintenance],
+                artifact_index, *marts, *maintenance, compliance_report],
         asset_checks=[*ingestion_checks, *analytics_checks, *integrity_checks],
-        jobs=[job, maintenance_job],
+        jobs=[job, maintenance_job, report_job],
         schedules=[build_hourly_schedule(job, providers, enabled=config.schedule.enabled,
                                          first_hour=config.partitions.start_time),
-                   build_maintenance_schedule(maintenance_job, cron=config.lake.cron, enabled=config.schedule.enabled)],
+                   build_maintenance_schedule(maintenance_job, cron=config.lake.cron, enabled=config.schedule.enabled),
+                   *build_report_schedules(report_job, config.reports.schedules)],
         sensors=[build_config_audit_sensor()],  # vault.yaml changes into the ledger, even when nothing runs
         resources=resources if resources is not None else resources_for_env(),
         # The hourly graph is a chain; parallelism comes from running partitions side by side,

@@ -7,4 +7,5 @@ pytest_plugins = [
     "vault_pipeline_tests.fixtures.api",
     "vault_pipeline_tests.fixtures.browser",
     "vault_pipeline_tests.fixtures.rest_client",
+    "vault_pipeline_tests.fixtures.dashboard",
 ]

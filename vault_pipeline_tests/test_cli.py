@@ -96,3 +96,22 @@ def test_serve_help_shows_its_defaults(capsys):
 def test_the_demo_can_choose_providers_and_refuses_unknown_ones(operator):
     code, _, err = operator("demo", "--hours", "1", "--provider", "nope")
     assert code == 2 and "unknown provider(s) nope" in err
+
+
+def test_vault_report_stores_a_report_and_names_the_option_to_fix(operator, tmp_path):
+    hour = "2026-11-30T05"
+    code, out, err = operator("run", "--provider", "qa", "--hour", hour)
+    assert code == 0, out + err
+    out_dir = tmp_path / "reports"
+    code, out, err = operator("report", "--start", "2026-11-30T00:00:00Z", "--end", "2026-12-01T00:00:00Z",
+                              "--format", "pdf", "--format", "csv", "--out", str(out_dir))
+    assert code == 0, out + err
+    report_id = out.split()[1]
+    assert (out_dir / f"{report_id}.pdf").read_bytes().startswith(b"%PDF")
+    assert {p.suffix for p in out_dir.iterdir()} == {".pdf", ".csv", ".json"} and "ledger  _vault #" in out
+
+    for args, words in ((("--start", "2026-12-01T00:00:00Z", "--end", "2026-11-30T00:00:00Z"), "--end"),
+                        (("--start", "last tuesday", "--end", "2026-12-01T00:00:00Z"), "--start 'last tuesday'"),
+                        (("--preset", "daily", "--section", "vibes"), "--section: unknown section(s) vibes")):
+        code, out, err = operator("report", *args)
+        assert code == 2 and words in err and "Traceback" not in err, err

@@ -14,8 +14,20 @@ from fastapi import Query
 from pydantic import BaseModel
 
 from vault_pipeline.api.analytics_queries import (  # noqa: F401 - re-exported: the analytics API's query layer
-    AGGREGATIONS, INTERVALS, METRIC_NAMES, REPORT_KINDS, SERIES_METRICS, AnalyticsError, AnalyticsQueries,
-    ResultCache, Snapshot, Window, check_range, check_snapshot, lake_row_counts, latest_pass_rates,
+    AGGREGATIONS,
+    INTERVALS,
+    METRIC_NAMES,
+    REPORT_KINDS,
+    SERIES_METRICS,
+    AnalyticsError,
+    AnalyticsQueries,
+    ResultCache,
+    Snapshot,
+    Window,
+    check_range,
+    check_snapshot,
+    lake_row_counts,
+    latest_pass_rates,
 )
 from vault_pipeline.api.schemas import Timestamp, error_responses
 

@@ -43,7 +43,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
 from vault_pipeline.storage.lake import DeltaLake, LakeError, sql_ident, sql_literal
 from vault_pipeline.storage.object_store import ObjectMissingError

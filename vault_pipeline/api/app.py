@@ -33,19 +33,34 @@ from fastapi.security import APIKeyHeader
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, Histogram, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from vault_pipeline.api.analytics import AnalyticsQueries, latest_pass_rates, lake_row_counts, register_analytics_routes
+from vault_pipeline.api.analytics import AnalyticsQueries, lake_row_counts, latest_pass_rates, register_analytics_routes
 from vault_pipeline.api.auth import KeyRing, Principal
 from vault_pipeline.api.docs import install_offline_docs
 from vault_pipeline.api.jobs import (
-    IDEMPOTENCY_TTL_S, IdempotencyKeyReusedError, IdempotencyKeys, JobService, QueueFullError, hours_in_range,
+    IDEMPOTENCY_TTL_S,
+    IdempotencyKeyReusedError,
+    IdempotencyKeys,
+    JobService,
+    QueueFullError,
+    hours_in_range,
 )
+from vault_pipeline.api.middleware import AccessLogMiddleware, BodyLimitMiddleware, RequestMetrics
 from vault_pipeline.api.pagination import InvalidCursorError, LogSearch
 from vault_pipeline.api.promotions import PromotionService, register_routes
 from vault_pipeline.api.reports import register_report_routes
-from vault_pipeline.api.middleware import AccessLogMiddleware, BodyLimitMiddleware, RequestMetrics
 from vault_pipeline.api.schemas import (
-    ErrorBody, Health, InclusionProof, IngestAccepted, IngestRequest, JobStatus, LogPage, Timestamp, ValidateRequest,
-    ValidateResult, error_responses, utc_sort_key,
+    ErrorBody,
+    Health,
+    InclusionProof,
+    IngestAccepted,
+    IngestRequest,
+    JobStatus,
+    LogPage,
+    Timestamp,
+    ValidateRequest,
+    ValidateResult,
+    error_responses,
+    utc_sort_key,
 )
 from vault_pipeline.api.validation import check_provider
 from vault_pipeline.core.checksums import checksum
@@ -359,6 +374,12 @@ def create_app(api: VaultApi) -> FastAPI:
             except Exception as exc:  # noqa: BLE001 - a scrape reports what it can, it never fails
                 log.warning("metrics: lake figures unavailable (%s)", type(exc).__name__)
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    # dashboard ----------------------------------------------------------------------------
+    if api.session_secret:
+        from vault_pipeline.api.dashboard import register_dashboard  # jinja2/plotly only when it is on
+
+        register_dashboard(app, api, requires, ApiError)
 
     # The last middleware added runs outermost: the access log wraps the body limit, so requests
     # refused for their size are logged and counted like every other request.

@@ -45,6 +45,10 @@ class KeyRing:
     def __len__(self) -> int:
         return len(self._keys)
 
+    def principals(self) -> list[Principal]:
+        """Who the keys belong to (names and roles): what the audit trail records, never a key."""
+        return [principal for _digest, principal in self._keys]
+
     def authenticate(self, presented: str | None) -> Principal | None:
         if not presented:
             return None

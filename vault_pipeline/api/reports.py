@@ -18,7 +18,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from vault_pipeline.api.schemas import Timestamp, error_responses
 from vault_pipeline.core.report_model import FORMATS
 from vault_pipeline.reports.service import (
-    PRESETS, ReportAlteredError, ReportNotFoundError, ReportNotReadyError, ReportRequestError,
+    PRESETS,
+    ReportAlteredError,
+    ReportNotFoundError,
+    ReportNotReadyError,
+    ReportRequestError,
 )
 
 _REPORT_ID = r"^rpt_[0-9a-f]{20}$"

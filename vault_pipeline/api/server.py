@@ -33,9 +33,9 @@ def build_runner(definitions) -> Runner:
         raise SystemExit(f"VAULT_JOB_BACKEND={backend!r}: use 'embedded' or 'graphql'")
     import dagster as dg
 
+    from vault_pipeline.api.runs import EmbeddedRunner
     from vault_pipeline.cli import prepare_local_instance
     from vault_pipeline.defs.schedules import HOURLY_JOB
-    from vault_pipeline.api.runs import EmbeddedRunner
 
     prepare_local_instance()
     return EmbeddedRunner(definitions, dg.DagsterInstance.get(), HOURLY_JOB)
@@ -95,7 +95,7 @@ def build_api_from_env(keys: KeyRing) -> VaultApi:
         catalog=vault.catalog(), store=vault.object_store(), jobs=jobs, keys=keys, config=load_config,
         settings=ApiSettings(max_range_hours=int(os.environ.get("VAULT_API_MAX_RANGE_HOURS", "168")),
                              idempotency_ttl_s=_positive_hours("VAULT_API_IDEMPOTENCY_TTL_HOURS", "24") * 3600),
-        promotions=promotions, lake=vault.lake(),
+        promotions=promotions, lake=vault.lake(), session_secret=session_secret(Path(vault.home)),
         reports=ReportService(catalog=vault.catalog(), store=vault.object_store(), lake=vault.lake(),
                               signer=vault.ledger_signer(), config=load_config,
                               max_queue=int(os.environ.get("VAULT_API_MAX_REPORTS", "8"))),

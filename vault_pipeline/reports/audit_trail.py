@@ -142,13 +142,7 @@ def key_ring_snapshot(principals: Iterable[tuple[str, Iterable[str]]]) -> dict[s
 
 def key_ring_principals(keys: Any) -> list[tuple[str, list[str]]]:
     """(name, roles) of each key of an ``api.auth.KeyRing``."""
-    if hasattr(keys, "principals"):
-        principals = keys.principals()
-    else:
-        # KeyRing keeps (sha256 of the key, Principal) pairs and has no public accessor yet;
-        # only the Principal half is read, the digest never leaves this line.
-        principals = [principal for _digest, principal in keys._keys]
-    return [(p.name, sorted(p.roles)) for p in principals]
+    return [(p.name, sorted(p.roles)) for p in keys.principals()]
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:

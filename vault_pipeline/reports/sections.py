@@ -19,11 +19,18 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from vault_pipeline.api.analytics_queries import (
-    FACT_TABLE, LAKE_TABLES, TECHNIQUE_MART, AnalyticsError, AnalyticsQueries, Snapshot, Window, iso_z,
+    FACT_TABLE,
+    LAKE_TABLES,
+    TECHNIQUE_MART,
+    AnalyticsError,
+    AnalyticsQueries,
+    Snapshot,
+    Window,
+    iso_z,
 )
 from vault_pipeline.core.ledger import VAULT_CHAIN, entries_from_dicts, verify_chain
-from vault_pipeline.defs.integrity.ledger_stage import ledger_retention_days, stored_checkpoint
 from vault_pipeline.core.report_model import SECTION_NAMES, Chart, Section, Table
+from vault_pipeline.defs.integrity.ledger_stage import ledger_retention_days, stored_checkpoint
 from vault_pipeline.reports.access import access_summary
 from vault_pipeline.reports.audit_trail import audit_trail
 from vault_pipeline.reports.lineage import sample_records, trace_records

@@ -18,8 +18,8 @@ from dagster._core.test_utils import create_run_for_test
 from deltalake import DeltaTable, write_deltalake
 
 from vault_pipeline import cli
-from vault_pipeline.defs.integrity import coverage
 from vault_pipeline.core.ledger import LedgerEntry, make_checkpoint
+from vault_pipeline.defs.integrity import coverage
 from vault_pipeline.defs.integrity.ledger_stage import checkpoint_key, entry_key
 from vault_pipeline.defs.integrity.verification import verify_vault
 from vault_pipeline.defs.partitions import partitions_in_progress

@@ -22,6 +22,7 @@ from vault_pipeline.defs.integrity.verification import _PartitionVerifier, verif
 from vault_pipeline_tests.defs.test_verify import HOURS, PROVIDER
 from vault_pipeline_tests.defs.test_verify import _landed_vault as _landed
 
+
 def _records(harness, hour):
     return list(harness.catalog.iter_partition_records(f"{hour}|{PROVIDER}"))
 

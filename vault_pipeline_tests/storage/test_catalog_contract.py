@@ -17,8 +17,16 @@ from pathlib import Path
 import pytest
 
 from vault_pipeline.storage import mongo_catalog, sqlite_catalog
-from vault_pipeline.storage.catalog import DEAD_LETTER, VALID, Artifact, Catalog, CatalogError, DeadLetter, RecordEntry
-from vault_pipeline.storage.catalog import IdempotencyRecord
+from vault_pipeline.storage.catalog import (
+    DEAD_LETTER,
+    VALID,
+    Artifact,
+    Catalog,
+    CatalogError,
+    DeadLetter,
+    IdempotencyRecord,
+    RecordEntry,
+)
 from vault_pipeline.storage.mongo_catalog import MongoCatalog, redact_uri
 from vault_pipeline.storage.sqlite_catalog import SqliteCatalog
 from vault_pipeline_tests.fixtures.catalogs import CATALOG_BACKENDS, make_catalog

@@ -24,8 +24,8 @@ from vault_pipeline.core.kinds import fact_schema, fact_table_name
 from vault_pipeline.core.normalise import fact_batch
 from vault_pipeline.core.projection import Projector
 from vault_pipeline.core.windows import HourWindow
-from vault_pipeline.defs.collector import cyclic_gc_paused
 from vault_pipeline.defs.analytics.lake_lease import exclusive_table_writer, holder_name
+from vault_pipeline.defs.collector import cyclic_gc_paused
 from vault_pipeline.defs.ingestion.indexing import rejected_in_fetch
 from vault_pipeline.defs.ingestion.landed import LandedPartition
 from vault_pipeline.storage.catalog import Catalog

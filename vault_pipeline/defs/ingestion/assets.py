@@ -15,7 +15,6 @@ from vault_pipeline.defs.partitions import partition_of
 from vault_pipeline.defs.resources import VaultResource
 from vault_pipeline.providers.config import ConfigError
 
-
 # Network-facing steps retry with exponential backoff; a provider's own transient failures
 # are already retried per request inside the client.
 NETWORK_RETRY = dg.RetryPolicy(max_retries=3, delay=2, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
