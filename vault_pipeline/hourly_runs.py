@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 
+
 def console_config() -> dict:
     """Dagster's console logger: silent (the command prints progress and failures itself, every
     line is in the UI), everything with VAULT_DEBUG=1 / --debug."""

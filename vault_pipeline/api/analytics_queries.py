@@ -302,7 +302,7 @@ class AnalyticsQueries:
             value, before = current[name], previous[name]
             change = None if value is None or not before else (value - before) / before * 100.0
             out.append({"metric_name": name, "value": _nan_to_none(value), "change_percent": _nan_to_none(change),
-                        "period": window.period()})
+                        "period": window.period(), "previous_value": _nan_to_none(before)})  # not in MetricValue
         return out
 
     def providers(self, window: Window, snapshot: Snapshot) -> list[dict[str, Any]]:

@@ -37,10 +37,14 @@ from vault_pipeline.core.ledger_keys import (  # noqa: F401 - re-exported: the l
     LedgerKeyError,
     Signer,
     Verifier,
-    b64 as _b64,
     load_or_create_ledger_key,
     load_public_verifier,
     signer_from_spec,
+)
+from vault_pipeline.core.ledger_keys import (
+    b64 as _b64,
+)
+from vault_pipeline.core.ledger_keys import (
     unb64 as _unb64,
 )
 from vault_pipeline.core.merkle import (

@@ -27,8 +27,8 @@ from vault_pipeline.core.pii_detectors import (
     SSN,
     Finding,
     PiiScanner,
-    luhn_valid,
     looks_random,
+    luhn_valid,
     shannon_entropy,
 )
 from vault_pipeline.core.pii_masking import (

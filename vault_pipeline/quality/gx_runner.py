@@ -17,10 +17,11 @@ from typing import Any
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")  # no phoning home from a vault
 
-import great_expectations as gx  # noqa: E402
 import pandas as pd  # noqa: E402
 from great_expectations.data_context.types.base import ProgressBarsConfig  # noqa: E402
 from great_expectations.expectations.expectation_configuration import ExpectationConfiguration  # noqa: E402
+
+import great_expectations as gx  # noqa: E402
 
 ID_COLUMN = "log_id"
 

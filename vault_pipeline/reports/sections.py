@@ -126,8 +126,7 @@ def build_usage(ctx: ReportContext) -> Section:
     except AnalyticsError as exc:
         raise ReportSourceError("usage", f"the lake cannot be read ({exc.code}: {exc.detail})") from None
     by_name = {m["metric_name"]: m for m in metrics}
-    previous = q.metrics(window.previous(), facts, None) if not window.empty else []
-    before = {m["metric_name"]: m["value"] for m in previous}
+    before = {m["metric_name"]: m["previous_value"] for m in metrics}
     summary = {
         "requests": int(by_name["total_requests"]["value"] or 0),
         "success rate": _pct(by_name["success_rate"]["value"]),
@@ -195,8 +194,8 @@ def _table_retention(lake: DeltaLake, table: str, days: int, now: datetime) -> d
         f"SUM(CASE WHEN {sql_ident('date')} < {sql_literal(cutoff)} THEN 1 ELSE 0 END) AS due "
         f"FROM {sql_ident(table)}" if "date" in names else f"SELECT COUNT(*) AS n FROM {sql_ident(table)}"
     )).to_pylist()
-    history = lake.history(table, limit=500)
-    last = {op: next((h["time"] for h in history if str(h.get("operation", "")).upper().startswith(op)), None)
+    history = lake.history(table, row_counts=False)  # newest first; operations and times only
+    last = {op: next((h["timestamp"] for h in history if str(h.get("operation", "")).upper().startswith(op)), None)
             for op in ("OPTIMIZE", "VACUUM", "DELETE")}
     row = rows[0] if rows else {}
     return {"table": table, "rows": int(row.get("n") or 0), "oldest_date": row.get("oldest"),

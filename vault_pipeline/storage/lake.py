@@ -472,9 +472,10 @@ class DeltaLake:
         """The version a read ``as_of``/at ``version`` sees (the latest when neither is given);
         None when the table does not exist, or did not exist yet at ``as_of``. A version the
         table does not hold (or no longer reaches) is a LakeError."""
-        if as_of is None and version is None:
-            return self.version(table)
-        if self._open(table) is None:
+        latest = self.version(table)
+        if as_of is None and (version is None or version == latest):
+            return latest  # no look at the history needed (S3-compatible stores fail listing it)
+        if latest is None:
             return None
         try:
             return self._open_at(table, as_of, version).version()
@@ -491,9 +492,11 @@ class DeltaLake:
         aggregate runs where the data is, so only its result reaches Python. Filters on date
         and hour prune whole files. A table that does not exist reads as no rows.
         """
-        dt = self._open(table) if version is None else self._open_at(table, None, version)
+        dt = self._open(table)
         if dt is None:
             return pa.table({})
+        if version is not None and version != dt.version():  # the latest needs no look at the history
+            dt = self._open_at(table, None, version)
         statement = compose(frozenset(pa.schema(dt.schema().to_arrow()).names))
         try:
             return pa.table(QueryBuilder().register(table, dt).execute(statement))
@@ -626,10 +629,11 @@ class DeltaLake:
             raise LakeError(f"cannot read the history of lake table {table!r}: {exc}") from exc
         return sorted((int(c["version"]), c.get("timestamp")) for c in kept if "version" in c)
 
-    def history(self, table: str, *, limit: int | None = None) -> list[dict[str, Any]]:
+    def history(self, table: str, *, limit: int | None = None, row_counts: bool = True) -> list[dict[str, Any]]:
         """The table's versions, newest first: version, ISO time, operation, rows added and
-        deleted by it, the table's row count at it (None once its files are vacuumed), files
-        added/removed, and the operation's predicate or mode."""
+        deleted by it, the table's row count at it (None once its files are vacuumed; not looked
+        up unless ``row_counts``: it loads each version), files added/removed, and the
+        operation's predicate or mode."""
         dt = self._require(table)
         try:
             commits = dt.history(limit=limit)
@@ -646,7 +650,7 @@ class DeltaLake:
                 "operation": commit.get("operation", "?"),
                 "rows_added": _metric(metrics, "num_added_rows", "num_inserted_rows"),
                 "rows_deleted": _metric(metrics, "num_deleted_rows"),
-                "rows": self._rows_at(table, number),
+                "rows": self._rows_at(table, number) if row_counts else None,
                 "files_added": _metric(metrics, "num_added_files", "numFilesAdded"),
                 "files_removed": _metric(metrics, "num_removed_files", "numFilesRemoved", "numDeletedFiles"),
                 "detail": {**{k: v for k, v in parameters.items() if k in ("mode", "predicate")},

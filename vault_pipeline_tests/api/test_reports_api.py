@@ -91,3 +91,17 @@ def test_only_audit_keys_create_or_read_reports(service):
     assert service.client("reader").request("GET", BASE).status_code == 403
     assert service.client(None).request("GET", BASE).status_code == 401
     assert service.client("admin").request("GET", BASE).status_code == 200
+
+
+def test_on_s3_every_stored_form_is_encrypted_and_content_addressed(vault_service_factory):
+    service = vault_service_factory(stack="s3", providers=LLM)
+    assert service.harness.run("2026-01-01-03:00", "llm").success
+    accepted = service.client("auditor").request("POST", BASE, json={"period": DAY, "sections": ["usage"]})
+    report = _completed(service, accepted.json()["report_id"])
+    assert report["status"] == "completed", report
+    keys = service.s3.keys("reports/_vault/compliance/")
+    assert len(keys) == 4  # json, html, pdf, csv
+    for key in keys:
+        head = service.s3.head(key)
+        assert head["ServerSideEncryption"] in ("AES256", "aws:kms")
+        assert key.rsplit("/", 1)[1].split(".")[0] == hashlib.sha256(service.s3.get(key)).hexdigest()

@@ -190,3 +190,24 @@ def test_report_configuration_mistakes_name_the_key(tmp_path):
         with pytest.raises(ConfigError) as refused:
             parse_config({"providers": providers, "reports": reports}, "vault.yaml")
         assert all(word in str(refused.value) for word in words), str(refused.value)
+
+
+def test_retention_names_the_last_maintenance_and_the_rows_past_retention(loaded):
+    from vault_pipeline.reports.sections import ReportContext, build_retention
+
+    loaded.write_providers({"llm": LLM, "llm2": {**LLM, "seed": 4}})
+    assert loaded.run(HOURS[0], "llm2").success  # a second file in that hour: compaction has work
+    result = loaded.definitions().resolve_job_def("lake_maintenance").execute_in_process(instance=loaded.instance)
+    assert result.success
+    later = datetime(2027, 2, 25, tzinfo=UTC)  # 97 days on: the loaded rows (2026-11-20) are past the 90 days
+    ctx = ReportContext(catalog=loaded.catalog, store=loaded.store, lake=loaded.lake,
+                        verifier=loaded.resource.ledger_signer().verifier(), config=load_config(loaded.config_path),
+                        start=START, end=END, now=later)
+    section = build_retention(ctx)
+    rows = {r[0]: dict(zip(section.tables[0].columns, r)) for r in section.tables[0].rows}
+    facts = rows["generation_events"]
+    assert facts["oldest date"] == "2026-11-20" and facts["rows past retention"] == loaded.lake.count("generation_events")
+    assert facts["last optimize"] is not None and facts["last optimize"].startswith("20")
+    assert section.summary["rows past retention"] >= facts["rows past retention"] > 0
+    assert section.summary["they are deleted at"] == "2027-02-25T03:30:00Z"  # lake.cron's next tick (03:30 UTC)
+    assert section.summary["Object Lock"] is False and "local directory" in section.summary["object store"]

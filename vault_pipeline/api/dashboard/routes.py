@@ -72,7 +72,7 @@ def _same_origin(request: Request) -> bool:
 
 
 def register_routes(app: FastAPI, api, sessions: SessionManager, templates, plotly_url: str, plotly_js) -> None:
-    queries = DashboardQueries(api)
+    queries = DashboardQueries(api, getattr(app.state, "analytics_cache", None))  # shared with /api/v1/analytics
     search = LogSearch(api.catalog)
     app.state.dashboard_sessions = sessions  # tests reach the live registry through this
     app.state.dashboard_queries = queries
