@@ -50,6 +50,7 @@ benchmark: setup
 	$(BIN)/python benchmarks/verify.py
 	$(BIN)/python benchmarks/analytics.py
 	$(BIN)/python benchmarks/analytics.py api
+	$(BIN)/python benchmarks/reports.py
 
 clean:
 	rm -rf $(VAULT_HOME)

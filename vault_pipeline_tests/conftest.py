@@ -8,4 +8,5 @@ pytest_plugins = [
     "vault_pipeline_tests.fixtures.browser",
     "vault_pipeline_tests.fixtures.rest_client",
     "vault_pipeline_tests.fixtures.dashboard",
+    "vault_pipeline_tests.fixtures.cli",
 ]

@@ -4,32 +4,9 @@
 from __future__ import annotations
 
 import pytest
-import yaml
 
 from vault_pipeline import cli
 from vault_pipeline.core.windows import parse_hour
-
-SIMULATOR = {"type": "simulator", "kind": "test_result", "records_per_hour": 60, "seed": 2, "lookback_hours": 0,
-             "invalid_fraction": 0}
-
-
-@pytest.fixture
-def operator(tmp_path, monkeypatch, capsys):
-    """A fresh VAULT_HOME and vault.yaml, and the command run in-process as the shell would."""
-    home, config = tmp_path / "home", tmp_path / "vault.yaml"
-    config.write_text(yaml.safe_dump({"providers": {"qa": SIMULATOR}}))
-    monkeypatch.setenv("VAULT_HOME", str(home))
-    monkeypatch.setenv("VAULT_CONFIG", str(config))
-    monkeypatch.setenv("VAULT_OTEL_EXPORTER", "none")
-    monkeypatch.delenv("VAULT_DEBUG", raising=False)
-    monkeypatch.delenv("DAGSTER_HOME", raising=False)
-
-    def run(*args):
-        code = cli.main(list(args))
-        out = capsys.readouterr()
-        return code, out.out, out.err
-    run.config = config
-    return run
 
 
 @pytest.mark.parametrize("text, hour", [

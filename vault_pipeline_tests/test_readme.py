@@ -91,3 +91,8 @@ def test_the_quick_start_and_the_api_walk_through_run_as_printed(checkout: Path)
     header = re.search(r"x-vault-checksum: sha256:([0-9a-f]{64})", walk_through, flags=re.I)
     assert header and f"{header.group(1)}  .vault/record.json" in walk_through  # served digest = bytes' digest
     assert '"audit_path"' in walk_through and '"leaf_index"' in walk_through
+    assert re.search(r"^report rpt_[0-9a-f]{20} version 1 of ", quick_start, flags=re.M)
+    assert (checkout / ".vault" / "reports").is_dir() and any((checkout / ".vault" / "reports").glob("*.pdf"))
+    assert '{"metric_name":"total_requests","value":' in walk_through
+    served = re.findall(r"x-vault-checksum: sha256:([0-9a-f]{64})", walk_through, flags=re.I)[-1]
+    assert f"{served}  .vault/report.pdf" in walk_through  # the exported report's bytes are what it names

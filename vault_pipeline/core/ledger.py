@@ -41,7 +41,8 @@ from vault_pipeline.core.ledger_keys import (  # noqa: F401 - re-exported: the l
     load_public_verifier,
     signer_from_spec,
 )
-from vault_pipeline.core.ledger_keys import b64 as _b64, unb64 as _unb64
+from vault_pipeline.core.ledger_keys import b64 as _b64
+from vault_pipeline.core.ledger_keys import unb64 as _unb64
 from vault_pipeline.core.merkle import (
     EMPTY_ROOT,
     MerkleBuilder,

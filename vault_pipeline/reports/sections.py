@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 from collections import Counter, defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,23 +22,21 @@ from vault_pipeline.api.analytics_queries import (
     LAKE_TABLES,
     TECHNIQUE_MART,
     AnalyticsError,
-    AnalyticsQueries,
     Snapshot,
-    Window,
     iso_z,
 )
-from vault_pipeline.core.ledger import VAULT_CHAIN, entries_from_dicts, verify_chain
+from vault_pipeline.core.ledger import entries_from_dicts, verify_chain
 from vault_pipeline.core.report_model import SECTION_NAMES, Chart, Section, Table
 from vault_pipeline.defs.integrity.ledger_stage import ledger_retention_days, stored_checkpoint
 from vault_pipeline.reports.access import access_summary
 from vault_pipeline.reports.audit_trail import audit_trail
+from vault_pipeline.reports.context import ReportContext, ReportSourceError, listing, pct, series_interval
 from vault_pipeline.reports.lineage import sample_records, trace_records
 from vault_pipeline.reports.moments import utc_moment
 from vault_pipeline.reports.verify_runs import verify_runs
 from vault_pipeline.storage.lake import DeltaLake, LakeError, sql_ident, sql_literal
 
 PASS_RATE_TARGET = 0.99  # the input/output checks block a partition under this (DESIGN.md)
-MAX_ROWS = 2000  # per listing table; beyond it the table says how many were left out
 TITLES = {
     "usage": "Usage summary", "retention": "Retention status", "access_logs": "Access logs",
     "data_lineage": "Data lineage", "audit_trail": "Audit trail", "data_quality": "Data quality",
@@ -47,81 +44,16 @@ TITLES = {
 }
 
 
-class ReportSourceError(RuntimeError):
-    """A section's data source failed; the message names the section and the cause."""
-
-    def __init__(self, section: str, cause: str) -> None:
-        super().__init__(f"section {section!r}: {cause}")
-        self.section = section
-
-
-@dataclass
-class ReportContext:
-    """What a report reads, for one period ``[start, end)``; filled in as sections are built."""
-
-    catalog: Any
-    store: Any
-    lake: DeltaLake | None
-    verifier: Any
-    config: Any  # VaultConfig
-    start: datetime
-    end: datetime
-    now: datetime
-    record_ids: list[str] | None = None  # lineage of these, else a sample
-    lineage_sample: int = 20
-    sources: dict[str, Any] = field(default_factory=dict)  # table versions read, counts of what was read
-    data_lineage: list[dict[str, Any]] = field(default_factory=list)
-    audit_events: list[dict[str, Any]] = field(default_factory=list)
-    _versions: dict[str, int | None] = field(default_factory=dict)
-
-    @property
-    def window(self) -> Window:
-        return Window.of(self.start, self.end)
-
-    @property
-    def queries(self) -> AnalyticsQueries:
-        return AnalyticsQueries(self.lake, self.catalog, self.store)
-
-    def version(self, table: str) -> int | None:
-        """The version of ``table`` every section of this report reads (fixed at first use)."""
-        if table not in self._versions:
-            try:
-                self._versions[table] = None if self.lake is None else self.lake.resolve_version(table)
-            except LakeError as exc:
-                raise ReportSourceError("usage", f"the lake cannot be read: {exc}") from None
-            self.sources.setdefault("lake_versions", {})[table] = self._versions[table]
-        return self._versions[table]
-
-    def snapshot(self, table: str) -> Snapshot:
-        version = self.version(table)
-        return Snapshot() if version is None else Snapshot(version=version)
-
-
-def _pct(value: float | None) -> str | None:
-    return None if value is None else f"{value * 100:.2f} %"
-
-
-def _listing(title: str, columns: list[str], rows: list[list[Any]], notes: list[str], what: str) -> Table:
-    if len(rows) > MAX_ROWS:
-        notes.append(f"{title}: the first {MAX_ROWS:,} of {len(rows):,} {what} are listed; the CSV and the "
-                     "report JSON hold the counts above for all of them.")
-        rows = rows[:MAX_ROWS]
-    return Table(title, columns, rows)
-
-
-def _series_interval(ctx: ReportContext) -> str:
-    return "hour" if ctx.end - ctx.start <= timedelta(days=2) else "day"
-
-
 # -- usage -----------------------------------------------------------------------------------------
 def build_usage(ctx: ReportContext) -> Section:
+    ctx.require_lake("usage")
     q, window, facts = ctx.queries, ctx.window, ctx.snapshot(FACT_TABLE)
     try:
         metrics = q.metrics(window, facts, None)
         providers = q.providers(window, facts)
         models = q.models(window, facts)
         techniques = q.techniques(window, ctx.snapshot(TECHNIQUE_MART), None)
-        interval = _series_interval(ctx)
+        interval = series_interval(ctx)
         series = q.timeseries(window, facts, "requests", "count", interval, None)
     except AnalyticsError as exc:
         raise ReportSourceError("usage", f"the lake cannot be read ({exc.code}: {exc.detail})") from None
@@ -129,7 +61,7 @@ def build_usage(ctx: ReportContext) -> Section:
     before = {m["metric_name"]: m["previous_value"] for m in metrics}
     summary = {
         "requests": int(by_name["total_requests"]["value"] or 0),
-        "success rate": _pct(by_name["success_rate"]["value"]),
+        "success rate": pct(by_name["success_rate"]["value"]),
         "average latency (ms)": by_name["avg_latency_ms"]["value"],
         "p95 latency (ms)": by_name["p95_latency_ms"]["value"],
         "tokens": int(by_name["total_tokens"]["value"] or 0),
@@ -150,11 +82,11 @@ def build_usage(ctx: ReportContext) -> Section:
               [[p["provider_id"], p["total_requests"], p["successful_requests"], p["failed_requests"],
                 round(p["request_share"] * 100, 2), p["avg_latency_ms"], p["p95_latency_ms"], p["total_tokens"],
                 p["total_cost_usd"]] for p in providers]),
-        _listing("Requests by model", ["provider", "model", "requests", "successful", "avg latency ms", "tokens",
+        listing("Requests by model", ["provider", "model", "requests", "successful", "avg latency ms", "tokens",
                                        "cost USD"],
                  [[m["provider_id"], m["model"], m["total_requests"], m["successful_requests"], m["avg_latency_ms"],
                    m["total_tokens"], m["total_cost_usd"]] for m in models], notes, "models"),
-        _listing("Requests by technique", ["technique", "source", "uses", "successes", "success rate %",
+        listing("Requests by technique", ["technique", "source", "uses", "successes", "success rate %",
                                            "avg latency ms", "attack success rate"],
                  [[t["technique"], t["source"], t["uses"], t["successes"], round(t["success_rate"] * 100, 2),
                    t["avg_latency_ms"], t["attack_success_rate"]] for t in techniques], notes, "techniques"),
@@ -208,6 +140,7 @@ def build_retention(ctx: ReportContext) -> Section:
     lake_config = ctx.config.lake
     goes_at = _next_maintenance(lake_config.cron, ctx.now)
     tables = []
+    ctx.require_lake("retention")
     if ctx.lake is not None:
         try:
             for table in LAKE_TABLES:
@@ -279,10 +212,10 @@ def build_access_logs(ctx: ReportContext) -> Section:
     tables = [
         Table("Requests by key", ["key name", "requests", "refused (4xx/5xx)"],
               [[p["principal"], p["requests"], p["errors"]] for p in access["by_principal"]]),
-        _listing("Requests by endpoint", ["method", "endpoint", "requests"],
+        listing("Requests by endpoint", ["method", "endpoint", "requests"],
                  [[e["method"], e["endpoint"], e["requests"]] for e in access["by_endpoint"]], notes, "endpoints"),
         Table("Requests by status", ["status", "requests"], [[s["status"], s["requests"]] for s in access["by_status"]]),
-        _listing("Failed authentications (401, 403)", ["at", "key name", "status", "method", "path", "client"],
+        listing("Failed authentications (401, 403)", ["at", "key name", "status", "method", "path", "client"],
                  failures, notes, "failed authentications"),
     ]
     charts = [Chart("bar", "Requests by status", [str(s["status"]) for s in access["by_status"]],
@@ -318,7 +251,7 @@ def build_data_lineage(ctx: ReportContext) -> Section:
         notes.append("No sealed records in this period to trace.")
     tables = [Table("Lineage per record", ["log id", "provider", "raw object", "catalog entry", "Delta row",
                                            "golden copy", "ledger entry"], rows),
-              _listing("Problems found", ["log id", "step", "reason"], problems, notes, "problems")]
+              listing("Problems found", ["log id", "step", "reason"], problems, notes, "problems")]
     ctx.sources["data_lineage"] = {"records": len(traced), "chosen": how}
     return Section("data_lineage", TITLES["data_lineage"], summary, tables, [], notes)
 
@@ -343,7 +276,7 @@ def build_audit_trail(ctx: ReportContext) -> Section:
              None if not e.get("ledger") else f"{e['ledger']['provider']} #{e['ledger']['sequence']}",
              None if not e.get("ledger") else e["ledger"]["entry_hash"], _what(e)] for e in events]
     summary = {"events": len(events), **{kind.replace("_", " "): n for kind, n in sorted(counts.items())}}
-    table = _listing("Changes and decisions, oldest first", ["at", "kind", "actor", "run id", "ledger entry",
+    table = listing("Changes and decisions, oldest first", ["at", "kind", "actor", "run id", "ledger entry",
                                                              "entry hash", "what"], rows, notes, "events")
     charts = [Chart("bar", "Events by kind", sorted(counts), {"events": [counts[k] for k in sorted(counts)]})] \
         if counts else []
@@ -370,7 +303,7 @@ def build_data_quality(ctx: ReportContext) -> Section:
         suite["passed"] += r["passed"]
         if r["pass_rate"] is not None and r["pass_rate"] < PASS_RATE_TARGET:
             suite["under"] += 1
-            under.append([r["partition"], r["suite"], r["row_count"], r["passed"], _pct(r["pass_rate"]),
+            under.append([r["partition"], r["suite"], r["row_count"], r["passed"], pct(r["pass_rate"]),
                           ", ".join(f"{e['type']}({e['column']}): {e['unexpected_count']}"
                                     for e in r["failing_expectations"])])
     suites = sorted(per_suite)
@@ -381,16 +314,16 @@ def build_data_quality(ctx: ReportContext) -> Section:
     if not results:
         notes.append("No validation results in this period: nothing was checked, so nothing is claimed.")
     summary = {"suites": len(suites), "partitions validated": len(results), "rows validated": rows,
-               "overall pass rate": _pct(overall), "partitions under target": len(under),
+               "overall pass rate": pct(overall), "partitions under target": len(under),
                "meets target": None if overall is None else overall >= PASS_RATE_TARGET and not under}
     notes_out = notes
     tables = [
         Table("Pass rate per suite", ["suite", "partitions", "rows", "passed", "pass rate", "partitions under target",
                                       "meets target"],
-              [[s, per_suite[s]["partitions"], per_suite[s]["rows"], per_suite[s]["passed"], _pct(rate[s]),
+              [[s, per_suite[s]["partitions"], per_suite[s]["rows"], per_suite[s]["passed"], pct(rate[s]),
                 per_suite[s]["under"], None if rate[s] is None else rate[s] >= PASS_RATE_TARGET
                 and not per_suite[s]["under"]] for s in suites]),
-        _listing("Partitions under target", ["partition", "suite", "rows", "passed", "pass rate",
+        listing("Partitions under target", ["partition", "suite", "rows", "passed", "pass rate",
                                              "failing expectations"], under, notes_out, "partitions"),
     ]
     charts = [Chart("bar", "Pass rate per suite (%)", suites,
@@ -471,10 +404,10 @@ def build_integrity(ctx: ReportContext) -> Section:
               [[r.get("finished_at"), r.get("clean"), len(r.get("findings", [])),
                 "stored result missing or altered" if (r.get("altered") or r.get("missing")) else r.get("summary")]
                for r in runs]),
-        _listing("Verify findings", ["run finished at", "type", "provider", "partition", "detail"],
+        listing("Verify findings", ["run finished at", "type", "provider", "partition", "detail"],
                  [[a, b, c, d, e if isinstance(e, str) or e is None else json.dumps(e, default=str)]
                   for a, b, c, d, e in findings], notes, "findings"),
-        _listing("Partitions whose integrity diff found problems", ["partition", "clean", "findings"],
+        listing("Partitions whose integrity diff found problems", ["partition", "clean", "findings"],
                  [[d["partition"], d.get("clean"), json.dumps(d.get("finding_counts", {}), sort_keys=True)]
                   for d in failing], notes, "partitions"),
         Table("Ledger chains, re-verified at report time", ["chain", "entries", "entries in period", "findings",
@@ -521,4 +454,4 @@ def build_sections(ctx: ReportContext, names: list[str]) -> list[Section]:
     return [BUILDERS[name](ctx) if name in BUILDERS else build_custom(ctx, name, custom[name]) for name in names]
 
 
-__all__ = ["BUILDERS", "PASS_RATE_TARGET", "ReportContext", "ReportSourceError", "build_sections", "VAULT_CHAIN"]
+__all__ = ["BUILDERS", "PASS_RATE_TARGET", "ReportContext", "ReportSourceError", "build_sections"]

@@ -120,7 +120,9 @@ def vault_openapi(served_vault, request: pytest.FixtureRequest):
 
 # -- the oracle for rules JSON Schema cannot express ------------------------------------------------
 def _moment(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("z", "Z").replace("t", "T")).astimezone(UTC)
+    # Aware, in its own offset: comparing and subtracting work across offsets, whereas
+    # astimezone(UTC) overflows at the ends of datetime's range (0001-01-01T00:00:00+00:01).
+    return datetime.fromisoformat(text.replace("z", "Z").replace("t", "T"))
 
 
 def _ingest_rule_broken(body: dict) -> str | None:

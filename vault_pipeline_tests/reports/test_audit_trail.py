@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import sqlite3
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -218,21 +217,13 @@ def test_the_sensor_records_a_change_even_when_nothing_runs(vault):
     assert [e.run_id for e in _vault_entries(vault)] == ["sensor:vault_config_audit"] * 2
 
 
-def test_vault_run_records_the_configuration_once(tmp_path: Path, monkeypatch, capsys):
-    from vault_pipeline import cli
-
-    config = tmp_path / "vault.yaml"
-    config.write_text(yaml.safe_dump({"providers": {"qa": SIMULATOR}}))
-    for name, value in (("VAULT_HOME", str(tmp_path / "home")), ("VAULT_CONFIG", str(config)),
-                        ("VAULT_OTEL_EXPORTER", "none")):
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("DAGSTER_HOME", raising=False)
-    for _ in range(2):
-        assert cli.main(["run", "--provider", "qa", "--hour", "2026-01-01T05"]) == 0
-    capsys.readouterr()
+def test_vault_run_records_the_configuration_once(operator):
     from vault_pipeline.storage.sqlite_catalog import SqliteCatalog
 
-    catalog = SqliteCatalog(tmp_path / "home" / "catalog.db")
+    for _ in range(2):
+        assert operator("run", "--provider", "qa", "--hour", "2026-01-01T05")[0] == 0
+    config = operator.config
+    catalog = SqliteCatalog(operator.home / "catalog.db")
     entries = [LedgerEntry.from_json(t) for _, t in catalog.ledger_entries(VAULT_CHAIN)]
     assert [(e.kind, e.run_id) for e in entries] == [(KIND_CONFIG_SNAPSHOT, "cli:vault run")]
     assert entries[0].body["snapshot"] == config_snapshot(load_config(config))

@@ -35,6 +35,16 @@ def _service(vault, clock=lambda: NOW) -> ReportService:
                          config=lambda: load_config(vault.config_path), clock=clock)
 
 
+def _queued_and_finished(service: ReportService) -> dict:
+    """Queue a report of the period as the API does, wait for the worker, return its status."""
+    try:
+        job = service.create(start=START, end=END, requested_by="a")
+        service._pool.shutdown(wait=True)
+        return service.status(job.report_id)
+    finally:
+        service.close()
+
+
 def test_a_report_holds_every_section_from_the_vaults_records(loaded):
     service = _service(loaded)
     try:
@@ -127,12 +137,7 @@ def test_a_failing_source_fails_the_report_and_stores_nothing(loaded, monkeypatc
         raise OSError("catalog unreachable")
 
     monkeypatch.setattr("vault_pipeline.reports.sections.audit_trail", broken)
-    try:
-        job = service.create(start=START, end=END, requested_by="a")
-        service._pool.shutdown(wait=True)
-        state = service.status(job.report_id)
-    finally:
-        service.close()
+    state = _queued_and_finished(service)
     assert state["status"] == "failed" and "audit_trail" in state["error"] and "catalog unreachable" in state["error"]
     assert set(loaded.store.list("reports/_vault/compliance/")) == before
     assert not [t for _, t in loaded.catalog.ledger_entries(VAULT_CHAIN) if KIND_COMPLIANCE_REPORT in t]
@@ -211,3 +216,12 @@ def test_retention_names_the_last_maintenance_and_the_rows_past_retention(loaded
     assert section.summary["rows past retention"] >= facts["rows past retention"] > 0
     assert section.summary["they are deleted at"] == "2027-02-25T03:30:00Z"  # lake.cron's next tick (03:30 UTC)
     assert section.summary["Object Lock"] is False and "local directory" in section.summary["object store"]
+
+
+def test_a_lake_that_is_gone_fails_the_report_instead_of_reading_as_no_usage(loaded):
+    import shutil
+
+    shutil.rmtree(loaded.home / "lake")
+    state = _queued_and_finished(_service(loaded))
+    assert state["status"] == "failed" and "usage" in state["error"] and "holds no fact table" in state["error"]
+    assert not list(loaded.store.list("reports/_vault/compliance/"))  # nothing stored

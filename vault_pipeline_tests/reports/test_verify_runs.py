@@ -8,34 +8,18 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-import yaml
 
-from vault_pipeline import cli
 from vault_pipeline.reports import verify_runs as runs_module
 from vault_pipeline.reports.verify_runs import verify_runs
 from vault_pipeline.storage.local_store import LocalObjectStore
 from vault_pipeline.storage.sqlite_catalog import SqliteCatalog
 
-SIMULATOR = {"type": "simulator", "kind": "test_result", "records_per_hour": 25, "seed": 2, "lookback_hours": 0,
-             "invalid_fraction": 0}
-
 
 @pytest.fixture
-def operator(tmp_path: Path, monkeypatch, capsys):
-    config = tmp_path / "vault.yaml"
-    config.write_text(yaml.safe_dump({"providers": {"qa": SIMULATOR}}))
-    for name, value in (("VAULT_HOME", str(tmp_path / "home")), ("VAULT_CONFIG", str(config)),
-                        ("VAULT_OTEL_EXPORTER", "none")):
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("DAGSTER_HOME", raising=False)
-
-    def run(*args):
-        code = cli.main(list(args))
-        out = capsys.readouterr()
-        return code, out.out, out.err
-    run.home = tmp_path / "home"
-    assert run("run", "--provider", "qa", "--hour", "2026-01-01T05")[0] == 0
-    return run
+def operator(operator):
+    """The shared operator, after one hour of its provider was run."""
+    assert operator("run", "--provider", "qa", "--hour", "2026-01-01T05")[0] == 0
+    return operator
 
 
 def _ports(home: Path):

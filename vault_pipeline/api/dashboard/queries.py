@@ -40,7 +40,7 @@ PASS_RATE_TARGET = 0.99  # the design's data-quality target; a suite under it is
 HOURLY_UP_TO = timedelta(hours=72)  # longer ranges chart per day
 RECORDS_PAGE = 25
 QUARANTINE_SCAN = 10_000  # quarantine items looked at per overview (the count says when it stopped)
-LISTED = 20  # items listed per alert
+LISTED = 8  # items listed per alert (the panels stay short; the count says how many in all)
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 

@@ -211,7 +211,7 @@
   function panel(id, state, ...content) {
     const node = $("#panel-" + id);
     node.dataset.state = state;
-    node.querySelector(".panel-body").replaceChildren(el("p", { class: "badge " + state, text: state === "ok" ? "OK" : state === "alert" ? "Alert" : "Unknown" }), ...content);
+    node.querySelector(".panel-body").replaceChildren(el("p", { class: "badge " + state, text: state === "ok" ? "OK" : state === "alert" ? "Alert" : "Unknown" }), ...content.filter((part) => part !== null && part !== undefined));
   }
 
   function renderCompliance(c) {
@@ -222,7 +222,8 @@
     const q = c.quarantine;
     panel("quarantine", q.count ? "alert" : "ok",
       el("p", { text: (q.complete ? "" : "at least ") + q.count + " records held in quarantine in this range" }),
-      list(q.items, (i) => [el("code", { text: i.log_id }), " · " + i.partition + " · " + i.reason]));
+      list(q.items, (i) => [el("code", { text: i.log_id }), " · " + i.partition + " · " + i.reason]),
+      q.count > q.items.length ? el("p", { class: "note", text: "… and " + (q.count - q.items.length) + " more (GET /v1/quarantine lists them all)" }) : null);
     const v = c.verify;
     if (!v.recorded) panel("verify", "unknown", el("p", { text: v.message }));
     else if (!v.readable) panel("verify", "alert", el("p", { text: v.message }));
