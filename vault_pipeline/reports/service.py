@@ -324,16 +324,16 @@ class ReportService:
         state = self.status(report_id)
         if state["status"] != "completed":
             return state
-        data, _ = self._read(report_id, "json")
+        data, _ = self._read(report_id, "json", state)
         return json.loads(data) | {key: state[key] for key in ("status", "digest", "formats", "ledger", "requested_by")}
 
     def export(self, report_id: str, fmt: str) -> tuple[bytes, str, str]:
         """(bytes, media type, checksum) of one stored form, re-hashed before it is served."""
-        return self._read(report_id, fmt)[0], MEDIA_TYPES.get(fmt, "application/json"), \
-            self.status(report_id)["forms_detail"][fmt]["checksum"]
+        data, checksum = self._read(report_id, fmt)
+        return data, MEDIA_TYPES.get(fmt, "application/json"), checksum
 
-    def _read(self, report_id: str, fmt: str) -> tuple[bytes, str]:
-        state = self.status(report_id)
+    def _read(self, report_id: str, fmt: str, state: dict[str, Any] | None = None) -> tuple[bytes, str]:
+        state = state or self.status(report_id)
         if state["status"] != "completed":
             raise ReportNotReadyError(f"report {report_id} is {state['status']}")
         form = state["forms_detail"].get(fmt)
