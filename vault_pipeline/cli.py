@@ -305,6 +305,9 @@ def _parser() -> argparse.ArgumentParser:
     from vault_pipeline.reports.cli import add_report_parser
 
     add_report_parser(commands)
+    from vault_pipeline.defs.insights.cli import add_insights_parser
+
+    add_insights_parser(commands)
     serve = commands.add_parser("serve", formatter_class=defaults, help="run the HTTP API (FastAPI + uvicorn)")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
     serve.add_argument("--port", type=int, default=8080, help="port to listen on")
@@ -388,6 +391,10 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         from vault_pipeline.reports.cli import run_report
 
         return run_report(args)
+    if args.command == "insights":  # vault insights refresh [--suite S]
+        from vault_pipeline.defs.insights.cli import run_insights
+
+        return run_insights(args)
     if args.command == "serve":
         from vault_pipeline.api.server import serve
 

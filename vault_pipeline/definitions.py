@@ -19,6 +19,7 @@ from vault_pipeline.defs.analytics.maintenance import (
 )
 from vault_pipeline.defs.analytics.marts import build_mart_assets
 from vault_pipeline.defs.ingestion.assets import build_ingestion_assets
+from vault_pipeline.defs.insights.assets import build_insights_job, build_insights_schedule, insights_refresh
 from vault_pipeline.defs.integrity.assets import build_integrity_assets
 from vault_pipeline.defs.partitions import hourly_partitions
 from vault_pipeline.defs.promotion.assets import build_promotion_assets
@@ -44,15 +45,17 @@ def build_definitions(config: VaultConfig | None = None, resources: dict[str, ob
     maintenance = build_maintenance_assets(config)  # the lake's lifecycle: job lake_maintenance, daily
     maintenance_job = build_maintenance_job()
     report_job = build_report_job()  # compliance reports: weekly by default, daily and monthly on request
+    insights_job = build_insights_job()  # flaky tests, failure clusters, regressions: daily and on demand
     return dg.Definitions(
         assets=[raw_landing, record_index, normalised_records, integrity_report, ledger_entry, golden_promotion,
-                artifact_index, *marts, *maintenance, compliance_report],
+                artifact_index, *marts, *maintenance, compliance_report, insights_refresh],
         asset_checks=[*ingestion_checks, *analytics_checks, *integrity_checks],
-        jobs=[job, maintenance_job, report_job],
+        jobs=[job, maintenance_job, report_job, insights_job],
         schedules=[build_hourly_schedule(job, providers, enabled=config.schedule.enabled,
                                          first_hour=config.partitions.start_time),
                    build_maintenance_schedule(maintenance_job, cron=config.lake.cron, enabled=config.schedule.enabled),
-                   *build_report_schedules(report_job, config.reports.schedules)],
+                   *build_report_schedules(report_job, config.reports.schedules),
+                   build_insights_schedule(insights_job, enabled=config.schedule.enabled)],
         sensors=[build_config_audit_sensor()],  # vault.yaml changes into the ledger, even when nothing runs
         resources=resources if resources is not None else resources_for_env(),
         # The hourly graph is a chain; parallelism comes from running partitions side by side,

@@ -36,6 +36,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from vault_pipeline.api.analytics import AnalyticsQueries, lake_row_counts, latest_pass_rates, register_analytics_routes
 from vault_pipeline.api.auth import KeyRing, Principal
 from vault_pipeline.api.docs import install_offline_docs
+from vault_pipeline.api.insights import register_insights_routes
 from vault_pipeline.api.jobs import (
     IDEMPOTENCY_TTL_S,
     IdempotencyKeyReusedError,
@@ -337,6 +338,7 @@ def create_app(api: VaultApi) -> FastAPI:
                                 registry=registry)
     register_analytics_routes(app, api, requires, ApiError, query_durations)
     register_report_routes(app, api, requires, ApiError)
+    register_insights_routes(app, api, requires, ApiError)
 
     # operations ---------------------------------------------------------------------------
     @app.get("/healthz", response_model=Health, summary="catalog and object store reachable (no key needed)",

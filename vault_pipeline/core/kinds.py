@@ -64,6 +64,7 @@ KIND_COLUMNS: dict[str, tuple[Column, ...]] = {
         Column("error_message", "error.message", "string"),
         Column("branch", "ci.branch", "string"),
         Column("build", "ci.build", "int"),
+        Column("commit", "ci.commit", "string"),  # the code under test: a test that passes and fails on one commit is flaky
     ),
     # One automated jailbreak campaign against a target model (seed 002's fact_jailbreak_tests).
     "jailbreak_test": (
