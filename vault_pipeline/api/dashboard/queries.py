@@ -22,7 +22,14 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from vault_pipeline.api.analytics import AnalyticsError, AnalyticsQueries, ResultCache, Snapshot, check_range
+from vault_pipeline.api.analytics_queries import (
+    AnalyticsError,
+    AnalyticsQueries,
+    ResultCache,
+    Snapshot,
+    check_range,
+    iso_z,
+)
 from vault_pipeline.api.pagination import LogSearch
 from vault_pipeline.core.checksums import checksum
 from vault_pipeline.core.identity import is_log_id
@@ -44,14 +51,8 @@ LISTED = 8  # items listed per alert (the panels stay short; the count says how 
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 
-class DashboardError(Exception):
-    def __init__(self, status: int, code: str, detail: object) -> None:
-        super().__init__(code)
-        self.status, self.code, self.detail = status, code, detail
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+# One error type for the query layers: the analytics queries' refusals reach the routes as they are.
+DashboardError = AnalyticsError
 
 
 def _parse_time(text: str, name: str) -> datetime:
@@ -81,10 +82,7 @@ def resolve_view(params: dict[str, str], now: datetime) -> dict[str, Any]:
         start, end = _parse_time(params["start"], "start"), _parse_time(params["end"], "end")
     else:
         raise DashboardError(422, "invalid_request", {"parameter": "preset", "msg": f"one of {[*PRESETS, 'custom']}"})
-    try:
-        window = check_range(start, end)
-    except AnalyticsError as exc:
-        raise DashboardError(exc.status, exc.code, exc.detail) from None
+    window = check_range(start, end)
     return {"preset": preset, "start": start, "end": end, "provider": provider, "window": window,
             "interval": "hour" if end - start <= HOURLY_UP_TO else "day"}
 
@@ -109,7 +107,7 @@ class DashboardQueries:
         verify = self._newest_verify_artifact()
         return ":".join(str(part) for part in (
             lake, self.api.catalog.records_version(), verify.artifact_id if verify else "-",
-            _iso(view["start"]), _iso(view["end"]), view["provider"] or ""))
+            iso_z(view["start"]), iso_z(view["end"]), view["provider"] or ""))
 
     def overview(self, view: dict[str, Any]) -> dict[str, Any]:
         version = self.version(view)
@@ -118,10 +116,7 @@ class DashboardQueries:
             if key in self._cache:
                 self._cache.move_to_end(key)
                 return self._cache[key]
-        try:
-            result = self._overview(view) | {"version": version}
-        except AnalyticsError as exc:
-            raise DashboardError(exc.status, exc.code, exc.detail) from None
+        result = self._overview(view) | {"version": version}
         with self._lock:
             self._cache[key] = result
             while len(self._cache) > 32:
@@ -148,7 +143,7 @@ class DashboardQueries:
         techniques = answers["techniques"]
         requests = hourly if view["interval"] == "hour" else _daily_sums(hourly)
         return {
-            "range": {"preset": view["preset"], "start": _iso(view["start"]), "end": _iso(view["end"]),
+            "range": {"preset": view["preset"], "start": iso_z(view["start"]), "end": iso_z(view["end"]),
                       "provider": provider, "interval": view["interval"]},
             "cards": _cards(metrics, providers, before, provider),
             "metrics": list(metrics.values()),
@@ -284,14 +279,14 @@ class DashboardQueries:
                         "records_indexed": indexed,
                         "llm_providers": [{"llm_provider": k, "requests": v}
                                           for k, v in sorted(group["llm_providers"].items())]})
-        return {"hour": _iso(hour), "providers": out}
+        return {"hour": iso_z(hour), "providers": out}
 
     def records(self, provider: str, hour_text: str, offset: int, search: LogSearch) -> dict[str, Any]:
         """A pipeline provider's records of one hour (by event time), paged as ``/v1/logs`` pages."""
         hour = _parse_time(hour_text, "hour").astimezone(UTC)
         page = search.page(provider=provider, start=fixed_width_timestamp(hour),
                            end=fixed_width_timestamp(hour + timedelta(hours=1)), limit=RECORDS_PAGE, offset=offset)
-        return {"provider": provider, "hour": _iso(hour), "offset": offset, "limit": RECORDS_PAGE,
+        return {"provider": provider, "hour": iso_z(hour), "offset": offset, "limit": RECORDS_PAGE,
                 "total_count": page.total_count, "has_more": offset + len(page.items) < page.total_count,
                 "data": [{"id": e.log_id, "timestamp": e.timestamp, "checksum": e.checksum, "size": e.length,
                           "status": e.status, "partition": e.partition} for e in page.items]}
