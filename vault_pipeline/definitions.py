@@ -51,7 +51,9 @@ def build_definitions(config: VaultConfig | None = None, resources: dict[str, ob
                 artifact_index, *marts, *maintenance, compliance_report, insights_refresh],
         asset_checks=[*ingestion_checks, *analytics_checks, *integrity_checks],
         jobs=[job, maintenance_job, report_job, insights_job],
-        schedules=[build_hourly_schedule(job, providers, enabled=config.schedule.enabled,
+        # Pushed hours are run when they are pushed: the schedule pulls only from providers that pull.
+        schedules=[build_hourly_schedule(job, [p for p in providers if config.providers[p].type != "push"],
+                                         enabled=config.schedule.enabled,
                                          first_hour=config.partitions.start_time),
                    build_maintenance_schedule(maintenance_job, cron=config.lake.cron, enabled=config.schedule.enabled),
                    *build_report_schedules(report_job, config.reports.schedules),

@@ -104,9 +104,12 @@ class HourlyRunner:
     def providers(self) -> list[str]:
         return sorted(self.vault.vault_config().providers)
 
-    def run(self, hour: str, provider: str) -> PartitionOutcome:
+    def run(self, hour: str, provider: str, *, as_job: bool = False) -> PartitionOutcome:
+        """``as_job``: tag the run as an API job of its own (``vault/job_id`` = its run id), so
+        ``GET /v1/jobs`` and a push's status can follow it like a run the API launched."""
         import dagster as dg
 
+        from vault_pipeline.api.runs import JOB_TAG
         from vault_pipeline.defs.run_results import asset_metadata, check_outcomes
 
         partition = f"{hour}|{provider}"
@@ -115,6 +118,7 @@ class HourlyRunner:
         result = self.job.execute_in_process(
             partition_key=dg.MultiPartitionKey({"hour": hour, "provider": provider}), instance=self.instance,
             raise_on_error=False, run_config=console_config(), run_id=run_id,
+            tags={JOB_TAG: run_id} if as_job else None,
         )
         outcome = PartitionOutcome(partition, result.run_id, result.success)
         landing = asset_metadata(result, "raw_landing") or {}

@@ -48,6 +48,7 @@ from vault_pipeline.api.jobs import (
 from vault_pipeline.api.middleware import AccessLogMiddleware, BodyLimitMiddleware, RequestMetrics
 from vault_pipeline.api.pagination import InvalidCursorError, LogSearch
 from vault_pipeline.api.promotions import PromotionService, register_routes
+from vault_pipeline.api.pushes import PUSH_PATHS, register_push_routes
 from vault_pipeline.api.reports import register_report_routes
 from vault_pipeline.api.schemas import (
     ErrorBody,
@@ -69,6 +70,7 @@ from vault_pipeline.core.identity import is_log_id
 from vault_pipeline.core.ledger import LedgerError, record_proof
 from vault_pipeline.defs.integrity.ledger_stage import partition_entries
 from vault_pipeline.providers.config import ConfigError, VaultConfig
+from vault_pipeline.push.service import PushService
 from vault_pipeline.storage.catalog import CHECKSUM_MISMATCH, Catalog
 from vault_pipeline.storage.lake import DeltaLake
 from vault_pipeline.storage.object_store import ObjectMissingError, ObjectStore, ObjectStoreError
@@ -86,6 +88,9 @@ class ApiError(Exception):
 class ApiSettings:
     max_range_hours: int = 168
     max_body_bytes: int = 64 * 1024
+    # Pushed test runs and agent results: the API's ceiling; each push provider's own
+    # max_body_bytes (vault.yaml) is enforced below it while the body is read.
+    max_push_body_bytes: int = 1024 * 1024 * 1024
     validate_timeout_s: float = 10.0
     idempotency_ttl_s: float = IDEMPOTENCY_TTL_S  # how long an Idempotency-Key names its job
 
@@ -111,6 +116,7 @@ class VaultApi:
     lake: DeltaLake | None = None  # /api/v1/analytics/* read it; None: they answer 503 lake_unavailable
     reports: Any = None  # a reports.service.ReportService: /api/v1/analytics/reports* and the dashboard's export
     session_secret: bytes | None = None  # signs the dashboard's session cookies; None: the dashboard is off
+    pushes: Any = None  # a push.service.PushService for /v1/test-runs and /v1/agent-executions (made when unset)
 
 
 def create_app(api: VaultApi) -> FastAPI:
@@ -127,6 +133,8 @@ def create_app(api: VaultApi) -> FastAPI:
     app.state.vault = api
     app.openapi = lambda: _openapi_document(app)
     log_search = LogSearch(api.catalog)
+    if api.pushes is None:
+        api.pushes = PushService(store=api.store, catalog=api.catalog, config=api.config, clock=api.clock)
     if api.jobs.idempotency is None:
         # Keys live in the catalog, so they outlive this process and are shared by every API
         # process on the same catalog.
@@ -265,7 +273,7 @@ def create_app(api: VaultApi) -> FastAPI:
 
     @app.get("/v1/logs/{log_id}/raw", summary="a record's exact stored bytes, verified", responses={
         200: {"description": "the record's bytes exactly as the provider sent them",
-              "content": {"application/json": {"schema": {}}},
+              "content": {"application/json": {"schema": {}}, "application/xml": {"schema": {"type": "string"}}},
               "headers": {"X-Vault-Checksum": {"description": "sha256:<hex> of the bytes, as indexed",
                                                "schema": {"type": "string", "pattern": "^sha256:[0-9a-f]{64}$"}}}},
         **error_responses({404: "log_not_found (unknown or malformed id)",
@@ -285,7 +293,9 @@ def create_app(api: VaultApi) -> FastAPI:
         if checksum(data) != entry.checksum:
             api.catalog.set_status([log_id], CHECKSUM_MISMATCH)
             raise ApiError(409, "checksum_mismatch", "stored bytes no longer match the indexed checksum; not served")
-        return Response(content=data, media_type="application/json", headers={"X-Vault-Checksum": entry.checksum})
+        # A pushed JUnit report's records are <testcase> elements.
+        media = "application/xml" if entry.object_key.endswith(".xml") else "application/json"
+        return Response(content=data, media_type=media, headers={"X-Vault-Checksum": entry.checksum})
 
     @app.get("/v1/logs/{log_id}/proof", response_model=InclusionProof, summary="Merkle inclusion proof",
              responses=error_responses({404: "log_not_found, or not_in_ledger (its partition has no ledger entry yet)",
@@ -339,6 +349,7 @@ def create_app(api: VaultApi) -> FastAPI:
     register_analytics_routes(app, api, requires, ApiError, query_durations)
     register_report_routes(app, api, requires, ApiError)
     register_insights_routes(app, api, requires, ApiError)
+    register_push_routes(app, api, requires, ApiError)
 
     # operations ---------------------------------------------------------------------------
     @app.get("/healthz", response_model=Health, summary="catalog and object store reachable (no key needed)",
@@ -385,7 +396,8 @@ def create_app(api: VaultApi) -> FastAPI:
 
     # The last middleware added runs outermost: the access log wraps the body limit, so requests
     # refused for their size are logged and counted like every other request.
-    app.add_middleware(BodyLimitMiddleware, max_bytes=api.settings.max_body_bytes)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=api.settings.max_body_bytes,
+                       overrides={path: api.settings.max_push_body_bytes for path in PUSH_PATHS})
     app.add_middleware(AccessLogMiddleware, catalog=api.catalog, metrics=metrics)
     return app
 

@@ -33,6 +33,7 @@ import pyarrow.compute as pc
 from fastapi import Path, Query
 from pydantic import BaseModel
 
+from vault_pipeline.api.agent_patterns import agent_patterns
 from vault_pipeline.api.schemas import Timestamp, error_responses
 from vault_pipeline.storage.lake import LakeError
 
@@ -125,6 +126,25 @@ class InsightsSummary(BaseModel):
     failure_clusters: list[FailureCluster]
     regressions: list[Regression]
     suite_trends: list[Regression]
+
+
+class AgentPattern(BaseModel):
+    agent_name: str
+    executions: int
+    by_status: dict[str, int]
+    success_rate: float | None
+    tests: int | None
+    passed: int | None
+    failed: int | None
+    test_pass_rate: float | None
+    mean_duration_ms: float | None
+    top_error: dict[str, Any] | None
+    first_seen: str | None
+    last_seen: str | None
+
+
+class AgentPatterns(BaseModel):
+    data: list[AgentPattern]
 
 
 class RefreshAccepted(BaseModel):
@@ -256,10 +276,43 @@ def _filtered(table: pa.Table, *, suite: str | None, since: datetime | None, unt
     return table.filter(keep)
 
 
+def insight_rows(lake, name: str) -> pa.Table:
+    """One insights table in its ranking (empty, with its schema, before the first refresh)."""
+    from vault_pipeline.defs.insights.tables import INSIGHTS
+
+    insight = INSIGHTS[name]
+    table = lake.read(insight.table)
+    if table.num_columns == 0:
+        return insight.schema.empty_table()
+    return table.select(insight.schema.names).cast(insight.schema).sort_by(list(insight.order))
+
+
+def summarise_insights(lake, catalog, suite: str | None = None) -> dict[str, Any]:
+    """``GET /v1/insights``: the counts and the top 5 of each insight, and the refresh they come from."""
+    from vault_pipeline.defs.insights.tables import INSIGHTS, latest_summary, rows_json
+
+    tables = {name: _filtered(insight_rows(lake, name), suite=suite, since=None, until=None, time_column=i.time_column)
+              for name, i in INSIGHTS.items()}
+    latest = [a for a in (latest_summary(catalog, name) for name in INSIGHTS) if a is not None]
+    newest = max(latest, key=lambda a: a.created_at) if latest else None
+    meta = newest.metadata if newest is not None else {}
+    return {
+        "refreshed_at": meta.get("refreshed_at"),
+        "window": {"start": meta["window_start"], "end": meta["window_end"], "days": meta["window_days"]}
+        if newest is not None else None,
+        "suite": meta.get("suite") or None,
+        "counts": {name: table.num_rows for name, table in tables.items()},
+        "flaky_tests": rows_json(tables["flaky_tests"].slice(0, 5)),
+        "failure_clusters": rows_json(tables["failure_clusters"].drop_columns(["occurrences"]).slice(0, 5)),
+        "regressions": rows_json(tables["duration_regressions"].slice(0, 5)),
+        "suite_trends": rows_json(tables["suite_trends"].slice(0, 5)),
+    }
+
+
 def register_insights_routes(app, api, requires, api_error: type[Exception],
                              refresher: InsightsRefresher | None = None) -> None:
     """The insights endpoints on ``create_app``'s conventions; the refresher is ``app.state.insights_refresher``."""
-    from vault_pipeline.defs.insights.tables import INSIGHTS, latest_summary, rows_json
+    from vault_pipeline.defs.insights.tables import INSIGHTS, rows_json
 
     app.state.insights_refresher = refresher or InsightsRefresher()
 
@@ -269,14 +322,10 @@ def register_insights_routes(app, api, requires, api_error: type[Exception],
         return api.lake
 
     def rows(name: str) -> pa.Table:
-        insight = INSIGHTS[name]
         try:
-            table = lake().read(insight.table)
+            return insight_rows(lake(), name)
         except LakeError as exc:
             raise api_error(503, "lake_unavailable", str(exc).splitlines()[0]) from None
-        if table.num_columns == 0:
-            return insight.schema.empty_table()
-        return table.select(insight.schema.names).cast(insight.schema).sort_by(list(insight.order))
 
     def page(name: str, *, limit: int, offset: int, suite, since, until) -> dict[str, Any]:
         insight = INSIGHTS[name]
@@ -290,22 +339,10 @@ def register_insights_routes(app, api, requires, api_error: type[Exception],
     @app.get("/v1/insights", response_model=InsightsSummary, summary="test-results insights: counts and the top 5",
              responses=error_responses(unavailable))
     def insights_summary(suite: str | None = _SUITE, _p=requires("read")) -> dict[str, Any]:
-        tables = {name: _filtered(rows(name), suite=suite, since=None, until=None, time_column=i.time_column)
-                  for name, i in INSIGHTS.items()}
-        latest = [a for a in (latest_summary(api.catalog, name) for name in INSIGHTS) if a is not None]
-        newest = max(latest, key=lambda a: a.created_at) if latest else None
-        meta = newest.metadata if newest is not None else {}
-        return {
-            "refreshed_at": meta.get("refreshed_at"),
-            "window": {"start": meta["window_start"], "end": meta["window_end"], "days": meta["window_days"]}
-            if newest is not None else None,
-            "suite": meta.get("suite") or None,
-            "counts": {name: table.num_rows for name, table in tables.items()},
-            "flaky_tests": rows_json(tables["flaky_tests"].slice(0, 5)),
-            "failure_clusters": rows_json(tables["failure_clusters"].drop_columns(["occurrences"]).slice(0, 5)),
-            "regressions": rows_json(tables["duration_regressions"].slice(0, 5)),
-            "suite_trends": rows_json(tables["suite_trends"].slice(0, 5)),
-        }
+        try:
+            return summarise_insights(lake(), api.catalog, suite)
+        except LakeError as exc:
+            raise api_error(503, "lake_unavailable", str(exc).splitlines()[0]) from None
 
     paging = {"limit": Query(50, ge=1, le=1000), "offset": Query(0, ge=0, le=10_000_000)}
 
@@ -334,6 +371,18 @@ def register_insights_routes(app, api, requires, api_error: type[Exception],
                          _p=requires("read")) -> dict[str, Any]:
         """``since``/``until`` filter on ``build_time`` (when the change-point build first ran)."""
         return page("duration_regressions", limit=limit, offset=offset, suite=suite, since=since, until=until)
+
+    @app.get("/v1/insights/agents", response_model=AgentPatterns,
+             summary="per agent: executions by status, success rate, the tests its outputs report",
+             responses=error_responses(unavailable))
+    def list_agent_patterns(agent_name: str | None = Query(None, min_length=1, max_length=200, description="only this agent"),
+                            since: Timestamp | None = _SINCE, until: Timestamp | None = _UNTIL,
+                            _p=requires("read")) -> dict[str, Any]:
+        """From the pushed agent executions (``agent_results``); ``since``/``until`` on their ``timestamp``."""
+        try:
+            return {"data": agent_patterns(lake(), agent=agent_name, since=since, until=until)}
+        except LakeError as exc:
+            raise api_error(503, "lake_unavailable", str(exc).splitlines()[0]) from None
 
     @app.post("/v1/insights/refresh", status_code=202, response_model=RefreshAccepted,
               summary="refresh the insights now (the insights job, in the background)",

@@ -55,6 +55,7 @@ class Job:
     hours: list[str]  # hour partition keys, "YYYY-MM-DD-HH:00"
     priority: str
     launched: int = 0  # hours handed to the runner so far
+    started: bool = False  # a worker has taken it from the queue
     error: str | None = None  # a failure of the runner itself (not of a run)
     done: bool = False
 
@@ -149,8 +150,11 @@ class JobService:
 
     # submitting ---------------------------------------------------------------------------
     def submit(self, provider: str, hours: list[str], priority: str = "normal", idempotency_key: str | None = None,
-               principal: str = "") -> tuple[Job, bool]:
+               principal: str = "", join_started: bool = True) -> tuple[Job, bool]:
         """(job, created): an existing job is returned for a repeated request or Idempotency-Key.
+
+        ``join_started=False`` joins an identical job only while it still waits in the queue (a
+        push must be landed by a run that starts after it was stored, not one already running).
 
         Raises ``IdempotencyKeyReusedError`` when the principal's key already names a job for
         another request, ``QueueFullError`` when new work finds the queue full (no key is
@@ -166,7 +170,7 @@ class JobService:
                 if found is not None:
                     return self._replay(found, wanted, provider, hours, priority), False
             existing = self._active_by_request.get(request)
-            if existing and not self._jobs[existing].done:
+            if existing and not self._jobs[existing].done and (join_started or not self._jobs[existing].started):
                 job, created = self._jobs[existing], False
             else:
                 if self._queue.qsize() >= self.max_queue:
@@ -228,6 +232,8 @@ class JobService:
             except queue.Empty:
                 continue
             job = self._jobs[job_id]
+            with self._lock:
+                job.started = True
             try:
                 for index, key in enumerate(job.partition_keys):
                     # The first run's id is the job id, so a one-hour job is literally that Dagster run.

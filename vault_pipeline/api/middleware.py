@@ -31,15 +31,18 @@ class RequestMetrics:
 
 
 class BodyLimitMiddleware:
-    def __init__(self, app, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(self, app, max_bytes: int, overrides: dict[str, int] | None = None) -> None:
+        """``overrides``: another limit for the paths named (pushed test reports are far larger
+        than any JSON request; their routes apply each provider's own limit below it)."""
+        self.app, self.default_max_bytes, self.overrides = app, max_bytes, overrides or {}
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        limit = self.overrides.get(scope.get("path", ""), self.default_max_bytes)
         declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            return await _too_large(send, self.max_bytes)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            return await _too_large(send, limit)
         received = 0
         started = False
 
@@ -48,8 +51,8 @@ class BodyLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise _BodyTooLarge(self.max_bytes)
+                if received > limit:
+                    raise _BodyTooLarge(limit)
             return message
 
         async def tracking_send(message):
@@ -61,7 +64,7 @@ class BodyLimitMiddleware:
             await self.app(scope, limited_receive, tracking_send)
         except _BodyTooLarge:
             if not started:
-                await _too_large(send, self.max_bytes)
+                await _too_large(send, limit)
 
 
 class _BodyTooLarge(HTTPException):

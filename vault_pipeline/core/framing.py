@@ -61,6 +61,10 @@ class FramedPage:
     lengths: list[int]
     # Top-level members of the body other than the record array (cursors, totals, ...).
     envelope: dict[str, Any] = field(default_factory=dict)
+    # A pushed body names its records itself (its run and each case's place in it) and dates
+    # them by the run: landing then takes these instead of reading fields from the bytes.
+    natural_ids: list[str] | None = None
+    event_times: list[str | None] | None = None
 
     @classmethod
     def of(cls, records: list[FramedRecord], envelope: dict[str, Any] | None = None) -> FramedPage:

@@ -77,10 +77,21 @@ KIND_COLUMNS: dict[str, tuple[Column, ...]] = {
         Column("asr_rate", "asr_rate", "float"),  # attack success rate, successful_mutations / iterations
         Column("best_prompt", "best_prompt", "string"),
     ),
+    # One execution of a QA agent, pushed by the agent itself (seed 000's execute_with_validation):
+    # who ran, how it ended, and the test counts its output reports.
+    "agent_result": (
+        Column("agent_name", "agent_name", "string"),
+        Column("status", "status", "string"),  # success | failure | error | partial
+        Column("test_count", "output.test_count", "int"),
+        Column("passed", "output.passed", "int"),
+        Column("failed", "output.failed", "int"),
+        Column("duration_ms", "duration_ms", "float"),
+        Column("error_message", "error.message", "string"),
+    ),
 }
 
 FACT_TABLES = {"audit_event": "audit_events", "generation_event": "generation_events", "test_result": "test_results",
-               "jailbreak_test": "jailbreak_tests"}
+               "jailbreak_test": "jailbreak_tests", "agent_result": "agent_results"}
 
 # Columns every fact table carries, ahead of the kind's own columns.
 COMMON_SCHEMA = pa.schema(

@@ -1,6 +1,7 @@
 """Where things live in the object store: the key layout every stage agrees on.
 
-``raw/`` holds provider pages byte-exact and content-addressed; ``dlq/`` bodies that could
+``raw/`` holds provider pages byte-exact and content-addressed; ``inbox/`` what was pushed
+(a test run's JUnit XML, an agent's results) with what came with it, until the hour's run lands it; ``dlq/`` bodies that could
 not be used and validation rejects; ``snapshots/`` the landing snapshot each integrity diff
 starts from; ``reports/`` validation and integrity reports; ``golden/`` promoted (verified,
 masked where needed) records by kind, and ``quarantine/`` what failed verification. All keys of one partition share
@@ -20,8 +21,28 @@ def raw_prefix(provider: str, window: HourWindow) -> str:
     return f"raw/{partition_path(provider, window)}/"
 
 
-def raw_key(provider: str, window: HourWindow, sha256_hex: str) -> str:
-    return f"raw/{partition_path(provider, window)}/{sha256_hex}.json"
+def raw_key(provider: str, window: HourWindow, sha256_hex: str, extension: str = "json") -> str:
+    """A page's content address; ``extension`` is ``xml`` for a pushed JUnit report."""
+    return f"raw/{partition_path(provider, window)}/{sha256_hex}.{extension}"
+
+
+def inbox_prefix(provider: str, window: HourWindow) -> str:
+    return f"inbox/{partition_path(provider, window)}/"
+
+
+def inbox_body_key(provider: str, window: HourWindow, sha256_hex: str, extension: str) -> str:
+    """A pushed body as received, until (and after) the hour's run lands it in ``raw/``."""
+    return f"{inbox_prefix(provider, window)}{sha256_hex}.{extension}"
+
+
+def inbox_context_key(provider: str, window: HourWindow, sha256_hex: str) -> str:
+    """What came with a pushed body (commit, branch, build, started_at, who sent it)."""
+    return f"{inbox_prefix(provider, window)}{sha256_hex}.push.json"
+
+
+def push_pointer_key(push_id: str) -> str:
+    """Where a push (test run or agent execution) is found again by its id."""
+    return f"inbox/_pushes/{push_id}.json"
 
 
 def dlq_body_key(provider: str, window: HourWindow, sha256_hex: str) -> str:

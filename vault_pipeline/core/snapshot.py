@@ -38,6 +38,7 @@ class LandedObject:
     page: int
     records: int
     source: str  # request URL without secrets
+    context: dict | None = None  # a pushed body's run: how its records are read (core/pushed_records.py)
 
 
 class SnapshotWriter:
@@ -75,7 +76,9 @@ def read_snapshot(data: bytes, columns: list[str] | None = None, dictionary: lis
 
 
 def encode_objects(objects: list[LandedObject]) -> bytes:
-    return json.dumps([asdict(o) for o in objects], indent=1).encode()
+    # ``context`` only where there is one, so pulled partitions encode as they always have.
+    entries = [{k: v for k, v in asdict(o).items() if k != "context" or v is not None} for o in objects]
+    return json.dumps(entries, indent=1).encode()
 
 
 def decode_objects(data: bytes) -> list[LandedObject]:

@@ -71,7 +71,8 @@ class VaultResource(dg.ConfigurableResource):
     def provider(self, name: str) -> Provider:
         from vault_pipeline.providers.factory import build_provider
 
-        return build_provider(self.vault_config().provider(name))
+        # A push provider reads what was pushed from the vault's own inbox.
+        return build_provider(self.vault_config().provider(name), store=self.object_store())
 
     def ledger_signer(self):
         """VAULT_LEDGER_KEY, or the key generated into ``home`` (0600) on the embedded default."""

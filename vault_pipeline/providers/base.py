@@ -25,6 +25,8 @@ class Page:
     framed: FramedPage
     content_type: str | None = None
     sha256: str | None = None  # hex digest of ``body`` when the provider computed it already
+    extension: str = "json"  # of its raw key: "xml" for a pushed JUnit report
+    context: dict | None = None  # a pushed body's run (core/pushed_records.PushContext.to_dict)
 
 
 class ProviderError(RuntimeError):
@@ -46,5 +48,5 @@ class Provider(ABC):
     def describe(self, window: HourWindow) -> str:
         return f"provider {self.config.name!r} window {iso_z(window.start)}..{iso_z(window.end)}"
 
-    def close(self) -> None:  # noqa: B027 - optional hook
+    def close(self) -> None:
         pass

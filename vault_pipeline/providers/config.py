@@ -18,8 +18,10 @@ import httpx
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-KINDS = ("audit_event", "generation_event", "test_result", "jailbreak_test")
-Kind = Literal["audit_event", "generation_event", "test_result", "jailbreak_test"]
+KINDS = ("audit_event", "generation_event", "test_result", "jailbreak_test", "agent_result")
+Kind = Literal["audit_event", "generation_event", "test_result", "jailbreak_test", "agent_result"]
+# What a push provider accepts (POST /v1/test-runs, /v1/agent-executions): its kinds.
+PUSH_KINDS = ("test_result", "agent_result")
 PROVIDER_NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,62}$")
 # allowed_hosts entries: a host name or IP literal, optionally with a port.
 HOST_ENTRY = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?"
@@ -35,6 +37,7 @@ DEFAULT_FIELDS: dict[str, tuple[str, str]] = {
     "generation_event": ("id", "timestamp"),
     "test_result": ("id", "finished_at"),
     "jailbreak_test": ("test_id", "timestamp"),
+    "agent_result": ("execution_id", "timestamp"),
 }
 
 
@@ -61,7 +64,7 @@ class Pagination(_Strict):
     max_pages: int = Field(default=10_000, gt=0)
 
     @model_validator(mode="after")
-    def _needs(self) -> "Pagination":
+    def _needs(self) -> Pagination:
         if self.type == "cursor" and not (self.field and self.param):
             raise ValueError("cursor pagination needs 'field' (JSON member with the next cursor) and 'param'")
         if self.type == "page" and not self.param:
@@ -76,7 +79,7 @@ class Auth(_Strict):
     value_env: str | None = None  # header
 
     @model_validator(mode="after")
-    def _needs(self) -> "Auth":
+    def _needs(self) -> Auth:
         if self.type == "bearer" and not self.token_env:
             raise ValueError("bearer auth needs 'token_env' (the environment variable holding the token)")
         if self.type == "header" and not (self.name and self.value_env):
@@ -96,7 +99,7 @@ class Retry(_Strict):
 
 class ProviderConfig(_Strict):
     name: str
-    type: Literal["rest", "simulator"]
+    type: Literal["rest", "simulator", "push"]
     kind: Kind
     id_field: str | None = None
     time_field: str | None = None
@@ -104,6 +107,10 @@ class ProviderConfig(_Strict):
     # (e.g. {latency_ms: metrics.latency}); columns not named keep the kind's default path.
     fields: dict[str, str] = Field(default_factory=dict)
     lookback_hours: int = Field(default=1, ge=0, le=48)
+    # The input check's pass rate for this provider (default: policies.input_pass_rate). A push
+    # provider's default is 0: each push's rejected records are dead-lettered and reported to the
+    # pusher, and one bad upload does not block the hour for everyone else who pushes into it.
+    input_pass_rate: float | None = Field(default=None, ge=0, le=1)
     # rest
     url: str | None = None
     window_params: WindowParams = WindowParams()
@@ -119,11 +126,23 @@ class ProviderConfig(_Strict):
     max_nesting_depth: int = Field(default=MAX_NESTING_DEPTH, ge=2, le=MAX_NESTING_DEPTH)
     # Hosts (``host`` or ``host:port``) a next link may lead to besides the url's own origin.
     allowed_hosts: list[str] = Field(default_factory=list)
+    # push: the largest upload accepted (413 above it); bodies up to it that cannot be used are
+    # kept in the dead-letter zone
+    max_body_bytes: int = Field(default=64 * 1024 * 1024, gt=0, le=1024 * 1024 * 1024)
     # simulator
     records_per_hour: int = Field(default=1000, ge=0, le=50_000_000)
     seed: int = 0
     invalid_fraction: float = Field(default=0.002, ge=0, le=1)
     page_size: int = Field(default=5000, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _push_defaults(cls, data: object) -> object:
+        # A pushed body belongs to the hour it names; nothing arrives late for a lookback to find.
+        # Its rejected records are the pusher's to fix (see input_pass_rate).
+        if isinstance(data, dict) and data.get("type") == "push":
+            return {"lookback_hours": 0, "input_pass_rate": 0.0, **data}
+        return data
 
     @field_validator("name")
     @classmethod
@@ -144,7 +163,7 @@ class ProviderConfig(_Strict):
         return [entry.lower() for entry in value]
 
     @model_validator(mode="after")
-    def _fields(self) -> "ProviderConfig":
+    def _fields(self) -> ProviderConfig:
         from vault_pipeline.core.kinds import KIND_COLUMNS  # here, not at import: the config loads without pyarrow
 
         known = [column.name for column in KIND_COLUMNS[self.kind]]
@@ -157,7 +176,13 @@ class ProviderConfig(_Strict):
         return self
 
     @model_validator(mode="after")
-    def _rest_needs_url(self) -> "ProviderConfig":
+    def _push_kinds(self) -> ProviderConfig:
+        if self.type == "push" and self.kind not in PUSH_KINDS:
+            raise ValueError(f"a push provider receives {' or '.join(PUSH_KINDS)} records, not {self.kind}")
+        return self
+
+    @model_validator(mode="after")
+    def _rest_needs_url(self) -> ProviderConfig:
         if self.type == "rest":
             if not self.url or not self.url.startswith(("http://", "https://")):
                 raise ValueError("a rest provider needs 'url' starting with http:// or https://")

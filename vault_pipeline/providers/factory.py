@@ -17,9 +17,15 @@ from vault_pipeline.providers.rest import RestProvider
 def build_provider(config: ProviderConfig, **kwargs: Any) -> Provider:
     """A client for ``config``; ``kwargs`` go to its constructor (tests inject clients, clocks)."""
     if config.type == "rest":
+        kwargs.pop("store", None)
         return RestProvider(config, **kwargs)
+    if config.type == "push":
+        from vault_pipeline.providers.push import PushProvider
+
+        return PushProvider(config, **kwargs)
     if config.type == "simulator":
         from vault_pipeline.providers.simulator import SimulatorProvider
 
+        kwargs.pop("store", None)  # pulled providers read their source, not the vault's store
         return SimulatorProvider(config, **kwargs)
-    raise ValueError(f"provider {config.name!r}: unknown provider type {config.type!r} (expected rest or simulator)")
+    raise ValueError(f"provider {config.name!r}: unknown provider type {config.type!r} (expected rest, simulator or push)")

@@ -210,8 +210,30 @@ def _test_body(rng: random.Random, invalid: bool, state: dict) -> tuple[dict, bo
     return record, True
 
 
+def _agent_body(rng: random.Random, invalid: bool, state: dict) -> tuple[dict, bool]:
+    status = rng.choices(["success", "failure", "error", "partial"], weights=[80, 12, 3, 5])[0]
+    tests = rng.randrange(1, 400)
+    failed = 0 if status == "success" else rng.randrange(0, tests // 4 + 1)
+    record = {
+        "agent_name": rng.choice(["QA_Assistant", "Regression_Bot", "Exploratory_Agent", "Ünïcode_Agent"]),
+        "status": status,
+        "output": {"test_count": tests, "passed": tests - failed, "failed": failed, "notes": rng.choice([None, "ok", "ping qa@example.com"])},
+        "duration_ms": round(rng.lognormvariate(9, 0.8), 3),
+        "error": None if status in ("success", "partial") else {"message": rng.choice(["timeout after 300 s", "browser crashed"])},
+    }
+    if invalid:
+        flaw = rng.randrange(3)
+        if flaw == 0:
+            record["status"] = "exploded"  # not an allowed value
+        elif flaw == 1:
+            record["output"]["passed"] = tests + 1  # more passed than ran
+        else:
+            record["agent_name"] = None
+    return record, True
+
+
 _BUILDERS = {"audit_event": _audit_body, "generation_event": _generation_body, "test_result": _test_body,
-             "jailbreak_test": _jailbreak_body}
+             "jailbreak_test": _jailbreak_body, "agent_result": _agent_body}
 
 
 class SimulatorProvider(Provider):

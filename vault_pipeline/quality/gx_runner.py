@@ -145,7 +145,7 @@ class SuiteRunner:
                         error = info.get("exception_message")
             expectation = ExpectationOutcome(
                 type=config.type,
-                column=config.kwargs.get("column"),
+                column=config.kwargs.get("column") or _pair(config.kwargs),
                 success=bool(item.success) and error is None,
                 unexpected_count=int(details.get("unexpected_count") or 0),
                 error=error,
@@ -156,3 +156,10 @@ class SuiteRunner:
                 if log_id is not None:
                     outcome.failing.setdefault(str(log_id), []).append(expectation.describe())
         return outcome
+
+
+def _pair(kwargs: dict) -> str | None:
+    """The columns a column-pair expectation compares, as ``A>=B``-style text for its description."""
+    if "column_A" in kwargs and "column_B" in kwargs:
+        return f"{kwargs['column_A']},{kwargs['column_B']}"
+    return None

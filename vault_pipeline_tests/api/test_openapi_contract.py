@@ -23,8 +23,11 @@ is left out: it calls the URL it is given, and its SSRF rules are being reworked
 
 from __future__ import annotations
 
+import json
+import re
 import secrets
 import threading
+from xml.etree import ElementTree
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -76,7 +79,9 @@ def served_vault(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """``vault serve``'s app on loopback: (base URL, admin key, runner)."""
     home, config = tmp_path / "vault_home", tmp_path / "vault.yaml"
     # The provider the OpenAPI document's examples name, so the examples phase reaches an accepted job.
-    config.write_text("providers:\n  demo_cloudtrail:\n    type: simulator\n    kind: audit_event\n")
+    config.write_text("providers:\n  demo_cloudtrail:\n    type: simulator\n    kind: audit_event\n"
+                      # push providers of both kinds, so fuzzed pushes reach the body's own rules
+                      "  ci:\n    type: push\n    kind: test_result\n  agents:\n    type: push\n    kind: agent_result\n")
     key = "fuzz-admin-" + secrets.token_hex(16)
     for name, value in {"VAULT_HOME": str(home), "VAULT_CONFIG": str(config), "VAULT_OTEL_EXPORTER": "none",
                         "VAULT_API_KEYS": f"fuzzer:{key}:admin", "VAULT_API_MAX_QUEUE": "4",
@@ -174,6 +179,106 @@ def _report_rule_broken(body: dict) -> str | None:
     return None
 
 
+PROVIDER_KINDS = {"demo_cloudtrail": ("simulator", "audit_event"), "ci": ("push", "test_result"),
+                  "agents": ("push", "agent_result")}
+PUSH_KINDS = {"/v1/test-runs": "test_result", "/v1/agent-executions": "agent_result"}
+BODY_REFUSALS = {"malformed_body", "unsafe_xml", "not_test_results", "unsupported_encoding", "nesting_too_deep",
+                 "no_test_cases"}
+AGENT_REFUSALS = BODY_REFUSALS | {"invalid_timestamp", "mixed_hours"}
+REVISION = re.compile(r"^[0-9A-Za-z._/\-]{1,200}$")
+
+
+def _push_rules_broken(path: str, query: dict, body: bytes, content_type: str) -> set[str | None] | None:
+    """The refusals a schema-valid push may get (None in the set: it may be accepted), read from
+    the rules in docs/api.md: provider first, then the query, then the body, then its hour."""
+    provider = query.get("provider_id")
+    if provider is None:
+        return {"missing_parameter"}
+    if provider not in PROVIDER_KINDS:
+        return None  # 404 unknown_provider: accepted by the check as it is
+    kind_type, kind = PROVIDER_KINDS[provider]
+    if kind_type != "push":
+        return {"not_a_push_provider"}
+    if kind != PUSH_KINDS[path]:
+        return {"wrong_kind"}
+    for name in ("suite", "branch"):
+        if query.get(name) is not None and not str(query[name]).strip():
+            return {f"invalid_{name}"}
+    if query.get("commit") is not None and not REVISION.match(str(query["commit"])):
+        return {"invalid_commit"}
+    started = query.get("started_at")
+    if started is not None:
+        moment = _zoned(str(started))
+        if moment is None:
+            return {"invalid_started_at"}
+        if path == "/v1/agent-executions":
+            return {"invalid_started_at"}
+    if path == "/v1/agent-executions":
+        times = _agent_times(body)
+        if times is None:
+            return AGENT_REFUSALS
+        return _hour_rules(times)
+    if not _test_run_readable(body, content_type):
+        return BODY_REFUSALS
+    if started is not None:
+        return _hour_rules([moment])
+    return {None, "started_in_future", "before_first_hour"}  # dated by the report's own timestamps, or now
+
+
+def _zoned(text: str) -> datetime | None:
+    try:
+        moment = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
+
+
+def _hour_rules(times: list[datetime]) -> set[str | None]:
+    first = min(times)
+    if first > NOW + timedelta(minutes=5):
+        return {"started_in_future"}
+    if first < FIRST_HOUR:
+        return {"before_first_hour"}
+    return {None, "conflicting_push"}
+
+
+def _agent_times(body: bytes) -> list[datetime] | None:
+    """Each execution's zoned timestamp, all in one hour; None when the body breaks a body rule."""
+    try:
+        value = json.loads(body)
+    except ValueError:
+        return None
+    executions = value if isinstance(value, list) else [value]
+    if not executions or not all(isinstance(e, dict) for e in executions):
+        return None
+    times = [_zoned(e["timestamp"]) if isinstance(e.get("timestamp"), str) else None for e in executions]
+    if None in times or len({t.astimezone(UTC).replace(minute=0, second=0, microsecond=0) for t in times}) > 1:
+        return None
+    return times
+
+
+def _test_run_readable(body: bytes, content_type: str) -> bool:
+    """A JUnit report (no DOCTYPE, well-formed UTF-8, a testsuites/testsuite root, a testcase) or
+    a non-empty JSON array of objects, told apart as docs/api.md says (the first byte that is not
+    whitespace: ``[`` or ``{`` is JSON; the Content-Type only for an empty body)."""
+    media = (content_type or "").split(";")[0].strip().lower()
+    text = (body[3:] if body.startswith(b"\xef\xbb\xbf") else body).lstrip()
+    as_json = text[:1] in (b"[", b"{") or (not text and (media == "application/json" or media.endswith("+json")))
+    if as_json:
+        try:
+            value = json.loads(body)
+        except ValueError:
+            return False
+        return isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
+    if b"<!doctype" in body.lower() or b"xinclude" in body.lower():
+        return False
+    try:
+        root = ElementTree.fromstring(body)
+    except ElementTree.ParseError:
+        return False
+    return root.tag in ("testsuites", "testsuite") and next(root.iter("testcase"), None) is not None
+
+
 def _real_hour(hour_key: str) -> bool:
     try:
         datetime.strptime(hour_key, "%Y-%m-%d-%H:%M")
@@ -198,8 +303,12 @@ class RuleOracle:
         self.keys: dict[str, str] = {}  # Idempotency-Key -> fingerprint of the request it was accepted for
         self.refusals: dict[str, int] = {}  # error code -> how often the oracle confirmed it
 
-    def expected(self, case) -> str | None:
+    def expected(self, case) -> str | set[str | None] | None:
         operation = (case.method.upper(), case.path)
+        if case.method.upper() == "POST" and case.path in PUSH_KINDS:
+            body = case.body if isinstance(case.body, bytes) else (
+                json.dumps(case.body).encode() if case.media_type == "application/json" else str(case.body).encode())
+            return _push_rules_broken(case.path, case.query or {}, body, case.media_type or "")
         if operation == ("POST", "/v1/ingest"):
             return _ingest_rule_broken(case.body)
         if operation == ("POST", "/v1/promotions") and case.body.get("scope") == "partition":
@@ -230,6 +339,14 @@ class RuleOracle:
                 self.keys.setdefault(key, fingerprint)
             elif key and error == "idempotency_key_reused" and self.keys.get(key) not in (None, fingerprint):
                 expected = "idempotency_key_reused"  # the key was accepted earlier for another request
+        if isinstance(expected, set):  # a push: one of these refusals, or (None) an acceptance
+            outcome = error if response.status_code >= 400 else None
+            assert outcome in expected or response.status_code in (404, 409, 429, 413), (
+                f"{case.method} {case.path}: expected one of {sorted(map(str, expected))}, got "
+                f"{response.status_code} {error!r}")
+            if outcome is not None:
+                self.refusals[outcome] = self.refusals.get(outcome, 0) + 1
+            return None
         if expected is not None:
             assert response.status_code == 422 and error == expected, (
                 f"{case.method} {case.path} breaks the rule {expected!r} but got {response.status_code} {error!r}")

@@ -85,7 +85,11 @@ def test_design_example_parses(tmp_path):
 def test_repository_vault_yaml_parses():
     config = load_config(REPO / "vault.yaml")
     assert config.providers
-    assert all(p.type == "simulator" for p in config.providers.values())
+    # Runs offline: it simulates what it pulls, and takes pushed test runs and agent results.
+    assert {p.type for p in config.providers.values()} == {"simulator", "push"}
+    assert {(p.name, p.kind) for p in config.providers.values() if p.type == "push"} == {
+        ("ci_junit", "test_result"), ("qa_agents", "agent_result")}
+    assert all(p.lookback_hours == 0 for p in config.providers.values() if p.type == "push")
 
 
 def test_config_path_comes_from_vault_config(monkeypatch, tmp_path):
@@ -109,6 +113,7 @@ def test_default_fields_values():
         "generation_event": ("id", "timestamp"),
         "test_result": ("id", "finished_at"),
         "jailbreak_test": ("test_id", "timestamp"),
+        "agent_result": ("execution_id", "timestamp"),
     }
 
 
@@ -191,7 +196,7 @@ def test_provider_entry_must_be_a_mapping():
 
 def test_unknown_type():
     message = _error({"providers": {"p": _sim(type="soap")}})
-    assert "provider 'p'" in message and "type" in message and "'rest' or 'simulator'" in message
+    assert "provider 'p'" in message and "type" in message and "'rest', 'simulator' or 'push'" in message
 
 
 def test_unknown_kind():

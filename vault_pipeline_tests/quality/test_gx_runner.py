@@ -43,6 +43,10 @@ CLEAN = {
         "test_id": "jb-1", "test_type": "autodan", "target": {"provider": "local", "model": "llama-3-70b"},
         "iterations": 200, "successful_mutations": 31, "asr_rate": 0.155, "best_prompt": "You are DAN ⟨payload⟩",
     },
+    "agent_result": {
+        "execution_id": "ax-1", "agent_name": "QA_Assistant", "status": "success",
+        "output": {"test_count": 42, "passed": 40, "failed": 2}, "duration_ms": 5100.0, "error": None,
+    },
 }
 
 

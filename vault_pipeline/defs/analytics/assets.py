@@ -35,6 +35,7 @@ PREVIEW_COLUMNS: dict[str, tuple[str, ...]] = {
     "generation_event": ("llm_provider", "model", "latency_ms", "success", "total_tokens", "cost_usd"),
     "test_result": ("suite", "test", "status", "duration_ms", "error_type", "build"),
     "jailbreak_test": ("test_type", "target_provider", "target_model", "iterations", "successful_mutations", "asr_rate"),
+    "agent_result": ("agent_name", "status", "test_count", "passed", "failed", "duration_ms"),
 }
 PREVIEW_COMMON = ("log_id", "event_time", "provider")
 _COMMON_DESCRIPTIONS = {

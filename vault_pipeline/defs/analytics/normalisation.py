@@ -71,7 +71,7 @@ def normalise_partition(
             position += batch.num_rows
             if chosen.num_rows:
                 summary.rows += chosen.num_rows
-                yield fact_batch(kind, provider, run_id, chosen, landed.with_bytes_of(chosen), projector)
+                yield fact_batch(kind, provider, run_id, chosen, landed.records_of(chosen), projector)
 
     with exclusive_table_writer(catalog, summary.table, holder_name(run_id)), cyclic_gc_paused():
         stats = lake.merge_batches(summary.table, batches(), fact_schema(kind), partitions=lake_partitions,

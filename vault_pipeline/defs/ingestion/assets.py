@@ -81,18 +81,20 @@ def build_ingestion_assets(partitions: dg.PartitionsDefinition, input_pass_rate:
     @dg.asset_check(
         asset=raw_landing,
         blocking=True,
-        description=f"GX input suite of the provider's kind; blocks the partition under a {input_pass_rate:.0%} pass rate. "
-        "Failing records go to the dead-letter queue.",
+        description=f"GX input suite of the provider's kind; blocks the partition under a {input_pass_rate:.0%} pass rate "
+        "(or the provider's own input_pass_rate). Failing records go to the dead-letter queue.",
     )
     def input_validation(context: dg.AssetCheckExecutionContext, vault: VaultResource) -> dg.AssetCheckResult:
         partition, name, window = partition_of(context)
-        kind = vault.vault_config().provider(name).kind
+        provider = vault.vault_config().provider(name)
+        kind = provider.kind
+        threshold = provider.input_pass_rate if provider.input_pass_rate is not None else input_pass_rate
         outcome = validate_input(
             runner=suite_runner(), store=vault.object_store(), catalog=vault.catalog(), kind=kind, provider=name,
             window=window, fetch_window=fetch_window_of(vault, name, window), partition=partition,
             run_id=context.op_execution_context.run.run_id, fields=vault.vault_config().provider(name).fields,
         )
-        passed = outcome.pass_rate >= input_pass_rate and not outcome.errors
+        passed = outcome.pass_rate >= threshold and not outcome.errors
         return dg.AssetCheckResult(
             passed=passed,
             severity=dg.AssetCheckSeverity.ERROR if not passed else dg.AssetCheckSeverity.WARN,
@@ -101,7 +103,7 @@ def build_ingestion_assets(partitions: dg.PartitionsDefinition, input_pass_rate:
                 "evaluated": outcome.evaluated,
                 "dead_letters": len(outcome.failing),
                 "pass_rate": dg.MetadataValue.float(round(outcome.pass_rate, 6)),
-                "threshold": dg.MetadataValue.float(input_pass_rate),
+                "threshold": dg.MetadataValue.float(threshold),
                 "failing_expectations": [e.describe() for e in outcome.expectations if not e.success],
                 "failing_records": dg.MetadataValue.md(failure_markdown(outcome)),
             },

@@ -12,7 +12,9 @@ from collections.abc import Iterator
 import pyarrow as pa
 
 from vault_pipeline.core.layout import snapshot_objects_key, snapshot_records_key
+from vault_pipeline.core.pushed_records import AGENT, PushContext, derived_records
 from vault_pipeline.core.snapshot import LandedObject, decode_objects, read_snapshot, read_snapshot_batches
+from vault_pipeline.core.test_runs import JUnitError
 from vault_pipeline.core.windows import HourWindow
 from vault_pipeline.storage.object_store import ObjectMissingError, ObjectStore
 
@@ -46,6 +48,31 @@ class LandedPartition:
             if key != current_key:
                 current_key, current = key, memoryview(self.store.get(key))
             yield current[offset : offset + length]
+
+    def records_of(self, batch: pa.RecordBatch) -> Iterator[bytes | memoryview]:
+        """What validation and normalisation read for each row: the record's own bytes, or for a
+        pushed test run each case as its ``test_result`` JSON record (core/pushed_records.py);
+        the stored bytes stay as they were sent either way."""
+        contexts = {o.key: o.context for o in self.objects if o.context and o.context.get("format") != AGENT}
+        if not contexts:
+            yield from self.with_bytes_of(batch)
+            return
+        current_key, current, derived = None, memoryview(b""), None
+        for key, offset, length in zip(
+            batch.column("object_key").to_pylist(), batch.column("offset").to_pylist(),
+            batch.column("length").to_pylist(), strict=True,
+        ):
+            if key != current_key:
+                current_key, current = key, memoryview(self.store.get(key))
+                context = contexts.get(key)
+                try:
+                    derived = derived_records(bytes(current), PushContext.from_dict(context)) if context else None
+                except JUnitError:  # altered since it landed: its own bytes then fail validation
+                    derived = None
+            if derived is not None and offset in derived:
+                yield derived[offset]
+            else:
+                yield current[offset : offset + length]
 
     def snapshot_table(self, columns: list[str] | None = None, dictionary: list[str] | None = None) -> pa.Table:
         """The whole snapshot (or some columns); ``dictionary`` columns come back dictionary-encoded."""

@@ -98,7 +98,7 @@ def land_window(
                 fetched += 1
                 body = page.body
                 digest = page.sha256 or hashlib.sha256(body).hexdigest()
-                key = raw_key(name, window, digest)
+                key = raw_key(name, window, digest, page.extension)
                 columns = _frame_columns(name, key, page.number, body, page.framed, keys, summary)
                 in_flight.append(sink.submit(_store_page, store, snapshot, key, PREFIX + digest, page, columns))
                 while len(in_flight) > _IN_FLIGHT:
@@ -135,7 +135,7 @@ def _store_page(store: ObjectStore, snapshot: SnapshotWriter, key: str, digest: 
                 columns) -> tuple[LandedObject, bool, pa.Array]:
     stored = store.put(key, page.body, known_checksum=digest)
     log_ids = snapshot.add_page(columns).column("log_id")
-    landed = LandedObject(key, stored.checksum, len(page.body), page.number, len(page.framed), page.url)
+    landed = LandedObject(key, stored.checksum, len(page.body), page.number, len(page.framed), page.url, page.context)
     return landed, stored.created, log_ids
 
 
@@ -160,11 +160,15 @@ def _frame_columns(name, key, page_number, body, framed: FramedPage, keys, summa
     sha256, decode, view = hashlib.sha256, keys.decode, memoryview(body)
     id_prefix = f"{name}\x1f"
     log_ids, natural_ids, checksums, times = [], [], [], []
-    for offset, length in zip(framed.offsets, framed.lengths, strict=True):
+    named, dated = framed.natural_ids, framed.event_times  # a pushed body names and dates its records
+    for index, (offset, length) in enumerate(zip(framed.offsets, framed.lengths, strict=True)):
         data = view[offset : offset + length]
         record_checksum = PREFIX + sha256(data).hexdigest()
-        natural_value, time_value, _is_object = decode(data)
-        natural_id = natural_id_from(natural_value, record_checksum)
+        if named is None:
+            natural_value, time_value, _is_object = decode(data)
+            natural_id = natural_id_from(natural_value, record_checksum)
+        else:
+            natural_id, time_value = named[index], dated[index]
         # log_id_for, inlined: this loop runs once per record of the hour.
         log_ids.append("log_" + sha256((id_prefix + natural_id).encode("utf-8", "surrogatepass")).hexdigest()[:32])
         natural_ids.append(natural_id)

@@ -48,7 +48,7 @@ def validate_input(
     now = fixed_width_timestamp(datetime.now(UTC))
     for batch in landed.record_batches(CHUNK, columns=_SPAN_COLUMNS):
         log_ids = batch.column("log_id").to_pylist()
-        rows = zip(log_ids, batch.column("timestamp").to_pylist(), landed.with_bytes_of(batch), strict=True)
+        rows = zip(log_ids, batch.column("timestamp").to_pylist(), landed.records_of(batch), strict=True)
         with cyclic_gc_paused():
             frame = input_frame(kind, fetch_window, rows, fields)
         outcome = runner.run(suite, frame)

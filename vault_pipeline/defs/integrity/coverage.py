@@ -45,8 +45,8 @@ LAKE_ROWS_ORPHANED = "lake_rows_orphaned"  # log_ids the catalog does not know
 RAW_OBJECT_ALTERED = "raw_object_altered"
 RAW_OBJECT_UNEXPECTED = "raw_object_unexpected"  # a key under raw/ that is no content address
 
-FACT_TABLES = ("audit_events", "generation_events", "test_results", "jailbreak_tests")
-_RAW_KEY = re.compile(r"^raw/([^/]+)/(\d{4})/(\d{2})/(\d{2})/(\d{2})/([0-9a-f]{64})\.json$")
+FACT_TABLES = ("audit_events", "generation_events", "test_results", "jailbreak_tests", "agent_results")
+_RAW_KEY = re.compile(r"^raw/([^/]+)/(\d{4})/(\d{2})/(\d{2})/(\d{2})/([0-9a-f]{64})\.(?:json|xml)$")
 _EXAMPLES = 5
 
 
@@ -280,7 +280,7 @@ def raw_object_findings(store: ObjectStore, providers: Collection[str] | None, a
             provider = match.group(1) if match else key.split("/")[1] if key.count("/") > 1 else "?"
             if match is None:
                 findings.append(Finding(RAW_OBJECT_UNEXPECTED, provider, None,
-                                        f"{key} under raw/ is not a content-addressed page (raw/<provider>/YYYY/MM/DD/HH/<sha256>.json)"))
+                                        f"{key} under raw/ is not a content-addressed page (raw/<provider>/YYYY/MM/DD/HH/<sha256>.json, or .xml for a pushed JUnit report)"))
                 continue
             hour = f"{match.group(2)}-{match.group(3)}-{match.group(4)}-{match.group(5)}:00"
             partition = f"{hour}|{provider}"

@@ -48,6 +48,8 @@ from vault_pipeline.core.ledger import (
 from vault_pipeline.core.merkle import MerkleBuilder, as_leaf
 from vault_pipeline.core.pii import MaskPolicy, PiiScanner, mask
 from vault_pipeline.core.processes import claim_work_dir, release_work_dir, sweep_stale_work_dirs
+from vault_pipeline.core.pushed_records import stored_case_value
+from vault_pipeline.core.test_runs import JUnitError
 from vault_pipeline.core.windows import HourWindow, split_partition_key
 from vault_pipeline.defs.collector import cyclic_gc_paused
 from vault_pipeline.defs.integrity.artifacts import artifact_id
@@ -414,14 +416,16 @@ def _decide_record(record: RecordEntry, piece: bytes | None, object_ok: bool, le
     if reason is not None:
         return _Decision(record, QUARANTINED, actual, reason=reason)
     try:
-        value = decode_record(piece)
-    except RecordDecodeError:
+        # A pushed JUnit report's records are <testcase> elements: scanned as the case's fields.
+        value = stored_case_value(piece) if record.object_key.endswith(".xml") else decode_record(piece)
+    except (RecordDecodeError, JUnitError):
         return _Decision(record, QUARANTINED, actual, reason=NOT_JSON)
     masked_value, report = mask(value, policy, scanner)
     if not report.items:
         return _Decision(record, CLEAN, actual, golden=piece, approval=grant)
     # A masked copy is a new serialisation (the raw bytes stay untouched in the raw zone):
-    # compact UTF-8 JSON, integers of any size exact; msgspec, as fast as the decode.
+    # compact UTF-8 JSON, integers of any size exact; msgspec, as fast as the decode. A masked
+    # test case is its fields as JSON too: XML is not rewritten.
     golden = _GOLDEN_JSON.encode(masked_value)
     masked = [{"path": item.path, "type": item.type, "in_key": item.in_key} for item in report.items]
     return _Decision(record, MASKED, actual, golden=golden, masked=masked, approval=grant)
