@@ -51,6 +51,8 @@ benchmark: setup
 	$(BIN)/python benchmarks/analytics.py
 	$(BIN)/python benchmarks/analytics.py api
 	$(BIN)/python benchmarks/reports.py
+	$(BIN)/python benchmarks/insights.py
+	$(BIN)/python benchmarks/push.py
 
 clean:
 	rm -rf $(VAULT_HOME)

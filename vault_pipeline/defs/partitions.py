@@ -11,7 +11,8 @@ hours would drop out of the UI's partition status, backfills and run history wou
 partitions that no longer exist, and two processes loading a minute apart would disagree on
 which keys exist. The cost of a fixed start is that the UI counts every hour since it as
 "missing" until it is materialized, so set it to the first hour you have (or want) data for;
-moving it later hides earlier hours from Dagster but deletes nothing from the vault.
+moving it later hides earlier hours from Dagster but deletes nothing from the vault. The last
+partition is the hour under way (pushes land in it as they arrive).
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ def hourly_partitions(providers: Iterable[str], start: str = HOURLY_START) -> dg
     """hour (UTC, from ``start``, a ``YYYY-MM-DD-HH:00`` key) x provider."""
     return dg.MultiPartitionsDefinition(
         {
-            "hour": dg.HourlyPartitionsDefinition(start_date=start, timezone="UTC"),
+            # end_offset=1: the hour under way is a partition too, so a pushed test run is landed
+            # at once. The schedule, `vault run` and POST /v1/ingest still pull only ended hours.
+            "hour": dg.HourlyPartitionsDefinition(start_date=start, timezone="UTC", end_offset=1),
             "provider": dg.StaticPartitionsDefinition(sorted(providers)),
         }
     )

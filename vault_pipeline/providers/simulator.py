@@ -215,7 +215,7 @@ def _agent_body(rng: random.Random, invalid: bool, state: dict) -> tuple[dict, b
     tests = rng.randrange(1, 400)
     failed = 0 if status == "success" else rng.randrange(0, tests // 4 + 1)
     record = {
-        "agent_name": rng.choice(["QA_Assistant", "Regression_Bot", "Exploratory_Agent", "Ünïcode_Agent"]),
+        "agent_name": rng.choice(["QA_Assistant", "Regression_Bot", "Exploratory_Agent_🤖", "Ünïcode_Agent"]),
         "status": status,
         "output": {"test_count": tests, "passed": tests - failed, "failed": failed, "notes": rng.choice([None, "ok", "ping qa@example.com"])},
         "duration_ms": round(rng.lognormvariate(9, 0.8), 3),

@@ -148,7 +148,8 @@ def test_the_partitions_start_at_the_hour_vault_yaml_names(tmp_path):
     now = datetime(2026, 11, 1, 3, 30, tzinfo=UTC)
     config = load_config(_write(tmp_path / "vault.yaml", SIM, partitions={"start": "2026-11-01T00:00:00Z"}))
     definitions = build_definitions(config, resources=UNUSED)
-    assert _hours(definitions, now) == ["2026-11-01-00:00", "2026-11-01-01:00", "2026-11-01-02:00"]
+    # The hours that ended, and the hour under way (03:00), which pushes land in as they arrive.
+    assert _hours(definitions, now) == ["2026-11-01-00:00", "2026-11-01-01:00", "2026-11-01-02:00", "2026-11-01-03:00"]
     # The schedule's first tick after the start requests it; a tick for an earlier hour skips.
     schedule = definitions.resolve_schedule_def(HOURLY_SCHEDULE)
     repository = definitions.get_repository_def()
@@ -164,7 +165,8 @@ def test_without_a_start_the_partitions_begin_at_the_default_hour(tmp_path):
     definitions = build_definitions(load_config(_write(tmp_path / "vault.yaml", SIM)), resources=UNUSED)
     hours = _hours(definitions, datetime(2026, 1, 1, 6, tzinfo=UTC))
     assert DEFAULT_PARTITIONS_START == "2026-01-01-00:00"
-    assert hours[0] == DEFAULT_PARTITIONS_START and len(hours) == 6  # every test hour of 2026-01-01 is one
+    assert hours[0] == DEFAULT_PARTITIONS_START and len(hours) == 7  # every test hour of 2026-01-01 is one
+    assert hours[-1] == "2026-01-01-06:00"  # ... and so is the hour under way
 
 
 @pytest.mark.parametrize("start, problem", [

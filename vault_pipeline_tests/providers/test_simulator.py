@@ -55,6 +55,9 @@ def _flawed(kind: str, record: dict) -> bool:
     if kind == "jailbreak_test":
         return (record["test_type"] not in ("autodan", "gptfuzz") or record["asr_rate"] > 1
                 or isinstance(record["iterations"], str) or record["target"]["model"] is None)
+    if kind == "agent_result":
+        return (record["status"] == "exploded" or record["agent_name"] is None
+                or record["output"]["passed"] > record["output"]["test_count"])
     return record["status"] == "exploded" or record["duration_ms"] < 0 or record["suite"] is None
 
 
