@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -137,6 +138,15 @@ def test_the_seeds_usage_unchanged_on_the_embedded_vault(embedded):
     again, repeat = SecureDataPipeline().execute_with_validation("QA_Assistant", SEED_RESULT)
     assert again is True and repeat["execution_id"] == result["execution_id"] and repeat["duplicate"] is True
     assert embedded.runs() == 1 and embedded.count() == 1
+
+
+def test_an_execution_reported_as_it_happens_lands_in_the_hour_under_way(embedded):
+    """The usual agent reports ``now``: its hour has not ended, and is a partition all the same."""
+    now = datetime.now(UTC)
+    success, result = SecureDataPipeline().execute_with_validation("QA_Assistant", {
+        **SEED_RESULT, "timestamp": now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")})
+    assert success is True, result
+    assert result["partition"] == f"{now:%Y-%m-%d-%H}:00|{AGENTS}" and embedded.count() == 1
 
 
 def test_embedded_results_the_vault_rejects_or_refuses_are_false_with_the_reason(embedded):
