@@ -72,7 +72,7 @@ class SecureDataPipeline:
         if "error" in outcome and "state" not in outcome:
             return False, outcome
         success = outcome.get("state") == "completed" and not outcome.get("dead_letters")
-        if not success and "error" not in outcome:
+        if not success and not outcome.get("error"):
             outcome["error"] = "failed_validation" if outcome.get("dead_letters") else (outcome.get("error") or "run_failed")
         return success, outcome
 

@@ -226,8 +226,6 @@ def test_over_http_a_result_failing_validation_is_false_with_the_rejections(serv
     failing_validation_over_http(served)
 
 
-@pytest.mark.xfail(strict=True, reason="product bug: over HTTP the status answer always has 'error' (null), so "
-                   "execute_with_validation never sets error 'failed_validation' as it does embedded")
 def test_over_http_a_result_failing_validation_is_named_failed_validation(served):
     _success, result = failing_validation_over_http(served)
     assert result["error"] == "failed_validation", result

@@ -36,29 +36,29 @@ PUSH_PATHS = ("/v1/test-runs", "/v1/agent-executions")
 _STATUS = {"unknown_provider": 404, "conflicting_push": 409, "body_too_large": 413, "push_busy": 429}
 
 
-class PushAccepted(BaseModel):
+State = Literal["pending", "processing", "completed", "failed"]
+
+
+class _Push(BaseModel):
     run_id: str
-    status: Literal["pending", "processing", "completed", "failed"]
     provider_id: str
     partition: str
     format: str
     counts: dict[str, int]
-    duplicate: bool
     job_id: str | None
+
+
+class PushAccepted(_Push):
+    status: State
+    duplicate: bool
     notes: list[str]
 
 
-class PushStatus(BaseModel):
-    run_id: str
-    state: Literal["pending", "processing", "completed", "failed"]
-    provider_id: str
-    partition: str
-    format: str
-    counts: dict[str, int]
+class PushStatus(_Push):
+    state: State
     records_synced: int
     dead_letters: int  # of its records, rejected by input validation (kept under dlq/, never in the lake)
     rejections: list[dict[str, Any]]  # the first of them: log_id and the expectations it failed
-    job_id: str | None
     error: str | None
     received_at: str
     started_at: str

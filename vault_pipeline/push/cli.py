@@ -30,6 +30,7 @@ CI_DEFAULTS = {
     "build": ("GITHUB_RUN_NUMBER", "CI_PIPELINE_IID", "BUILD_NUMBER", "CIRCLE_BUILD_NUM", "BUILDKITE_BUILD_NUMBER"),
 }
 PATHS = {TEST_RUN: "/v1/test-runs", AGENT_EXECUTION: "/v1/agent-executions"}
+COUNT_ORDER = ("tests", "passed", "failed", "errors", "skipped", "unknown_status", "suites", "executions")
 
 
 def add_push_parser(commands) -> None:
@@ -89,7 +90,9 @@ def _show(args, file: str, answer: dict[str, Any]) -> None:
     if args.json:
         print(json.dumps({"file": file, **answer}, sort_keys=True))
         return
-    counts = ", ".join(f"{k} {v}" for k, v in answer.get("counts", {}).items())
+    counts = answer.get("counts", {})
+    counts = ", ".join(f"{k} {counts[k]}" for k in sorted(counts, key=lambda k: (COUNT_ORDER.index(k) if k in COUNT_ORDER
+                                                                             else len(COUNT_ORDER), k)))
     state = answer.get("state") or answer.get("status")
     line = f"{file}: {answer['run_id']} {state} ({answer['partition']}; {counts})"
     if answer.get("duplicate"):

@@ -22,7 +22,6 @@ stack (S3 on moto, MongoDB on mongomock).
 
 from __future__ import annotations
 
-import hashlib
 import http.server
 import json
 import re
@@ -51,8 +50,10 @@ from vault_pipeline_tests.fixtures.junit_files import (
     PRODUCERS,
     QUADRATIC_BLOWUP,
     XINCLUDE,
+    counts_of,
     deeply_nested,
     junit_file,
+    sha256,
 )
 
 QA, AGENTS, SMALL = "qa_ci", "qa_agents", "qa_small"
@@ -126,18 +127,6 @@ def wait_for_push(api: VaultApiClient, run_id: str, timeout: float = 30.0,
         if time.monotonic() > deadline:
             raise AssertionError(f"push {run_id} still {status['state']!r} after {timeout} s: {status}")
         time.sleep(0.05)
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def counts_of(body: bytes) -> dict[str, int]:
-    """What the report holds, read by the product's own JUnit reader."""
-    run = parse_junit(body)
-    totals = run.totals
-    return {"tests": totals.tests, "passed": totals.passed, "failed": totals.failures, "errors": totals.errors,
-            "skipped": totals.skipped, "suites": len(run.suites)}
 
 
 def stored_objects(vault: VaultService, *prefixes: str) -> dict[str, bytes]:

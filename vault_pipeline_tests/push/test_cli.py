@@ -17,7 +17,6 @@ command, its environment and ``--json`` run it as a subprocess, as a CI runner w
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -39,7 +38,9 @@ from vault_pipeline_tests.fixtures.junit_files import (
     BILLION_LAUGHS,
     JUNIT_DIR,
     XINCLUDE,
+    counts_of,
     junit_file,
+    sha256,
 )
 from vault_pipeline_tests.fixtures.provider_server import closed_port_url
 
@@ -58,18 +59,6 @@ LINE = re.compile(r"^(?P<file>.+): (?P<run_id>(?:tr|ax)_[0-9a-f]{32}) (?P<state>
                   r"\((?P<partition>[^;]+); (?P<counts>[^)]*)\)(?P<rest>.*)$")
 PYTEST, JEST, GOTEST, SUREFIRE = ("pytest_xunit1.xml", "jest-junit.xml", "gotestsum.xml",
                                   "surefire_TEST-com.acme.vault.LedgerTest.xml")
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def counts_of(body: bytes) -> dict[str, int]:
-    """What the report holds, read by the product's own JUnit reader."""
-    run = parse_junit(body)
-    totals = run.totals
-    return {"tests": totals.tests, "passed": totals.passed, "failed": totals.failures, "errors": totals.errors,
-            "skipped": totals.skipped, "suites": len(run.suites)}
 
 
 def printed_counts(line: dict[str, str]) -> dict[str, int]:
