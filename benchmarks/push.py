@@ -56,8 +56,15 @@ def main() -> None:
     print(f"door: {args.reports} reports x {args.cases} cases ({size / 1e6:.1f} MB) accepted in {door:.2f} s: "
           f"{cases / door:,.0f} cases/s, {size / 1e6 / door:.1f} MB/s")
 
+    import dagster as dg
+
+    from vault_pipeline.defs.schedules import HOURLY_JOB
+
+    job = harness.definitions().resolve_job_def(HOURLY_JOB)
     started = time.perf_counter()
-    result = harness.run("2026-01-01-05:00", "ci")
+    result = job.execute_in_process(partition_key=dg.MultiPartitionKey({"hour": "2026-01-01-05:00", "provider": "ci"}),
+                                    instance=harness.instance, raise_on_error=False,
+                                    run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
     took = time.perf_counter() - started
     if not result.success:
         raise SystemExit("the hourly graph failed; see the run's events")
