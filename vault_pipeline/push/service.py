@@ -118,25 +118,8 @@ class PushService:
             raise PushRefused("invalid_started_at", "agent executions are dated by their own timestamp; "
                               "leave started_at out", "started_at")
         format = AGENT if what == AGENT_EXECUTION else sniff_format(body, content_type)
-        notes: list[str] = []
-        # Push bodies nest 32 levels at most (PHPUnit nests suites 4-5 deep), or the provider's own lower limit.
-        depth = min(provider.max_nesting_depth, DEFAULT_MAX_DEPTH)
         try:
-            if format == AGENT:
-                counts = {"executions": len(frame_agent_results(body, max_depth=depth))}
-                started, source = self._agent_hour(provider, body), "records"
-            else:
-                run = read_run(body, format, max_bytes=provider.max_body_bytes, max_depth=depth)
-                if not run.cases:
-                    raise PushRefused("no_test_cases", "the report holds no test case: nothing to store (did the "
-                                      "test run collect any tests?)")
-                counts = _run_counts(run)
-                notes = [*run.notes, *run.mismatches, *sorted({note for case in run.cases for note in case.notes})][:50]
-                reported = report_started_at(run)
-                started, source = ((asked_start, "query") if asked_start else (reported, "report") if reported
-                                   else (now, "received"))
-            if source != "query":  # dated by the body itself: a wrong hour is the body's fault
-                self._check_hour(started, now, provider.name)
+            counts, notes, started, source = self._read(provider, body, format, asked_start, now)
         except (JUnitError, PushRefused) as exc:  # the body itself cannot be used: keep it for a look
             kept = self._keep_refused(provider.name, body, now, f"{exc.code}: {exc}", format, sent_by)
             raise PushRefused(exc.code, f"{exc} (the body is kept as {kept} for inspection)",
@@ -170,6 +153,28 @@ class PushService:
             if then is not None:
                 then(receipt)
         return receipt
+
+    def _read(self, provider: ProviderConfig, body: bytes, format: str, asked_start: datetime | None,
+              now: datetime) -> tuple[dict[str, int], list[str], datetime, str]:
+        """(counts, notes, when the run started, where that came from), or the refusal of the body."""
+        # Push bodies nest 32 levels at most (PHPUnit nests suites 4-5 deep), or the provider's own lower limit.
+        depth = min(provider.max_nesting_depth, DEFAULT_MAX_DEPTH)
+        if format == AGENT:
+            counts = {"executions": len(frame_agent_results(body, max_depth=depth))}
+            started, source, notes = self._agent_hour(provider, body), "records", []
+        else:
+            run = read_run(body, format, max_bytes=provider.max_body_bytes, max_depth=depth)
+            if not run.cases:
+                raise PushRefused("no_test_cases", "the report holds no test case: nothing to store (did the "
+                                  "test run collect any tests?)")
+            counts = _run_counts(run)
+            notes = [*run.notes, *run.mismatches, *sorted({note for case in run.cases for note in case.notes})][:50]
+            reported = report_started_at(run)
+            started, source = ((asked_start, "query") if asked_start else (reported, "report") if reported
+                               else (now, "received"))
+        if source != "query":  # dated by the body itself: a wrong hour is the body's fault
+            self._check_hour(started, now, provider.name)
+        return counts, notes, started, source
 
     def record_job(self, receipt: PushReceipt, job_id: str) -> None:
         if job_id not in receipt.jobs:
