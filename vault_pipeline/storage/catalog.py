@@ -8,7 +8,7 @@ implement exactly this contract and are held to it by one shared test suite.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from operator import itemgetter
@@ -421,6 +421,13 @@ class Catalog(ABC):
         principal and status and by method and path, and the failed authentications
         (AUTH_FAILURE_STATUSES) oldest first, at most ``failure_limit`` of them (None: all).
         Served by an index on ``at``, so a month of entries is read without a full scan."""
+
+    # opening elsewhere --------------------------------------------------------------------
+    def worker_opener(self) -> Callable[[], Catalog] | None:
+        """A picklable callable of no arguments that opens an equivalent catalog in another
+        process (what ``vault verify`` hands its worker processes), or None when this one cannot
+        be re-opened from a description; the caller closes what the callable opens."""
+        return None
 
     def close(self) -> None:  # noqa: B027 - optional hook
         pass

@@ -6,9 +6,10 @@ never leaves a half-written object under a real key.
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from vault_pipeline.storage.object_store import ObjectMissingError, ObjectStore, ObjectStoreError
@@ -86,3 +87,11 @@ class LocalObjectStore(ObjectStore):
 
     def _delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
+
+    def worker_opener(self) -> Callable[[], LocalObjectStore] | None:
+        # The directory is the whole store: another process opens it by its (resolved) root. Only
+        # this class itself: a subclass (a test double counting or failing reads) would be
+        # re-opened as something else.
+        if type(self) is not LocalObjectStore:
+            return None
+        return functools.partial(LocalObjectStore, self.root)

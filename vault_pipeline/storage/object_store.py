@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from vault_pipeline.core.checksums import checksum
@@ -135,6 +135,12 @@ class ObjectStore(ABC):
 
     @abstractmethod
     def _delete(self, key: str) -> None: ...
+
+    def worker_opener(self) -> Callable[[], ObjectStore] | None:
+        """A picklable callable of no arguments that opens an equivalent store in another
+        process (what ``vault verify`` hands its worker processes), or None when this one cannot
+        be re-opened from a description; the caller closes what the callable opens."""
+        return None
 
     def close(self) -> None:  # noqa: B027 - optional hook
         pass

@@ -13,12 +13,15 @@ import os
 import sqlite3
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import pytest
 
 from vault_pipeline.defs.integrity import verification
 from vault_pipeline.defs.integrity.verification import _PartitionVerifier, verify_vault
+from vault_pipeline.storage.local_store import LocalObjectStore
+from vault_pipeline.storage.sqlite_catalog import SqliteCatalog
 from vault_pipeline_tests.defs.test_verify import HOURS, PROVIDER
 from vault_pipeline_tests.defs.test_verify import _landed_vault as _landed
 
@@ -96,7 +99,8 @@ def test_a_failing_worker_leaves_its_slice_to_this_process(tampered, monkeypatch
     harness, _ = tampered
     alone = _verify(harness, workers=1)
     # Workers told to open a vault that cannot exist fail; their slices are redone here.
-    monkeypatch.setattr(verification, "_shareable", lambda store, catalog: ("/dev/null/objects", "/dev/null/catalog.db"))
+    openers = (partial(LocalObjectStore, "/dev/null/objects"), partial(SqliteCatalog, "/dev/null/catalog.db"))
+    monkeypatch.setattr(verification, "_shareable", lambda store, catalog: openers)
     with caplog.at_level(logging.WARNING, logger=verification.__name__):
         assert _verify(harness, workers=2, parallel_min_records=0, slice_alignment=8) == alone
     assert len(caplog.records) == len(HOURS) and "in-process" in caplog.records[0].getMessage()

@@ -8,6 +8,7 @@ errors) sit at the end.
 
 from __future__ import annotations
 
+import pickle
 import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from vault_pipeline.storage import mongo_catalog, sqlite_catalog
+from vault_pipeline.storage import mongo_records, sqlite_records
 from vault_pipeline.storage.catalog import (
     DEAD_LETTER,
     VALID,
@@ -78,10 +79,11 @@ def all_pages(catalog: Catalog, **filters: object) -> list[RecordEntry]:
 
 @pytest.fixture
 def small_batches(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Shrink the adapters' internal batch sizes so a few records cross every boundary."""
+    """Shrink the adapters' internal batch sizes so a few records cross every boundary (in the
+    modules that read them; sqlite_catalog and mongo_catalog only re-export them)."""
     for module, names in (
-        (sqlite_catalog, ("IN_CHUNK", "UPSERT_CHUNK", "PARTITION_PAGE")),
-        (mongo_catalog, ("ID_CHUNK", "INSERT_CHUNK")),
+        (sqlite_records, ("IN_CHUNK", "UPSERT_CHUNK", "PARTITION_PAGE")),
+        (mongo_records, ("ID_CHUNK", "INSERT_CHUNK")),
     ):
         for name in names:
             monkeypatch.setattr(module, name, 3)
@@ -563,6 +565,32 @@ def test_backends_answer_identically(tmp_path: Path) -> None:
 
     sqlite_answers, mongo_answers = (scenario(make_catalog(backend, tmp_path)) for backend in CATALOG_BACKENDS)
     assert sqlite_answers == mongo_answers
+
+
+# opening in another process -----------------------------------------------------------------
+def test_worker_opener_opens_the_same_catalog_or_is_none(catalog: Catalog) -> None:
+    catalog.upsert_records([entry(1), entry(2)])
+    opener = catalog.worker_opener()
+    if isinstance(catalog, MongoCatalog):
+        assert opener is None  # a handed-in client (here mongomock) cannot be re-created elsewhere
+        return
+    reopened = pickle.loads(pickle.dumps(opener))()  # what a spawned worker process gets and calls
+    try:
+        assert type(reopened) is SqliteCatalog
+        assert reopened.count_records() == 2 and reopened.get_record(entry(1).log_id) == entry(1)
+        catalog.upsert_records([entry(3)])
+        assert reopened.get_record(entry(3).log_id) == entry(3)  # the same file, not a copy
+    finally:
+        reopened.close()
+
+
+def test_a_subclass_of_the_sqlite_catalog_has_no_worker_opener(tmp_path: Path) -> None:
+    class Counting(SqliteCatalog):  # a test double: re-opening it as SqliteCatalog would lose what it does
+        pass
+
+    subclassed = Counting(tmp_path / "catalog.db")
+    assert subclassed.worker_opener() is None
+    subclassed.close()
 
 
 # adapter-specific -------------------------------------------------------------------------

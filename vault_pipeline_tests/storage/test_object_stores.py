@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import pickle
 from pathlib import Path
 
 import botocore.retries.standard
@@ -125,6 +126,18 @@ def test_hostile_keys_are_rejected(store: ObjectStore, tmp_path: Path, key: str)
     # Nothing landed anywhere under tmp_path but the (empty) store root itself.
     written = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert written == []
+
+
+def test_worker_opener_opens_the_same_store_or_is_none(store: ObjectStore) -> None:
+    store.put("raw/a.json", AWKWARD)
+    opener = store.worker_opener()
+    if isinstance(store, S3ObjectStore):
+        assert opener is None  # a handed-in client (here moto's) cannot be re-created elsewhere
+        return
+    reopened = pickle.loads(pickle.dumps(opener))()  # what a spawned worker process gets and calls
+    assert type(reopened) is LocalObjectStore and reopened.get("raw/a.json") == AWKWARD
+    store.put("raw/b.json", b"later")
+    assert reopened.get("raw/b.json") == b"later"  # the same directory, not a copy
 
 
 # -- S3 only ----------------------------------------------------------------------------

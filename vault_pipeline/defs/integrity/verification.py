@@ -11,12 +11,13 @@ An auditor re-proves millions of records, so the work is spread over the machine
 partition's log order is cut into slices (at multiples of a power of two, so the slices'
 Merkle subtrees combine into exactly the signed root) verified side by side, one in this
 process and the others in worker processes, when the catalog and the object store can be
-opened from another process (SQLite file, local directory); otherwise (MongoDB, S3), or for a
-small partition, the whole partition is one slice verified here. Within a slice the catalog
-is read a page of pointers at a time; objects are read and hashed whole a few ahead in
-threads (hashlib releases the GIL on large buffers) while this thread hashes the records of
-the previous one, in offset order, and compares raw digests rather than hex strings. Memory
-holds one slice's pointers in compact columns (about 100 bytes a record) and a few objects.
+opened from another process (their ``worker_opener``: SQLite file, local directory); otherwise
+(MongoDB, S3), or for a small partition, the whole partition is one slice verified here.
+Within a slice the catalog is read a page of pointers at a time; objects are read and hashed
+whole a few ahead in threads (hashlib releases the GIL on large buffers) while this thread
+hashes the records of the previous one, in offset order, and compares raw digests rather than
+hex strings. Memory holds one slice's pointers in compact columns (about 100 bytes a record)
+and a few objects.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import multiprocessing
 import os
 import time
 from collections import defaultdict, deque
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from concurrent.futures import BrokenExecutor, Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from itertools import count, islice
@@ -62,9 +63,7 @@ from vault_pipeline.defs.integrity.coverage import (
 from vault_pipeline.defs.integrity.ledger_stage import entry_key, stored_checkpoint
 from vault_pipeline.storage.catalog import Catalog, PointerPage
 from vault_pipeline.storage.lake import DeltaLake
-from vault_pipeline.storage.local_store import LocalObjectStore
 from vault_pipeline.storage.object_store import ObjectMissingError, ObjectStore
-from vault_pipeline.storage.sqlite_catalog import SqliteCatalog
 
 _log = logging.getLogger(__name__)
 
@@ -242,8 +241,9 @@ class _PartitionVerifier:
         self.workers = max(1, workers)
         self.parallel_min_records = parallel_min_records
         self.alignment = slice_alignment
-        # Worker processes open the vault themselves; in-memory or networked clients (mongomock,
-        # moto, a boto3 session) cannot be handed over, so those vaults are verified here.
+        # Worker processes open the vault themselves, with the adapters' worker openers; in-memory
+        # or networked clients (mongomock, moto, a boto3 session) have none, so those vaults are
+        # verified here.
         self.shared = _shareable(store, catalog)
         self._pool: Executor | None = None
 
@@ -328,18 +328,28 @@ class _PartitionVerifier:
         report.findings += verify_partition_objects(entry, current)
 
 
-def _shareable(store: ObjectStore, catalog: Catalog) -> tuple[str, str] | None:
-    if type(store) is LocalObjectStore and type(catalog) is SqliteCatalog:
-        return str(store.root), str(catalog.path)
-    return None
+_Openers = tuple[Callable[[], ObjectStore], Callable[[], Catalog]]
 
 
-def _verify_slice_in_worker(shared: tuple[str, str], partition: str, start: int, stop: int | None,
+def _shareable(store: ObjectStore, catalog: Catalog) -> _Openers | None:
+    """How a worker process opens this vault (the adapters' worker openers), or None when
+    either adapter cannot be re-opened in another process."""
+    open_store, open_catalog = store.worker_opener(), catalog.worker_opener()
+    if open_store is None or open_catalog is None:
+        return None
+    return open_store, open_catalog
+
+
+def _verify_slice_in_worker(shared: _Openers, partition: str, start: int, stop: int | None,
                             owned: frozenset[str], committed: frozenset[str], alignment: int) -> _SliceResult:
-    root, catalog_path = shared
-    catalog = SqliteCatalog(catalog_path)
+    open_store, open_catalog = shared
+    catalog = open_catalog()
     try:
-        return _verify_slice(LocalObjectStore(root), catalog, partition, start, stop, owned, committed, alignment)
+        store = open_store()
+        try:
+            return _verify_slice(store, catalog, partition, start, stop, owned, committed, alignment)
+        finally:
+            store.close()
     finally:
         catalog.close()
 
