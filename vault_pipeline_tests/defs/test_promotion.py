@@ -209,3 +209,41 @@ def test_re_promotion_is_idempotent_and_vault_verify_stays_clean_with_decision_e
     assert report.clean, [f.to_dict() for f in report.findings]
     assert (report.entries, report.partitions) == (2, 1)
     assert hashlib.sha256(vault.store.get(parts[0][0])).hexdigest()
+
+
+def test_worker_processes_decide_exactly_what_one_process_decides(vault, monkeypatch):
+    """A large hour's raw objects are decided in worker processes side by side; the golden parts,
+    every manifest row and the signed decision root are the very bytes one process writes, so
+    promoting again in this process finds nothing changed (and the other way round)."""
+    from vault_pipeline.defs.promotion import promotion
+
+    vault.write_providers({"sim": {"type": "simulator", "kind": "audit_event", "records_per_hour": 1500, "seed": 4,
+                                   "lookback_hours": 0, "page_size": 200, "invalid_fraction": 0.005}})
+    monkeypatch.setattr(promotion, "PARALLEL_FROM_RECORDS", 0)  # workers for any size
+    monkeypatch.setattr(promotion.os, "cpu_count", lambda: 2)
+    spawned = []
+    real_pool = promotion.ProcessPoolExecutor
+
+    def counting_pool(*args, **kwargs):
+        spawned.append(args[0] if args else kwargs.get("max_workers"))
+        return real_pool(*args, **kwargs)
+
+    monkeypatch.setattr(promotion, "ProcessPoolExecutor", counting_pool)
+    result = vault.run(HOUR, "sim")
+    assert result.success, check_results(result)
+    assert spawned == [2]  # the decisions were made by two worker processes
+    with_workers = _manifest(vault, "audit_event", "sim")
+    golden = _golden_file(vault, with_workers)
+    decided = materialization_metadata(result, "golden_promotion")
+    assert decided["count_masked"] > 0 and decided["count_quarantined"] > 0  # PII masked, dead letters held back
+    assert len(with_workers["parts"]) == 8
+
+    monkeypatch.setattr(promotion, "PARALLEL_FROM_RECORDS", 10**12)  # now in this process
+    again = _promote_only(vault, "sim")
+    assert again.success
+    assert materialization_metadata(again, "golden_promotion")["new_decision_entry"] is False
+    in_process = _manifest(vault, "audit_event", "sim")
+    assert in_process["decision_root"] == with_workers["decision_root"]
+    assert in_process["records"] == with_workers["records"] and _golden_file(vault, in_process) == golden
+    assert verify_vault(store=vault.store, catalog=vault.catalog, verifier=vault.resource.ledger_signer().verifier(),
+                        lake=vault.lake, kinds={"sim": "audit_event"}).clean

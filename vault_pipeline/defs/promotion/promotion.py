@@ -3,13 +3,13 @@
 Nothing reaches the golden zone on the catalog's word alone. First the partition's newest
 ledger entry must exist, the catalog's record checksums (log order) must reproduce its signed
 Merkle root, and every raw object must re-hash to the checksum the entry committed to. Then
-each record's bytes are re-read and re-hashed against its catalog checksum: verified and clean
-records are copied byte-exact, verified records holding PII are copied masked (with a report
-of which paths and types were masked, never the values), and everything else is quarantined
-with its reason and never reaches golden. The decisions become one signed
+each record is decided (``decisions.py``: re-read and re-hashed; copied byte-exact, copied masked,
+or quarantined with its reason), one raw object per task, in worker processes side by side when
+the hour is large and the store can be opened again in another process (the PII scan is pure
+Python: threads would share one core). The decisions become one signed
 ``promotion_decision`` ledger entry chained like partition entries. The raw zone is only read;
 re-promoting an unchanged partition writes nothing. Work is streamed one raw object (page) at
-a time and golden output is written in parts (``records-{n:05d}.ndjson`` +
+a time (a few in flight with workers) and golden output is written in parts (``records-{n:05d}.ndjson`` +
 ``manifest-{n:05d}.ndjson`` per raw object, indexed by ``manifest.json``), so memory stays
 bounded by the largest page. The scratch files that takes (up to the size of the hour) live in
 ``$VAULT_HOME/work/promotion-*``, never the system temp dir, with the owning process's stamp
@@ -20,61 +20,59 @@ the HTTP API both call :func:`promote_partition`.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
+import multiprocessing
 import os
-import sqlite3
+from collections import deque
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field, fields
-from itertools import groupby
-from operator import attrgetter
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import msgspec
-
-from vault_pipeline.core.checksums import checksum
-from vault_pipeline.core.framing import RecordDecodeError, decode_record
 from vault_pipeline.core.layout import golden_prefix, quarantine_key
 from vault_pipeline.core.ledger import (
     KIND_PROMOTION_DECISION,
     LedgerEntry,
     Signer,
-    canonical_json,
     utc_now,
     verify_partition_records,
 )
 from vault_pipeline.core.merkle import MerkleBuilder, as_leaf
-from vault_pipeline.core.pii import MaskPolicy, PiiScanner, mask
+from vault_pipeline.core.pii import MaskPolicy, PiiScanner
 from vault_pipeline.core.processes import claim_work_dir, release_work_dir, sweep_stale_work_dirs
-from vault_pipeline.core.pushed_records import stored_case_value
-from vault_pipeline.core.test_runs import JUnitError
 from vault_pipeline.core.windows import HourWindow, split_partition_key
 from vault_pipeline.defs.collector import cyclic_gc_paused
 from vault_pipeline.defs.integrity.artifacts import artifact_id
 from vault_pipeline.defs.integrity.ledger_stage import append_entry, partition_entries
-from vault_pipeline.storage.catalog import DEAD_LETTER, Artifact, Catalog, RecordEntry
-from vault_pipeline.storage.object_store import ObjectMissingError, ObjectStore
+from vault_pipeline.defs.promotion.decisions import (  # noqa: F401 - re-exported: the decisions' names
+    APPROVABLE,
+    APPROVED_STATUS,
+    CHECKSUM_MISMATCH,
+    CLEAN,
+    DECISIONS,
+    FAILED_INPUT_VALIDATION,
+    LEDGER_MISMATCH,
+    MASKED,
+    NOT_JSON,
+    QUARANTINED,
+    QUARANTINED_STATUS,
+    RAW_OBJECT_ALTERED,
+    RAW_OBJECT_MISSING,
+    RELEASED_STATUS,
+    PartOutcome,
+    PartTask,
+    Promotion,
+    decide_part,
+    decide_part_in_worker,
+    start_worker,
+)
+from vault_pipeline.defs.promotion.workspace import WORK_PREFIX, _Workspace, default_work_root
+from vault_pipeline.storage.catalog import Artifact, Catalog, RecordEntry
+from vault_pipeline.storage.object_store import ObjectStore
 
 log = logging.getLogger(__name__)
-
-CLEAN, MASKED, QUARANTINED = "clean", "masked", "quarantined"
-DECISIONS = (CLEAN, MASKED, QUARANTINED)
-
-# Quarantine reasons (stable names: the API, reports and the ledger carry them).
-RAW_OBJECT_MISSING = "raw_object_missing"
-LEDGER_MISMATCH = "ledger_mismatch"  # the catalog no longer reproduces the signed Merkle root
-CHECKSUM_MISMATCH = "checksum_mismatch"  # the record's bytes differ from its catalog checksum
-RAW_OBJECT_ALTERED = "raw_object_altered"  # the record is intact, the page around it is not
-FAILED_INPUT_VALIDATION = "failed_input_validation"
-NOT_JSON = "not_json"
-# An admin may approve these: the record's own bytes still prove intact. The others mean the
-# bytes (or the index vouching for them) cannot be trusted, and no approval changes that.
-APPROVABLE = frozenset({RAW_OBJECT_ALTERED, FAILED_INPUT_VALIDATION})
-
-QUARANTINED_STATUS, APPROVED_STATUS, RELEASED_STATUS = "quarantined", "approved", "released"
-
 
 class PromotionError(RuntimeError):
     """The partition cannot be promoted at all (e.g. it has no ledger entry); ``code`` says why."""
@@ -107,37 +105,13 @@ class PromotionSummary:
         }
 
 
-@dataclass
-class _Decision:
-    record: RecordEntry
-    decision: str
-    actual_checksum: str | None = None
-    golden: bytes | None = None
-    masked: list[dict[str, Any]] = field(default_factory=list)
-    reason: str | None = None
-    approval: dict[str, Any] | None = None
-
-    def line(self, tier: str, policy: str, golden_checksum: str | None) -> bytes:
-        """What the ledger commits to per record: deterministic, so an unchanged partition re-promotes to the same root."""
-        return canonical_json({
-            "log_id": self.record.log_id, "decision": self.decision, "raw_checksum": self.record.checksum,
-            "golden_checksum": golden_checksum,
-            "masked": [[m["path"], m["type"]] for m in self.masked], "reason": self.reason,
-            "approved": bool(self.approval), "tier": tier, "policy": policy,
-        })
-
-
-_GOLDEN_JSON = msgspec.json.Encoder()
 PART_RECORDS, PART_MANIFEST, INDEX = "records-{:05d}.ndjson", "manifest-{:05d}.ndjson", "manifest.json"
 QUARANTINED_SAMPLE = 1000  # log_ids listed per summary (counts carry the totals)
 _BATCH = 10_000
-WORK_PREFIX = "promotion"  # $VAULT_HOME/work/promotion-XXXXXXXX, one per promotion under way
-
-
-def default_work_root() -> Path:
-    """``$VAULT_HOME/work``: promotion's scratch stays on the vault's own disk, even when the
-    objects are in S3 (VAULT_HOME is a local directory in every deployment)."""
-    return Path(os.environ.get("VAULT_HOME", ".vault")) / "work"
+# Worker processes decide raw objects side by side from this many records on (below it, starting
+# them costs more than they save: each imports the scanner's modules, about a second).
+PARALLEL_FROM_RECORDS = 50_000
+MAX_WORKERS = 4
 
 
 def manifest_key(prefix: str) -> str:
@@ -153,11 +127,6 @@ def part_manifest_key(prefix: str, part: int) -> str:
     return prefix + PART_MANIFEST.format(part)
 
 
-# Manifest rows hold only strings, ints, bools and None: msgspec encodes them (compact, UTF-8,
-# key order kept) several times faster than json.dumps, the biggest per-record cost after masking.
-_encode_row = msgspec.json.Encoder().encode
-_RECORD_FIELDS = tuple(f.name for f in fields(RecordEntry))
-_record_row = attrgetter(*_RECORD_FIELDS)
 
 
 def read_manifest(store: ObjectStore, prefix: str) -> dict[str, Any]:
@@ -171,49 +140,6 @@ def iter_manifest_rows(store: ObjectStore, prefix: str) -> Iterator[dict[str, An
         for line in store.get(part["manifest_key"]).splitlines():
             if line:
                 yield json.loads(line)
-
-
-class _Workspace:
-    """Local scratch (a SQLite file in the work dir) that keeps memory bounded whatever the hour's size.
-
-    Holds the partition's record index ordered by (object_key, offset) so records can be
-    worked one raw object at a time, and the (log_id, decision digest) pairs so the decision
-    Merkle root can be built in log order afterwards.
-    """
-
-    def __init__(self, directory: str) -> None:
-        self.directory = directory
-        self.db = sqlite3.connect(os.path.join(directory, "work.sqlite"))
-        self.db.executescript(
-            "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA temp_store=FILE;"
-            f"CREATE TABLE records ({', '.join(f'c{i}' for i in range(len(_RECORD_FIELDS)))});"
-            "CREATE TABLE digests (log_id TEXT, digest BLOB);"
-        )
-
-    def add_records(self, records: list[RecordEntry]) -> None:
-        self.db.executemany(f"INSERT INTO records VALUES ({','.join('?' * len(_RECORD_FIELDS))})",
-                            map(_record_row, records))
-
-    def objects(self) -> Iterator[tuple[str, list[RecordEntry]]]:
-        """(object_key, its records by offset), one raw object at a time, in object_key order."""
-        order = ", ".join(f"c{_RECORD_FIELDS.index(name)}" for name in ("object_key", "offset", "log_id"))
-        rows = self.db.execute(f"SELECT * FROM records ORDER BY {order}")
-        for key, group in groupby((RecordEntry(*row) for row in rows), key=attrgetter("object_key")):
-            yield key, list(group)
-
-    def add_digests(self, pairs: list[tuple[str, bytes]]) -> None:
-        self.db.executemany("INSERT INTO digests VALUES (?,?)", pairs)
-
-    def digests(self) -> Iterator[bytes]:
-        """Decision-line digests in log order (ascending log_id)."""
-        for (digest,) in self.db.execute("SELECT digest FROM digests ORDER BY log_id"):
-            yield digest
-
-    def path(self, name: str) -> str:
-        return os.path.join(self.directory, name)
-
-    def close(self) -> None:
-        self.db.close()
 
 
 def promote_partition(
@@ -264,8 +190,12 @@ def _promote(work: _Workspace, *, store, catalog, signer, scanner, policy, provi
     # 1. The catalog's records, streamed once: against the signed root, and into the workspace.
     buffer: list[RecordEntry] = []
 
+    total = 0
+
     def checksums() -> Iterator[str | bytes]:
+        nonlocal total
         for record in catalog.iter_partition_records(partition):  # log order: ascending log_id
+            total += 1
             buffer.append(record)
             if len(buffer) >= _BATCH:
                 work.add_records(buffer)
@@ -293,62 +223,23 @@ def _promote(work: _Workspace, *, store, catalog, signer, scanner, policy, provi
     quarantined: dict[str, str] = {}
     decisions: dict[str, str] = {}
     parts: list[dict[str, Any]] = []
+    promotion = Promotion(committed=committed, ledger_ok=ledger_ok, approved=approved, known=known, tier=tier,
+                          requested_by=requested_by, now=now, entry_ref=entry_ref, stage=work.directory)
     with open(work.path("quarantine.ndjson"), "w", encoding="utf-8") as pending:
-        for part, (key, group) in enumerate(work.objects()):
-            try:
-                data = store.get(key)
-            except ObjectMissingError:
-                data = None
-            object_ok = data is not None and committed.get(key) == checksum(data)
-            view = memoryview(data) if data is not None else None
-            golden, rows, pairs = bytearray(), [], []
-            part_counts = {name: 0 for name in DECISIONS}
-            records_name, manifest_name = part_records_key(prefix, part), part_manifest_key(prefix, part)
-            for record in group:
-                piece = bytes(view[record.offset: record.offset + record.length]) if view is not None else None
-                d = _decide_record(record, piece, object_ok, ledger_ok, approved.get(record.log_id), scanner, policy)
-                if d.golden is None:
-                    golden_checksum = None
-                elif d.golden is piece:  # a clean record is copied as is: its digest was just taken
-                    golden_checksum = d.actual_checksum
-                else:
-                    golden_checksum = checksum(d.golden)
-                pairs.append((record.log_id, hashlib.sha256(d.line(tier, policy.mode, golden_checksum)).digest()))
-                part_counts[d.decision] += 1
-                if record.log_id in watched:
-                    decisions[record.log_id] = d.decision
-                row = {"log_id": record.log_id, "decision": d.decision,
-                       "raw": {"key": record.object_key, "offset": record.offset, "length": record.length,
-                               "digest": record.checksum},
-                       "golden": None, "masked": d.masked, "reason": d.reason, "approval": d.approval,
-                       "ledger_entry": entry_ref,
-                       "policy_tier": tier, "masking_policy": policy.mode, "requested_by": requested_by,
-                       "promoted_at": now}
-                if d.golden is not None:
-                    row["golden"] = {"key": records_name, "offset": len(golden), "length": len(d.golden),
-                                     "digest": golden_checksum}
-                    # One record per line; a raw record may hold newlines as JSON whitespace, so the
-                    # manifest's offsets, not line splitting, are the authoritative way to read it back.
-                    golden += d.golden
-                    golden += b"\n"
-                rows.append(_encode_row(row))
-                _pending_quarantine(pending, d, known.get(record.log_id), entry_ref, now)
-                if d.decision == QUARANTINED and (len(quarantined) < QUARANTINED_SAMPLE or record.log_id in watched):
-                    quarantined[record.log_id] = d.reason
-            work.add_digests(pairs)
-            manifest_bytes = b"\n".join(rows) + b"\n"
-            with open(work.path(f"part-{part}.records"), "wb") as out:
-                out.write(golden)
-            with open(work.path(f"part-{part}.manifest"), "wb") as out:
-                out.write(manifest_bytes)
-            for name, value in part_counts.items():
+        for task, outcome in _decided(work, promotion, prefix, store, scanner, policy, total):
+            work.add_digests(outcome.pairs)
+            pending.writelines(outcome.pending)
+            for name, value in outcome.counts.items():
                 counts[name] += value
-            parts.append({"part": part, "raw_key": key, "raw_object_verified": object_ok,
-                          "records_key": records_name, "records_checksum": checksum(bytes(golden)),
-                          "records_size": len(golden), "manifest_key": manifest_name,
-                          "manifest_checksum": checksum(manifest_bytes), "manifest_size": len(manifest_bytes),
-                          "records": len(group), "counts": part_counts})
-            del data, view, golden, rows
+            decisions.update((log_id, outcome.decisions[log_id]) for log_id in watched & outcome.decisions.keys())
+            for log_id, reason in outcome.quarantined.items():
+                if len(quarantined) < QUARANTINED_SAMPLE or log_id in watched:
+                    quarantined[log_id] = reason
+            parts.append({"part": task.part, "raw_key": task.key, "raw_object_verified": outcome.object_ok,
+                          "records_key": task.records_name, "records_checksum": outcome.golden_checksum,
+                          "records_size": outcome.golden_size, "manifest_key": part_manifest_key(prefix, task.part),
+                          "manifest_checksum": outcome.manifest_checksum, "manifest_size": outcome.manifest_size,
+                          "records": outcome.records, "counts": outcome.counts})
 
     # 3. The decision root in log order, streamed from the workspace.
     tree = MerkleBuilder()
@@ -393,58 +284,33 @@ def _promote(work: _Workspace, *, store, catalog, signer, scanner, policy, provi
     return _summary(written, counts, quarantined, decisions, prefix, kind, new=True)
 
 
-def _decide_record(record: RecordEntry, piece: bytes | None, object_ok: bool, ledger_ok: bool,
-                   approval: dict | None, scanner: PiiScanner, policy: MaskPolicy) -> _Decision:
-    actual = checksum(piece) if piece is not None and len(piece) == record.length else None
-    if piece is None:
-        reason = RAW_OBJECT_MISSING
-    elif not ledger_ok:
-        reason = LEDGER_MISMATCH
-    elif actual != record.checksum:
-        reason = CHECKSUM_MISMATCH
-    elif not object_ok:
-        reason = RAW_OBJECT_ALTERED
-    elif record.status == DEAD_LETTER:
-        reason = FAILED_INPUT_VALIDATION
-    else:
-        reason = None
-    grant = None
-    if reason in APPROVABLE and approval is not None:
-        grant = {"approved_by": approval.get("approved_by"), "reason_code": approval.get("reason_code"),
-                 "overrides": reason}
-        reason = None
-    if reason is not None:
-        return _Decision(record, QUARANTINED, actual, reason=reason)
-    try:
-        # A pushed JUnit report's records are <testcase> elements: scanned as the case's fields.
-        value = stored_case_value(piece) if record.object_key.endswith(".xml") else decode_record(piece)
-    except (RecordDecodeError, JUnitError):
-        return _Decision(record, QUARANTINED, actual, reason=NOT_JSON)
-    masked_value, report = mask(value, policy, scanner)
-    if not report.items:
-        return _Decision(record, CLEAN, actual, golden=piece, approval=grant)
-    # A masked copy is a new serialisation (the raw bytes stay untouched in the raw zone):
-    # compact UTF-8 JSON, integers of any size exact; msgspec, as fast as the decode. A masked
-    # test case is its fields as JSON too: XML is not rewritten.
-    golden = _GOLDEN_JSON.encode(masked_value)
-    masked = [{"path": item.path, "type": item.type, "in_key": item.in_key} for item in report.items]
-    return _Decision(record, MASKED, actual, golden=golden, masked=masked, approval=grant)
-
-
-def _pending_quarantine(pending, d: _Decision, existing: dict | None, entry_ref: dict[str, Any], now: str) -> None:
-    """Stage the catalog change a decision implies (a quarantine document, or a release)."""
-    record = d.record
-    if d.decision != QUARANTINED:
-        if existing is not None and existing.get("status") != RELEASED_STATUS:
-            pending.write(json.dumps({"release": existing | {"status": RELEASED_STATUS, "released_at": now}}) + "\n")
+def _decided(work: _Workspace, promotion: Promotion, prefix: str, store: ObjectStore, scanner: PiiScanner,
+             policy: MaskPolicy, records: int) -> Iterator[tuple[PartTask, PartOutcome]]:
+    """Each raw object's decisions, in order: in worker processes (one raw object per task, read
+    from the sealed record index, a few in flight, so memory stays bounded by a few objects) when
+    the hour is big enough to pay for starting them and the store can be opened again in another
+    process; else here."""
+    opener = store.worker_opener()
+    workers = min(os.cpu_count() or 1, MAX_WORKERS)
+    if opener is None or workers < 2 or records < PARALLEL_FROM_RECORDS:
+        for part, (key, group) in enumerate(work.objects()):
+            task = PartTask(part, key, part_records_key(prefix, part))
+            yield task, decide_part(task, group, promotion, store, scanner, policy)
         return
-    document = {
-        "log_id": record.log_id, "provider": record.provider, "partition": record.partition, "reason": d.reason,
-        "raw": {"key": record.object_key, "offset": record.offset, "length": record.length},
-        "catalog_checksum": record.checksum, "actual_checksum": d.actual_checksum,
-        "ledger_entry": entry_ref, "quarantined_at": now,
-    }
-    pending.write(json.dumps({"document": document, "existing": existing}) + "\n")
+    index = work.seal()
+    context = multiprocessing.get_context("spawn")  # never fork a process that runs Dagster's threads
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=start_worker,
+                             initargs=(index, promotion, opener, scanner, policy)) as pool:
+        in_flight: deque[tuple[PartTask, Future]] = deque()
+        for part, key in enumerate(work.object_keys()):
+            task = PartTask(part, key, part_records_key(prefix, part))
+            in_flight.append((task, pool.submit(decide_part_in_worker, task)))
+            while len(in_flight) > 2 * workers:
+                done, future = in_flight.popleft()
+                yield done, future.result()
+        while in_flight:
+            done, future = in_flight.popleft()
+            yield done, future.result()
 
 
 def _quarantine(store: ObjectStore, catalog: Catalog, window: HourWindow, staged: str) -> list[tuple[str, str]]:
