@@ -20,7 +20,10 @@ table ``agent_results``, sealed in the ledger and promoted. ``execute_with_valid
 ``(True, result)`` only when its run completed and the record passed validation; otherwise
 ``(False, result)`` with ``error`` and the failed expectations. Nothing is retried silently: a
 refused push (a missing ``timestamp``, an unknown provider) is ``(False, ...)`` with the vault's
-error code. The provider is ``qa_agents`` (the default ``vault.yaml``'s) unless named.
+error code. The provider is ``qa_agents`` (the default ``vault.yaml``'s) unless named. Embedded, an
+hour of 50k records or more is promoted in spawned worker processes, which import the script that
+started them: keep the usual ``if __name__ == "__main__":`` guard around a script's work, or set
+``VAULT_PROMOTION_WORKERS=1`` to promote in the script's own process.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ import sqlite3
 
 import dagster as dg
 import httpx
+import pytest
 import respx
 
 from vault_pipeline.core.checksums import checksum
@@ -247,3 +248,18 @@ def test_worker_processes_decide_exactly_what_one_process_decides(vault, monkeyp
     assert in_process["records"] == with_workers["records"] and _golden_file(vault, in_process) == golden
     assert verify_vault(store=vault.store, catalog=vault.catalog, verifier=vault.resource.ledger_signer().verifier(),
                         lake=vault.lake, kinds={"sim": "audit_event"}).clean
+
+
+def test_the_number_of_promotion_workers_comes_from_the_environment(monkeypatch):
+    from vault_pipeline.defs.promotion import promotion
+
+    monkeypatch.setattr(promotion.os, "cpu_count", lambda: 8)
+    monkeypatch.delenv("VAULT_PROMOTION_WORKERS", raising=False)
+    assert promotion.promotion_workers() == promotion.MAX_WORKERS == 4
+    monkeypatch.setenv("VAULT_PROMOTION_WORKERS", "1")
+    assert promotion.promotion_workers() == 1  # promote in the run's own process
+    for wrong in ("0", "two", "-1"):
+        monkeypatch.setenv("VAULT_PROMOTION_WORKERS", wrong)
+        with pytest.raises(promotion.PromotionError, match="VAULT_PROMOTION_WORKERS") as refused:
+            promotion.promotion_workers()
+        assert refused.value.code == "invalid_configuration"

@@ -291,7 +291,7 @@ def _decided(work: _Workspace, promotion: Promotion, prefix: str, store: ObjectS
     the hour is big enough to pay for starting them and the store can be opened again in another
     process; else here."""
     opener = store.worker_opener()
-    workers = min(os.cpu_count() or 1, MAX_WORKERS)
+    workers = promotion_workers()
     if opener is None or workers < 2 or records < PARALLEL_FROM_RECORDS:
         for part, (key, group) in enumerate(work.objects()):
             task = PartTask(part, key, part_records_key(prefix, part))
@@ -311,6 +311,18 @@ def _decided(work: _Workspace, promotion: Promotion, prefix: str, store: ObjectS
         while in_flight:
             done, future = in_flight.popleft()
             yield done, future.result()
+
+
+def promotion_workers() -> int:
+    """Worker processes for a large hour: ``VAULT_PROMOTION_WORKERS`` (1: promote in this process),
+    else one per core, at most MAX_WORKERS."""
+    configured = os.environ.get("VAULT_PROMOTION_WORKERS", "").strip()
+    if configured:
+        if not configured.isdigit() or int(configured) < 1:
+            raise PromotionError("invalid_configuration", f"VAULT_PROMOTION_WORKERS={configured!r}: give a whole "
+                                 "number of worker processes, 1 or more (1: promote in the run's own process)")
+        return int(configured)
+    return min(os.cpu_count() or 1, MAX_WORKERS)
 
 
 def _quarantine(store: ObjectStore, catalog: Catalog, window: HourWindow, staged: str) -> list[tuple[str, str]]:
