@@ -6,8 +6,11 @@ report records/s and MB/s for the ingestion path (landing + indexing + Delta) an
 whole graph (plus GX input/output checks, integrity diff and artifact index), with per-step
 seconds and peak RSS.
 
-    python benchmarks/ingest.py                 # 100k and 1M records
+    python benchmarks/ingest.py                 # 100k, 1M and 5M records
     python benchmarks/ingest.py --records 200000 --kind generation_event
+
+Per step it prints wall seconds, CPU seconds (this process and the worker processes it waited
+for, e.g. promotion's) and the peak RSS of the run's process while the step ran.
 """
 
 from __future__ import annotations
@@ -28,11 +31,12 @@ INGEST_STEPS = ("raw_landing", "record_index", "normalised_records")
 
 
 class RssSampler(threading.Thread):
-    """Resident set size every 50 ms, so each step's own peak can be told apart."""
+    """Resident set size and CPU time every 50 ms, so each step's own peak and CPU can be told apart."""
 
     def __init__(self) -> None:
         super().__init__(daemon=True)
         self.samples: list[tuple[float, int]] = []
+        self.cpu: list[tuple[float, float]] = []
         self._done = threading.Event()
 
     def run(self) -> None:
@@ -40,6 +44,15 @@ class RssSampler(threading.Thread):
         while not self._done.wait(0.05):
             with open("/proc/self/statm") as statm:
                 self.samples.append((time.time(), int(statm.read().split()[1]) * page))
+            times = os.times()  # children: worker processes once waited for
+            self.cpu.append((time.time(), times.user + times.system + times.children_user + times.children_system))
+
+    def cpu_between(self, start: float, end: float) -> float:
+        before = [cpu for at, cpu in self.cpu if at <= start]
+        after = [cpu for at, cpu in self.cpu if at >= end]
+        first = before[-1] if before else (self.cpu[0][1] if self.cpu else 0.0)
+        last = after[0] if after else (self.cpu[-1][1] if self.cpu else 0.0)
+        return round(max(last - first, 0.0), 1)
 
     def stop(self) -> None:
         self._done.set()
@@ -80,7 +93,7 @@ def run_one(records: int, kind: str, page_size: int) -> dict:
     )
     total = time.perf_counter() - started
     sampler.stop()
-    steps, step_rss, began = {}, {}, {}
+    steps, step_rss, step_cpu, began = {}, {}, {}, {}
     for entry in instance.all_logs(result.run_id):
         event = entry.dagster_event
         if event is None:
@@ -90,6 +103,7 @@ def run_one(records: int, kind: str, page_size: int) -> dict:
         elif event.event_type_value == "STEP_SUCCESS":
             steps[event.step_key] = event.event_specific_data.duration_ms / 1000
             step_rss[event.step_key] = sampler.peak_between(began.get(event.step_key, 0), entry.timestamp)
+            step_cpu[event.step_key] = sampler.cpu_between(began.get(event.step_key, 0), entry.timestamp)
     landing = asset_metadata(result, "raw_landing") or {}
     landed, bytes_ = landing.get("records", 0), landing.get("bytes", 0)
     ingest = sum(steps.get(step, 0) for step in INGEST_STEPS)
@@ -104,6 +118,7 @@ def run_one(records: int, kind: str, page_size: int) -> dict:
         "graph_records_per_s": round(landed / total),
         "steps": {k: round(v, 2) for k, v in steps.items()},
         "step_peak_rss_mb": step_rss,
+        "step_cpu_s": step_cpu,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
     }
 
@@ -115,7 +130,7 @@ def main() -> int:
     parser.add_argument("--page-size", type=int, default=5000)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    sizes = args.records or [100_000, 1_000_000]
+    sizes = args.records or [100_000, 1_000_000, 5_000_000]
     if args.child:
         print(json.dumps(run_one(sizes[0], args.kind, args.page_size)))
         return 0
@@ -135,6 +150,7 @@ def main() -> int:
             f"whole graph {figures['graph_seconds']:6.1f}s {figures['graph_records_per_s']:>7} rec/s | peak RSS {figures['peak_rss_mb']} MB"
         )
         print("    steps: " + ", ".join(f"{k}={v}s" for k, v in figures["steps"].items()))
+        print("    step CPU s: " + ", ".join(f"{k}={v}" for k, v in figures["step_cpu_s"].items()))
         print("    step peak RSS MB: " + ", ".join(f"{k}={v}" for k, v in figures["step_peak_rss_mb"].items()))
     return 0
 
