@@ -114,10 +114,12 @@ def register_push_routes(app, api, requires, api_error: type[Exception]) -> None
         return b"".join(chunks)
 
     def launch(receipt: PushReceipt, principal: str) -> str | None:
-        """The job landing this push: the last one unless it failed, else a new (or queued) one."""
+        """The job landing this push: the last one while it is pending, running or done, else a new
+        (or queued) one: its last run failed, or it is known nowhere (accepted by an API process that
+        stopped before launching it; runs are idempotent, so launching again costs time, not data)."""
         if receipt.jobs:
             view = api.jobs.view(receipt.jobs[-1])
-            if view is None or view.state != "failed":
+            if view is not None and view.state != "failed":
                 return receipt.jobs[-1]
         try:
             job, _created = api.jobs.submit(receipt.context.provider, [receipt.context.hour], "normal",
