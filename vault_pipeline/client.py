@@ -182,8 +182,7 @@ class _EmbeddedBackend(_Backend):
         if self._runner is None:
             prepare_local_instance()
             self._runner = HourlyRunner(show_steps=False)
-        last = self._runner.instance.get_run_by_id(receipt.jobs[-1]) if receipt.duplicate and receipt.jobs else None
-        if last is not None and last.status.value == "SUCCESS":  # pushed and landed before
+        if receipt.duplicate and self._runner.succeeded(receipt.jobs):  # pushed and landed before
             return {"state": "completed", "run_ids": receipt.jobs}
         hour, provider = receipt.partition.split("|")
         outcome = self._runner.run(hour, provider, as_job=True)

@@ -146,6 +146,11 @@ class HourlyRunner:
                 outcome.error = "; ".join(_check_failure(evaluation) for evaluation in failed_checks)
         return outcome
 
+    def succeeded(self, run_ids: list[str]) -> bool:
+        """Whether the newest of these runs (on this runner's instance) succeeded: a push landed before."""
+        run = self.instance.get_run_by_id(run_ids[-1]) if run_ids else None
+        return run is not None and run.status.value == "SUCCESS"
+
     def _progress(self, partition: str) -> Callable[[Any], None]:
         started: dict[str, float] = {}
 

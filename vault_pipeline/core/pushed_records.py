@@ -37,9 +37,7 @@ from vault_pipeline.core.framing import (
 from vault_pipeline.core.junit import parse_junit, parse_testcase
 from vault_pipeline.core.test_runs import (
     DEFAULT_MAX_DEPTH,
-    BodyTooLargeError,
     CaseResult,
-    JUnitError,
     MalformedBodyError,
     NotTestResultsError,
     RunResult,
@@ -234,10 +232,3 @@ def derived_records(body: bytes, context: PushContext) -> dict[int, bytes]:
 def stored_case_value(piece: bytes) -> dict[str, Any]:
     """A stored ``<testcase>`` record as a value (for PII scanning and masking in promotion)."""
     return parse_testcase(piece).as_record()
-
-
-__all__ = [
-    "AGENT", "EXTENSIONS", "FORMATS", "JSON_RESULTS", "JUNIT", "MEDIA_TYPES", "BodyTooLargeError", "JUnitError",
-    "PushContext", "PushRefused", "case_record", "check_commit", "derived_records", "frame_agent_results",
-    "framed_push", "read_run", "report_started_at", "sniff_format", "stored_case_value",
-]

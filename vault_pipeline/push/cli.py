@@ -161,9 +161,9 @@ def _follow(http, what: str, run_id: str, timeout: float) -> dict[str, Any]:
 
 
 def _media_type(what: str, body: bytes) -> str:
-    from vault_pipeline.core.pushed_records import JUNIT, MEDIA_TYPES, sniff_format
+    from vault_pipeline.core.pushed_records import MEDIA_TYPES, sniff_format
 
-    return "application/json" if what == AGENT_EXECUTION else MEDIA_TYPES[sniff_format(body, None)] if body else MEDIA_TYPES[JUNIT]
+    return "application/json" if what == AGENT_EXECUTION else MEDIA_TYPES[sniff_format(body)]
 
 
 def _json(response) -> dict[str, Any]:
@@ -175,11 +175,6 @@ def _json(response) -> dict[str, Any]:
 
 
 # -- embedded ----------------------------------------------------------------------------------
-
-
-def _succeeded(instance, run_ids: list[str]) -> bool:
-    run = instance.get_run_by_id(run_ids[-1]) if run_ids else None
-    return run is not None and run.status.value == "SUCCESS"
 
 
 def _push_embedded(args, what: str, bodies: list[tuple[str, bytes]], params: dict[str, Any]) -> int:
@@ -207,7 +202,7 @@ def _push_embedded(args, what: str, bodies: list[tuple[str, bytes]], params: dic
         if runner is None:
             prepare_local_instance()
             runner = HourlyRunner(show_steps=not args.json)
-        if receipt.duplicate and _succeeded(runner.instance, receipt.jobs):
+        if receipt.duplicate and runner.succeeded(receipt.jobs):
             continue  # pushed and landed before: nothing to do
         hour, provider = receipt.partition.split("|")
         outcomes[receipt.partition] = runner.run(hour, provider, as_job=True)
