@@ -7,6 +7,10 @@ so that importing a pure module (``vault_pipeline.core``, ``vault_pipeline.stora
 not pay for importing Dagster.
 """
 
+from vault_pipeline import allocators
+
+allocators.apply()  # before pyarrow or deltalake allocate anything (see allocators.py)
+
 __all__ = ["vault_definitions"]
 
 

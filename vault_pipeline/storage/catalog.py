@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from operator import itemgetter
@@ -421,6 +422,14 @@ class Catalog(ABC):
         principal and status and by method and path, and the failed authentications
         (AUTH_FAILURE_STATUSES) oldest first, at most ``failure_limit`` of them (None: all).
         Served by an index on ``at``, so a month of entries is read without a full scan."""
+
+    # memory ---------------------------------------------------------------------------------
+    @contextmanager
+    def bulk_writes(self) -> Iterator[None]:
+        """Around indexing an hour: an adapter may hold more in memory while it lasts (SQLite: a
+        page cache big enough for random inserts into its indexes) and gives it back after, so
+        the stages that follow in the same process do not carry it."""
+        yield
 
     # opening elsewhere --------------------------------------------------------------------
     def worker_opener(self) -> Callable[[], Catalog] | None:

@@ -19,6 +19,7 @@ from deltalake import DeltaTable, QueryBuilder, write_deltalake
 from deltalake import Field as DeltaField
 from deltalake.exceptions import DeltaError
 
+from vault_pipeline.core.key_set import KeySet
 from vault_pipeline.storage.lake_common import (
     _COLUMN_NAME,
     _STRING_TYPES,
@@ -71,7 +72,8 @@ class LakeWrites:
         """``merge`` for a stream of batches: one commit, idempotent, memory bounded by a batch.
 
         An anti-join rather than a delta-rs merge: only the ``key`` column of the declared
-        ``partitions`` is read (about 40 MB per million rows), each batch is stripped of keys
+        ``partitions`` is read (about 40 MB per million rows, kept as a ``core.key_set.KeySet``
+        so each batch is checked in O(batch x log keys)), each batch is stripped of keys
         the table or an earlier batch already holds, and what is left is streamed into one
         append. A delta-rs merge of a new hour held the target partition and every insert
         until commit (1.4 GB for a million rows). ``partitions`` are the (date, hour) pairs the
@@ -113,24 +115,24 @@ class LakeWrites:
             read_version = dt.version()
             present = self._keys_in(table, dt, key, pairs)
         counts = {"source": 0, "inserted": 0}
+        seen = KeySet(present)  # the table's keys, then every key this load inserts
+        del present
 
         def new_rows() -> Iterator[pa.RecordBatch]:
-            nonlocal present
             for batch in itertools.chain([first], stream):
                 if not batch.num_rows:
                     continue
                 counts["source"] += batch.num_rows
-                rows = self._conform(table, dt, _dedupe(self._checked(table, pa.Table.from_batches([batch]), key), key))
+                rows = self._conform(table, dt, self._checked(table, pa.Table.from_batches([batch]), key))
                 where = pc.binary_join_element_wise(rows.column("date"), rows.column("hour"), "|")
                 if not pc.all(pc.is_in(where, value_set=allowed)).as_py():
                     outside = sorted(set(pc.filter(where, pc.invert(pc.is_in(where, value_set=allowed))).to_pylist()))
                     raise LakeError(f"rows for lake table {table!r} fall outside the declared partitions: {outside[:5]}")
                 if exclude is not None:
                     rows = rows.filter(pc.invert(pc.is_in(rows.column(key), value_set=exclude)))
-                if len(present):
-                    rows = rows.filter(pc.invert(pc.is_in(rows.column(key), value_set=present)))
+                if rows.num_rows:  # new to the table and to this load; of repeated keys the first row
+                    rows = rows.filter(seen.add_new(rows.column(key).cast(pa.string())))
                 if rows.num_rows:
-                    present = pa.concat_arrays([present, rows.column(key).combine_chunks().cast(pa.string())])
                     counts["inserted"] += rows.num_rows
                     yield from rows.to_batches()
 

@@ -143,6 +143,10 @@ CREATE INDEX IF NOT EXISTS quarantine_by_partition ON quarantine ("partition", "
 """
 
 
+_READ_CACHE_KIB = -16384  # negative: KiB, so 16 MiB
+_BULK_CACHE_KIB = -262144  # 256 MiB while an hour is indexed
+
+
 class SqliteCatalog(SqliteRecords, SqliteProvenance, SqliteOperations, Catalog):
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
@@ -161,12 +165,10 @@ class SqliteCatalog(SqliteRecords, SqliteProvenance, SqliteOperations, Catalog):
             # NORMAL is crash-safe under WAL; a power cut can lose only the last commits, and
             # re-running a partition re-indexes them idempotently.
             self._db.execute("PRAGMA synchronous = NORMAL")
-            # Indexing an hour means random inserts into the log_id and partition indexes: with
-            # SQLite's default 2 MB page cache every insert misses once the table holds a few
-            # hundred thousand records. 256 MiB (an upper bound, filled only as pages are
-            # touched) keeps a million-record hour's index pages in memory; checkpointing the
-            # WAL every 64 MiB rather than every 1000 pages writes each hot page back less often.
-            self._db.execute("PRAGMA cache_size = -262144")
+            # Reads walk an index in order and are served by the OS cache; indexing raises the
+            # page cache for as long as it lasts (``bulk_writes``). Checkpointing the WAL every
+            # 64 MiB rather than every 1000 pages writes each hot page back less often.
+            self._db.execute(f"PRAGMA cache_size = {_READ_CACHE_KIB}")
             self._db.execute("PRAGMA temp_store = MEMORY")
             page_size = self._db.execute("PRAGMA page_size").fetchone()[0]
             self._db.execute(f"PRAGMA wal_autocheckpoint = {2**26 // page_size}")
@@ -174,6 +176,22 @@ class SqliteCatalog(SqliteRecords, SqliteProvenance, SqliteOperations, Catalog):
                 self._create_schema()
         except sqlite3.Error as exc:
             raise CatalogError(f"cannot open SQLite catalog at {self.path}: {exc}") from exc
+
+    @contextmanager
+    def bulk_writes(self) -> Iterator[None]:
+        # Indexing an hour means random inserts into the log_id and partition indexes: with a
+        # small page cache every insert misses once the table holds a few hundred thousand
+        # records. 256 MiB (an upper bound, filled only as pages are touched) keeps a
+        # million-record hour's index pages in memory; after, the cache is cut back and its
+        # memory freed (``shrink_memory``), or every later stage of the run would carry it.
+        with self._lock:
+            self._db.execute(f"PRAGMA cache_size = {_BULK_CACHE_KIB}")
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._db.execute(f"PRAGMA cache_size = {_READ_CACHE_KIB}")
+                self._db.execute("PRAGMA shrink_memory")
 
     def _create_schema(self) -> None:
         for statement in _SCHEMA.split(";"):

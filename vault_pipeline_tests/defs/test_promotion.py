@@ -250,6 +250,35 @@ def test_worker_processes_decide_exactly_what_one_process_decides(vault, monkeyp
                         lake=vault.lake, kinds={"sim": "audit_event"}).clean
 
 
+def test_with_workers_a_catalog_that_no_longer_reproduces_the_signed_root_is_decided_again_all_quarantined(
+        vault, monkeypatch):
+    """Workers decide while one of them checks the root, assuming it holds; when it does not,
+    nothing they decided is written: every record is decided again as ledger_mismatch."""
+    from vault_pipeline.defs.promotion import promotion
+
+    vault.write_providers({"sim": {"type": "simulator", "kind": "audit_event", "records_per_hour": 400, "seed": 5,
+                                   "lookback_hours": 0, "page_size": 100, "invalid_fraction": 0}})
+    assert vault.run(HOUR, "sim").success
+    clean = _manifest(vault, "audit_event", "sim")
+    assert {row["decision"] for row in clean["records"]} <= {"clean", "masked"}
+    records = list(vault.catalog.iter_partition_records(f"{HOUR}|sim"))
+    with sqlite3.connect(vault.home / "catalog.db") as db:  # one catalog checksum rewritten behind the vault's back
+        db.execute("UPDATE records SET checksum = ? WHERE log_id = ?", ("sha256:" + "0" * 64, records[7].log_id))
+    monkeypatch.setattr(promotion, "PARALLEL_FROM_RECORDS", 0)
+    monkeypatch.setattr(promotion.os, "cpu_count", lambda: 2)
+    spawned = []
+    real_pool = promotion.ProcessPoolExecutor
+    monkeypatch.setattr(promotion, "ProcessPoolExecutor",
+                        lambda *a, **k: spawned.append(a[0] if a else k.get("max_workers")) or real_pool(*a, **k))
+    assert _promote_only(vault, "sim").success
+    assert spawned == [2]
+    manifest = _manifest(vault, "audit_event", "sim")
+    assert {row["reason"] for row in manifest["records"]} == {"ledger_mismatch"}
+    assert len(manifest["records"]) == len(records) and manifest["ledger_verified"] is False
+    assert _golden_file(vault, manifest) == b""
+    assert vault.catalog.get_quarantine(records[0].log_id)["reason"] == "ledger_mismatch"
+
+
 def test_the_number_of_promotion_workers_comes_from_the_environment(monkeypatch):
     from vault_pipeline.defs.promotion import promotion
 

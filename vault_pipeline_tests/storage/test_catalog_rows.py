@@ -42,3 +42,30 @@ def test_sqlite_catalogs_are_created_with_16k_pages_and_older_files_still_open(t
     assert catalog._db.execute("PRAGMA page_size").fetchone()[0] == 4096
     assert catalog.upsert_rows([astuple(entry(1))]).inserted == 1
     assert catalog.get_record(entry(1).log_id) == entry(1)
+
+
+def test_bulk_writes_index_like_any_other_write_on_every_backend(catalog: Catalog) -> None:
+    with catalog.bulk_writes():
+        assert catalog.upsert_rows([astuple(entry(n)) for n in range(3)]).inserted == 3
+    assert catalog.get_record(entry(2).log_id) == entry(2)
+
+
+def test_sqlite_holds_its_big_page_cache_only_while_an_hour_is_indexed(tmp_path) -> None:
+    from vault_pipeline.storage.sqlite_catalog import SqliteCatalog
+
+    catalog = SqliteCatalog(tmp_path / "catalog.db")
+
+    def cache_kib() -> int:
+        return -catalog._db.execute("PRAGMA cache_size").fetchone()[0]
+
+    assert cache_kib() == 16 * 1024
+    with catalog.bulk_writes():
+        assert cache_kib() == 256 * 1024
+        catalog.upsert_rows([astuple(entry(n)) for n in range(10)])
+    assert cache_kib() == 16 * 1024
+    try:
+        with catalog.bulk_writes():
+            raise RuntimeError("indexing failed half-way")
+    except RuntimeError:
+        pass
+    assert cache_kib() == 16 * 1024  # given back whatever happens

@@ -24,6 +24,7 @@ from vault_pipeline.storage.object_store import ObjectStore
 from vault_pipeline.tracing import tracer
 
 BATCH = 50_000
+_PROBE_SLICE = 100_000  # log_ids asked of the catalog at a time
 RECORD_FIELDS = tuple(f.name for f in fields(RecordEntry))
 _SNAPSHOT_COLUMNS = ["log_id", "natural_id", "object_key", "offset", "length", "checksum", "timestamp"]
 
@@ -55,9 +56,12 @@ def _rows_of(batch: pa.RecordBatch, rejected_ids: pa.Array, constants: dict[str,
 def rejected_in_fetch(catalog: Catalog, snapshot: pa.Table) -> set[str]:
     """The fetch's log_ids that input validation rejected, in this partition or any other
     (adjacent hours share records through the lookback, and may run at the same time)."""
-    if not snapshot.num_rows:
-        return set()
-    return catalog.dead_lettered(pc.unique(snapshot.column("log_id")).to_pylist())
+    found: set[str] = set()
+    unique = pc.unique(snapshot.column("log_id")) if snapshot.num_rows else pa.array([], pa.string())
+    # In slices: a million ids as one Python list (and the adapter's copies of it) cost 280 MB.
+    for start in range(0, len(unique), _PROBE_SLICE):
+        found |= catalog.dead_lettered(unique[start : start + _PROBE_SLICE].to_pylist())
+    return found
 
 
 def index_partition(
@@ -72,7 +76,7 @@ def index_partition(
     newest = None
     # The next batch's rows are prepared on a helper thread while SQLite inserts this one
     # (sqlite3 releases the GIL while it steps through the inserts).
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="vault-index") as helper:
+    with catalog.bulk_writes(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="vault-index") as helper:
         batches = landed.record_batches(BATCH, columns=_SNAPSHOT_COLUMNS)
         ahead = [helper.submit(_rows_of, batch, rejected_ids, constants) for batch in islice(batches, 1)]
         while ahead:

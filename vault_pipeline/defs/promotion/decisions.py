@@ -25,11 +25,12 @@ import msgspec
 
 from vault_pipeline.core.checksums import checksum
 from vault_pipeline.core.framing import RecordDecodeError, decode_record
-from vault_pipeline.core.ledger import canonical_json
+from vault_pipeline.core.ledger import LedgerEntry, canonical_json, verify_partition_records
+from vault_pipeline.core.merkle import as_leaf
 from vault_pipeline.core.pii import MaskPolicy, PiiScanner, mask
 from vault_pipeline.core.pushed_records import stored_case_value
 from vault_pipeline.core.test_runs import JUnitError
-from vault_pipeline.defs.promotion.workspace import open_sealed, records_of
+from vault_pipeline.defs.promotion.workspace import checksums_in_log_order, open_sealed, records_of
 from vault_pipeline.storage.catalog import DEAD_LETTER, RecordEntry
 from vault_pipeline.storage.object_store import ObjectMissingError, ObjectStore
 
@@ -228,6 +229,21 @@ def _pending_quarantine(d: _Decision, existing: dict | None, entry_ref: dict[str
     return json.dumps({"document": document, "existing": existing}) + "\n"
 
 
+def workspace_reproduces_root(db: sqlite3.Connection, entry: LedgerEntry) -> bool:
+    """Whether the workspace's records (their catalog checksums, in log order) reproduce the
+    Merkle root the partition's signed ledger entry committed to."""
+    def leaves():
+        for value in checksums_in_log_order(db):
+            # A catalog checksum that is not even a digest cannot match the signed root: it
+            # stands in as zero bytes, so the partition fails the ledger check (every record is
+            # quarantined) instead of the promotion stopping half-way.
+            try:
+                yield as_leaf(value)
+            except (TypeError, ValueError):
+                yield bytes(32)
+    return not verify_partition_records(entry, leaves())
+
+
 # -- in a worker process ---------------------------------------------------------------------------
 
 _worker: tuple[sqlite3.Connection, Promotion, ObjectStore, PiiScanner, MaskPolicy] | None = None
@@ -240,6 +256,11 @@ def start_worker(records_index: str, promotion: Promotion, open_store: Callable[
     global _worker
     gc.disable()
     _worker = (open_sealed(records_index), promotion, open_store(), scanner, policy)
+
+
+def sealed_index_reproduces_root(entry: LedgerEntry) -> bool:
+    """``workspace_reproduces_root`` over the sealed index, in a worker beside the decisions."""
+    return workspace_reproduces_root(_worker[0], entry)
 
 
 def decide_part_in_worker(task: PartTask) -> PartOutcome:

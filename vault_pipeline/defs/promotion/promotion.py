@@ -20,6 +20,7 @@ the HTTP API both call :func:`promote_partition`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import multiprocessing
@@ -37,9 +38,8 @@ from vault_pipeline.core.ledger import (
     LedgerEntry,
     Signer,
     utc_now,
-    verify_partition_records,
 )
-from vault_pipeline.core.merkle import MerkleBuilder, as_leaf
+from vault_pipeline.core.merkle import MerkleBuilder
 from vault_pipeline.core.pii import MaskPolicy, PiiScanner
 from vault_pipeline.core.processes import claim_work_dir, release_work_dir, sweep_stale_work_dirs
 from vault_pipeline.core.windows import HourWindow, split_partition_key
@@ -66,7 +66,9 @@ from vault_pipeline.defs.promotion.decisions import (  # noqa: F401 - re-exporte
     Promotion,
     decide_part,
     decide_part_in_worker,
+    sealed_index_reproduces_root,
     start_worker,
+    workspace_reproduces_root,
 )
 from vault_pipeline.defs.promotion.workspace import WORK_PREFIX, _Workspace, default_work_root
 from vault_pipeline.storage.catalog import Artifact, Catalog, RecordEntry
@@ -187,29 +189,17 @@ def promote_partition(
 
 def _promote(work: _Workspace, *, store, catalog, signer, scanner, policy, provider, kind, partition, requested_by,
              tier, run_id, promotion_id, approval, window, entry, known, approved, watched, prefix) -> PromotionSummary:
-    # 1. The catalog's records, streamed once: against the signed root, and into the workspace.
-    buffer: list[RecordEntry] = []
-
+    # 1. The catalog's records, streamed once into the workspace (in log order, so its rowid
+    # order is the order the signed root was built in); the workspace is what is verified
+    # against the root and what every decision reads, so both see the very same records.
     total = 0
-
-    def checksums() -> Iterator[str | bytes]:
-        nonlocal total
-        for record in catalog.iter_partition_records(partition):  # log order: ascending log_id
-            total += 1
-            buffer.append(record)
-            if len(buffer) >= _BATCH:
-                work.add_records(buffer)
-                buffer.clear()
-            # A catalog checksum that is not even a digest cannot match the signed root: it
-            # stands in as zero bytes, so the partition fails the ledger check (every record is
-            # quarantined) instead of the promotion stopping half-way through the workspace.
-            try:
-                leaf = as_leaf(record.checksum)
-            except (TypeError, ValueError):
-                leaf = bytes(32)
-            yield leaf
-
-    ledger_ok = not verify_partition_records(entry, checksums())
+    buffer: list[RecordEntry] = []
+    for record in catalog.iter_partition_records(partition):  # log order: ascending log_id
+        total += 1
+        buffer.append(record)
+        if len(buffer) >= _BATCH:
+            work.add_records(buffer)
+            buffer.clear()
     work.add_records(buffer)
     buffer.clear()
 
@@ -219,27 +209,22 @@ def _promote(work: _Workspace, *, store, catalog, signer, scanner, policy, provi
     # Hashed once: the entry's hash covers its whole body (every object), so computing it per
     # record made promotion quadratic in the partition's size.
     entry_ref = {"sequence": entry.sequence, "hash": entry.entry_hash}
-    counts = {name: 0 for name in DECISIONS}
-    quarantined: dict[str, str] = {}
-    decisions: dict[str, str] = {}
-    parts: list[dict[str, Any]] = []
-    promotion = Promotion(committed=committed, ledger_ok=ledger_ok, approved=approved, known=known, tier=tier,
-                          requested_by=requested_by, now=now, entry_ref=entry_ref, stage=work.directory)
-    with open(work.path("quarantine.ndjson"), "w", encoding="utf-8") as pending:
-        for task, outcome in _decided(work, promotion, prefix, store, scanner, policy, total):
-            work.add_digests(outcome.pairs)
-            pending.writelines(outcome.pending)
-            for name, value in outcome.counts.items():
-                counts[name] += value
-            decisions.update((log_id, outcome.decisions[log_id]) for log_id in watched & outcome.decisions.keys())
-            for log_id, reason in outcome.quarantined.items():
-                if len(quarantined) < QUARANTINED_SAMPLE or log_id in watched:
-                    quarantined[log_id] = reason
-            parts.append({"part": task.part, "raw_key": task.key, "raw_object_verified": outcome.object_ok,
-                          "records_key": task.records_name, "records_checksum": outcome.golden_checksum,
-                          "records_size": outcome.golden_size, "manifest_key": part_manifest_key(prefix, task.part),
-                          "manifest_checksum": outcome.manifest_checksum, "manifest_size": outcome.manifest_size,
-                          "records": outcome.records, "counts": outcome.counts})
+
+    def promotion_of(ledger_ok: bool) -> Promotion:
+        return Promotion(committed=committed, ledger_ok=ledger_ok, approved=approved, known=known, tier=tier,
+                         requested_by=requested_by, now=now, entry_ref=entry_ref, stage=work.directory)
+
+    # With workers the root is checked beside the decisions, which assume it holds; the rare
+    # hour whose catalog no longer reproduces it is then decided again (every record
+    # quarantined as ledger_mismatch) before anything is written.
+    decided = _Decisions(work, entry, promotion_of(True), prefix, store, scanner, policy, total)
+    collected = _collect(work, decided, watched, prefix)
+    ledger_ok = decided.ledger_ok
+    if not ledger_ok and decided.optimistic:
+        work.clear_digests()
+        again = _Decisions(work, entry, promotion_of(False), prefix, store, scanner, policy, total, workers=False)
+        collected = _collect(work, again, watched, prefix)
+    counts, quarantined, decisions, parts = collected
 
     # 3. The decision root in log order, streamed from the workspace.
     tree = MerkleBuilder()
@@ -284,33 +269,75 @@ def _promote(work: _Workspace, *, store, catalog, signer, scanner, policy, provi
     return _summary(written, counts, quarantined, decisions, prefix, kind, new=True)
 
 
-def _decided(work: _Workspace, promotion: Promotion, prefix: str, store: ObjectStore, scanner: PiiScanner,
-             policy: MaskPolicy, records: int) -> Iterator[tuple[PartTask, PartOutcome]]:
-    """Each raw object's decisions, in order: in worker processes (one raw object per task, read
-    from the sealed record index, a few in flight, so memory stays bounded by a few objects) when
-    the hour is big enough to pay for starting them and the store can be opened again in another
-    process; else here."""
-    opener = store.worker_opener()
-    workers = promotion_workers()
-    if opener is None or workers < 2 or records < PARALLEL_FROM_RECORDS:
-        for part, (key, group) in enumerate(work.objects()):
-            task = PartTask(part, key, part_records_key(prefix, part))
-            yield task, decide_part(task, group, promotion, store, scanner, policy)
-        return
-    index = work.seal()
-    context = multiprocessing.get_context("spawn")  # never fork a process that runs Dagster's threads
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=start_worker,
-                             initargs=(index, promotion, opener, scanner, policy)) as pool:
-        in_flight: deque[tuple[PartTask, Future]] = deque()
-        for part, key in enumerate(work.object_keys()):
-            task = PartTask(part, key, part_records_key(prefix, part))
-            in_flight.append((task, pool.submit(decide_part_in_worker, task)))
-            while len(in_flight) > 2 * workers:
+def _collect(work: _Workspace, decided: Iterable[tuple[PartTask, PartOutcome]], watched: set[str], prefix: str):
+    """Each part's outcome as it comes: its digests into the workspace, its quarantine changes
+    into ``quarantine.ndjson`` (both started afresh), the counts, the quarantined sample, the
+    watched logs' decisions and the part's index entry."""
+    counts = {name: 0 for name in DECISIONS}
+    quarantined: dict[str, str] = {}
+    decisions: dict[str, str] = {}
+    parts: list[dict[str, Any]] = []
+    with open(work.path("quarantine.ndjson"), "w", encoding="utf-8") as pending:
+        for task, outcome in decided:
+            work.add_digests(outcome.pairs)
+            pending.writelines(outcome.pending)
+            for name, value in outcome.counts.items():
+                counts[name] += value
+            decisions.update((log_id, outcome.decisions[log_id]) for log_id in watched & outcome.decisions.keys())
+            for log_id, reason in outcome.quarantined.items():
+                if len(quarantined) < QUARANTINED_SAMPLE or log_id in watched:
+                    quarantined[log_id] = reason
+            parts.append({"part": task.part, "raw_key": task.key, "raw_object_verified": outcome.object_ok,
+                          "records_key": task.records_name, "records_checksum": outcome.golden_checksum,
+                          "records_size": outcome.golden_size, "manifest_key": part_manifest_key(prefix, task.part),
+                          "manifest_checksum": outcome.manifest_checksum, "manifest_size": outcome.manifest_size,
+                          "records": outcome.records, "counts": outcome.counts})
+    return counts, quarantined, decisions, parts
+
+
+class _Decisions:
+    """Each raw object's decisions, in order, and (once they are all through) whether the
+    workspace reproduces the entry's signed root. In worker processes (one raw object per
+    task, read from the sealed record index, a few in flight, so memory stays bounded by a
+    few objects; the root checked by one of them meanwhile) when the hour is big enough to pay
+    for starting them and the store can be opened again in another process; else here, the
+    root first."""
+
+    def __init__(self, work: _Workspace, entry: LedgerEntry, promotion: Promotion, prefix: str,
+                 store: ObjectStore, scanner: PiiScanner, policy: MaskPolicy, records: int, *,
+                 workers: bool = True) -> None:
+        self.work, self.entry, self.promotion, self.prefix = work, entry, promotion, prefix
+        self.store, self.scanner, self.policy = store, scanner, policy
+        self.opener = store.worker_opener()
+        self.workers = promotion_workers()
+        self.optimistic = (workers and self.opener is not None and self.workers >= 2
+                           and records >= PARALLEL_FROM_RECORDS)
+        self.ledger_ok: bool | None = None  # known once iterated through
+
+    def __iter__(self) -> Iterator[tuple[PartTask, PartOutcome]]:
+        if not self.optimistic:
+            self.ledger_ok = self.promotion.ledger_ok and workspace_reproduces_root(self.work.db, self.entry)
+            promotion = dataclasses.replace(self.promotion, ledger_ok=self.ledger_ok)
+            for part, (key, group) in enumerate(self.work.objects()):
+                task = PartTask(part, key, part_records_key(self.prefix, part))
+                yield task, decide_part(task, group, promotion, self.store, self.scanner, self.policy)
+            return
+        index = self.work.seal()
+        context = multiprocessing.get_context("spawn")  # never fork a process that runs Dagster's threads
+        with ProcessPoolExecutor(self.workers, mp_context=context, initializer=start_worker,
+                                 initargs=(index, self.promotion, self.opener, self.scanner, self.policy)) as pool:
+            root_check = pool.submit(sealed_index_reproduces_root, self.entry)
+            in_flight: deque[tuple[PartTask, Future]] = deque()
+            for part, key in enumerate(self.work.object_keys()):
+                task = PartTask(part, key, part_records_key(self.prefix, part))
+                in_flight.append((task, pool.submit(decide_part_in_worker, task)))
+                while len(in_flight) > 2 * self.workers:
+                    done, future = in_flight.popleft()
+                    yield done, future.result()
+            while in_flight:
                 done, future = in_flight.popleft()
                 yield done, future.result()
-        while in_flight:
-            done, future = in_flight.popleft()
-            yield done, future.result()
+            self.ledger_ok = root_check.result()
 
 
 def promotion_workers() -> int:

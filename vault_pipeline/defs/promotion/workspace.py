@@ -75,6 +75,9 @@ class _Workspace:
     def add_digests(self, pairs: list[tuple[str, bytes]]) -> None:
         self.digest_db.executemany("INSERT INTO digests VALUES (?,?)", pairs)
 
+    def clear_digests(self) -> None:
+        self.digest_db.execute("DELETE FROM digests")
+
     def digests(self) -> Iterator[bytes]:
         """Decision-line digests in log order (ascending log_id)."""
         for (digest,) in self.digest_db.execute("SELECT digest FROM digests ORDER BY log_id"):
@@ -89,12 +92,19 @@ class _Workspace:
 
 
 _KEY = f"c{_RECORD_FIELDS.index('object_key')}"
+_CHECKSUM = f"c{_RECORD_FIELDS.index('checksum')}"
 _ORDER = ", ".join(f"c{_RECORD_FIELDS.index(name)}" for name in ("object_key", "offset", "log_id"))
 
 
 def open_sealed(path: str) -> sqlite3.Connection:
     """A read-only connection to a sealed record index (in a worker process)."""
     return sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+
+
+def checksums_in_log_order(db: sqlite3.Connection) -> Iterator[str]:
+    """The records' catalog checksums in the order they were added: the catalog's log order."""
+    for (value,) in db.execute(f"SELECT {_CHECKSUM} FROM records ORDER BY rowid"):
+        yield value
 
 
 def records_of(db: sqlite3.Connection, key: str) -> list[RecordEntry]:
