@@ -17,7 +17,6 @@ import pyarrow.compute as pc
 
 from vault_pipeline.core.checksums import checksum
 from vault_pipeline.core.integrity import IntegrityReport
-from vault_pipeline.core.key_set import KeySet
 from vault_pipeline.core.kinds import fact_table_name
 from vault_pipeline.core.layout import raw_prefix
 from vault_pipeline.core.windows import HourWindow
@@ -27,8 +26,6 @@ from vault_pipeline.defs.ingestion.landed import LandedPartition
 from vault_pipeline.storage.catalog import Catalog
 from vault_pipeline.storage.lake import DeltaLake
 from vault_pipeline.storage.object_store import ObjectMissingError, ObjectStore
-
-_LAKE_SLICE = 200_000  # expected lake keys looked up at a time
 
 
 def diff_partition(
@@ -170,18 +167,10 @@ def _check_lake(lake: DeltaLake, kind, snapshot: pa.Table, rejected: set[str], p
         valid = valid.filter(pc.invert(pc.is_in(valid["log_id"], pa.array(sorted(rejected), pa.string()))))
     expected = pc.unique(valid["log_id"])
     report.counts["lake_expected"] = len(expected)
-    # The lake's keys read a slice at a time into a compact key set: the whole column as one
-    # Arrow table plus a hash set over it cost ~480 MB per million rows.
-    held = KeySet()
-    buckets = 16 if len(expected) > _LAKE_SLICE else 1
-    for rows in lake.read_in_buckets(table, key="log_id", buckets=buckets, columns=["log_id"],
-                                     partitions=partitions_of(fetch_window), provider=provider):
-        if rows.num_rows:
-            held.add_new(pc.drop_null(rows["log_id"]))
-    missing = pa.concat_arrays([
-        piece.filter(pc.invert(held.contains(piece)))
-        for piece in (expected.slice(start, _LAKE_SLICE) for start in range(0, len(expected), _LAKE_SLICE))
-    ]) if len(expected) else expected
+    lake_rows = lake.read(table, columns=["log_id"], partitions=partitions_of(fetch_window), provider=provider)
+    lake_ids = lake_rows["log_id"] if lake_rows.num_columns else pa.array([], pa.string())
+    present = pc.is_in(expected, value_set=pc.unique(lake_ids) if len(lake_ids) else pa.array([], pa.string()))
+    missing = expected.filter(pc.invert(present))
     report.counts["lake_matched"] = len(expected) - len(missing)
     for log_id in missing.to_pylist()[:1000]:
         report.add("missing_in_lake", log_id=log_id)
