@@ -19,8 +19,10 @@ setup: $(BIN)/.installed
 # System packages the test suite needs: a real browser for page tests (Debian's chromium;
 # `playwright install` cannot download one here), curl + jq for the README's API walk-through,
 # which a test runs as printed, DejaVu fonts for PDF reports beyond Latin-1 and poppler-utils
-# (pdftoppm) to look at them. Installed once, as root, when dpkg does not have them.
-SYSTEM_PACKAGES := chromium curl jq fonts-dejavu-core poppler-utils
+# (pdftoppm) to look at them, and PostgreSQL, whose server the production-deployment test starts
+# in a temporary directory (as the postgres user the package creates: it refuses to run as root).
+# Installed once, as root, when dpkg does not have them.
+SYSTEM_PACKAGES := chromium curl jq fonts-dejavu-core poppler-utils postgresql
 system:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \

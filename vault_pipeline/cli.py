@@ -182,10 +182,10 @@ def run_verify(providers: list[str] | None, since: str | None, as_json: bool, wo
 
     from vault_pipeline.defs.integrity.coverage import providers_with_data
     from vault_pipeline.defs.integrity.verification import verify_vault
-    from vault_pipeline.defs.resources import resources_for_env
+    from vault_pipeline.defs.resources import vault_resource
     from vault_pipeline.providers.config import ConfigError
 
-    vault = resources_for_env()["vault"]
+    vault = vault_resource()
     try:
         config = vault.vault_config()
     except ConfigError as exc:
@@ -313,6 +313,12 @@ def _parser() -> argparse.ArgumentParser:
     from vault_pipeline.push.cli import add_push_parser
 
     add_push_parser(commands)
+    from vault_pipeline.alerts.cli import add_alerts_parser
+
+    add_alerts_parser(commands)
+    from vault_pipeline.doctor import add_doctor_parser
+
+    add_doctor_parser(commands)
     serve = commands.add_parser("serve", formatter_class=defaults, help="run the HTTP API (FastAPI + uvicorn)")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
     serve.add_argument("--port", type=int, default=8080, help="port to listen on")
@@ -370,12 +376,12 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         return run_verify(args.provider, since, args.json, args.workers)
     if args.command == "lake":  # vault lake history TABLE
         from vault_pipeline.defs.analytics.maintenance import known_tables, print_history
-        from vault_pipeline.defs.resources import resources_for_env
+        from vault_pipeline.defs.resources import vault_resource
         from vault_pipeline.providers.config import ConfigError
 
         if args.limit < 1:
             parser.error("--limit must be at least 1")
-        vault = resources_for_env()["vault"]
+        vault = vault_resource()
         lake = vault.lake()
         try:
             config = vault.vault_config()
@@ -400,6 +406,14 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         from vault_pipeline.push.cli import run_push
 
         return run_push(args)
+    if args.command == "alerts":  # vault alerts [list|retry|test]
+        from vault_pipeline.alerts.cli import run_alerts
+
+        return run_alerts(args)
+    if args.command == "doctor":  # vault doctor [--json]
+        from vault_pipeline.doctor import run_doctor
+
+        return run_doctor(args)
     if args.command == "insights":  # vault insights refresh [--suite S]
         from vault_pipeline.defs.insights.cli import run_insights
 

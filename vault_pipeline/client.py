@@ -143,9 +143,9 @@ class _EmbeddedBackend(_Backend):
     """The vault of this machine, as the ``vault`` command opens it; runs execute in this process."""
 
     def __init__(self) -> None:
-        from vault_pipeline.defs.resources import resources_for_env
+        from vault_pipeline.defs.resources import vault_resource
 
-        self.vault = resources_for_env()["vault"]
+        self.vault = vault_resource()
         self._runner = None
 
     def default_provider(self) -> str:

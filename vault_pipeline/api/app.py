@@ -33,6 +33,7 @@ from fastapi.security import APIKeyHeader
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, Histogram, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from vault_pipeline.api.alerts import register_alert_routes
 from vault_pipeline.api.analytics import AnalyticsQueries, lake_row_counts, latest_pass_rates, register_analytics_routes
 from vault_pipeline.api.auth import KeyRing, Principal
 from vault_pipeline.api.docs import install_offline_docs
@@ -47,6 +48,7 @@ from vault_pipeline.api.jobs import (
 )
 from vault_pipeline.api.middleware import AccessLogMiddleware, BodyLimitMiddleware, RequestMetrics
 from vault_pipeline.api.pagination import InvalidCursorError, LogSearch
+from vault_pipeline.api.pipeline_metrics import PipelineMetrics
 from vault_pipeline.api.promotions import PromotionService, register_routes
 from vault_pipeline.api.pushes import PUSH_PATHS, register_push_routes
 from vault_pipeline.api.reports import register_report_routes
@@ -122,6 +124,8 @@ class VaultApi:
 def create_app(api: VaultApi) -> FastAPI:
     registry = CollectorRegistry()
     metrics = RequestMetrics(registry)
+    # runs, steps, checks, promotions, quarantine and verify results, computed at scrape time
+    registry.register(PipelineMetrics.for_api(api))
     jobs_gauge = Gauge("vault_jobs", "ingestion jobs by state", ["state"], registry=registry)
     queue_gauge = Gauge("vault_job_queue_depth", "jobs waiting for a worker", registry=registry)
     lake_rows_gauge = Gauge("delta_lake_row_count", "rows per Delta table", ["table"], registry=registry)
@@ -350,6 +354,7 @@ def create_app(api: VaultApi) -> FastAPI:
     register_report_routes(app, api, requires, ApiError)
     register_insights_routes(app, api, requires, ApiError)
     register_push_routes(app, api, requires, ApiError)
+    register_alert_routes(app, api, requires, ApiError)  # GET /v1/alerts: the alert outbox
 
     # operations ---------------------------------------------------------------------------
     @app.get("/healthz", response_model=Health, summary="catalog and object store reachable (no key needed)",

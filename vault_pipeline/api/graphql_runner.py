@@ -6,7 +6,9 @@ deployment's run queue (``QueuedRunCoordinator``, honouring ``dagster/priority``
 launcher, and shows in the Dagster UI like any other run. A run is tagged ``vault/job_id`` and
 carries the partition as Dagster's own tags: ``dagster/partition`` ("<hour>|<provider>") plus
 one ``dagster/partition/<dimension>`` tag per dimension, which is what a step of a
-multi-partitioned job reads its ``MultiPartitionKey`` from. GraphQL submission cannot choose
+multi-partitioned job reads its ``MultiPartitionKey`` from; ``run_tags`` adds the run queue's
+own (``vault serve`` passes ``defs.run_queue.partition_run_tags``: the Delta table the run loads,
+which the queue admits one run at a time). GraphQL submission cannot choose
 a run id (``ExecutionMetadata`` has no ``runId``), so on this backend a job id is only the
 tag, never a run id. A job's runs are found again by that tag; their records, bytes and
 errors are read from the run's event log, and cached once the run has finished, since a
@@ -16,6 +18,7 @@ finished run's events no longer change.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Mapping
 from urllib.parse import urlsplit, urlunsplit
 
 from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
@@ -118,6 +121,7 @@ class GraphQLRunner(Runner):
         repository_location_name: str | None = None,
         repository_name: str | None = None,
         timeout_s: int = 30,
+        run_tags: Callable[[str], Mapping[str, str]] | None = None,
     ) -> None:
         parts = urlsplit(url if "://" in url else f"http://{url}")
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -140,6 +144,7 @@ class GraphQLRunner(Runner):
         self.job_name = job_name
         self.repository_location_name = repository_location_name
         self.repository_name = repository_name
+        self.run_tags = run_tags  # partition key -> extra tags for the run queue
         # gql's sync client connects its transport per call and refuses a second connection
         # while one is open, so JobService's worker and request threads each get their own.
         self._local = threading.local()
@@ -176,6 +181,8 @@ class GraphQLRunner(Runner):
         if priority not in PRIORITIES:
             raise ValueError(f"priority {priority!r}: use one of {', '.join(PRIORITIES)}")
         tags = {JOB_TAG: job_id, PRIORITY_TAG: str(PRIORITIES[priority]), **partition_tags(partition_key)}
+        if self.run_tags is not None:
+            tags = {**self.run_tags(partition_key), **tags}  # never in place of the job's own tags
         try:
             location, repository = self._job_origin()
             return self.client.submit_job_execution(

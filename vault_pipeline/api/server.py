@@ -27,8 +27,11 @@ def build_runner(definitions) -> Runner:
     backend = os.environ.get("VAULT_JOB_BACKEND", "embedded")
     if backend == "graphql":
         from vault_pipeline.api.graphql_runner import GraphQLRunner
+        from vault_pipeline.defs.run_queue import partition_run_tags
 
-        return GraphQLRunner.from_url(os.environ.get("VAULT_DAGSTER_URL", "http://127.0.0.1:3000"))
+        # Each run names the Delta table it loads, for the queue's one-writer-per-table limit.
+        return GraphQLRunner.from_url(os.environ.get("VAULT_DAGSTER_URL", "http://127.0.0.1:3000"),
+                                      run_tags=partition_run_tags)
     if backend != "embedded":
         raise SystemExit(f"VAULT_JOB_BACKEND={backend!r}: use 'embedded' or 'graphql'")
     import dagster as dg
@@ -76,11 +79,12 @@ def session_secret(home: Path) -> bytes:
 
 def build_api_from_env(keys: KeyRing) -> VaultApi:
     from vault_pipeline.definitions import build_definitions
+    from vault_pipeline.defs.resources import resolved
     from vault_pipeline.defs.promotion.masking import masking_settings
     from vault_pipeline.providers.config import load_config
 
     definitions = build_definitions()
-    vault = definitions.resources["vault"]
+    vault = resolved(definitions.resources["vault"])  # dg.EnvVar settings as their values
     jobs = JobService(
         build_runner(definitions),
         workers=int(os.environ.get("VAULT_API_WORKERS", "1")),

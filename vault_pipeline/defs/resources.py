@@ -18,7 +18,7 @@ import dagster as dg
 from pydantic import PrivateAttr
 
 from vault_pipeline.providers.base import Provider
-from vault_pipeline.providers.config import VaultConfig, load_config
+from vault_pipeline.providers.config import ConfigError, VaultConfig, load_config
 from vault_pipeline.storage.catalog import Catalog
 from vault_pipeline.storage.lake import DeltaLake
 from vault_pipeline.storage.object_store import ObjectStore
@@ -155,3 +155,29 @@ def resources_for_env(env: str | None = None) -> dict[str, object]:
             )
         }
     raise ValueError(f"VAULT_ENV={env!r} is not a deployment; use 'local' or 'prod'")
+
+
+def resolved(vault: VaultResource) -> VaultResource:
+    """``vault`` with its ``dg.EnvVar`` settings turned into their values, as a run resolves them.
+
+    Only a Dagster run resolves a resource's EnvVar settings (reading one outside a run raises);
+    code outside a run (the ``vault`` CLI, ``vault serve``, the client) gets a copy with the values.
+    """
+    values, missing, deferred = {}, [], False
+    for name in type(vault).model_fields:
+        value = getattr(vault, name)
+        if isinstance(value, dg.EnvVar):
+            deferred = True
+            value = value.get_value()
+            if not value:
+                missing.append(getattr(vault, name).env_var_name)
+        values[name] = value
+    if missing:
+        raise ConfigError(f"{', '.join(missing)} not set: the {vault.object_store_backend}/{vault.catalog_backend} "
+                          "deployment (VAULT_ENV) needs it; export it")
+    return type(vault)(**values) if deferred else vault
+
+
+def vault_resource(env: str | None = None) -> VaultResource:
+    """The deployment's ``vault`` resource for code outside a Dagster run, settings resolved."""
+    return resolved(resources_for_env(env)["vault"])

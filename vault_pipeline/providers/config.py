@@ -22,13 +22,16 @@ from vault_pipeline.providers.config_sections import (  # noqa: F401 - re-export
     REPORT_AGGREGATIONS,
     REPORT_METRICS,
     REPORT_SECTIONS,
+    AlertsConfig,
     CustomReportSection,
     LakeConfig,
     LakeTableConfig,
+    NotificationTarget,
     ReportMetric,
     ReportSchedules,
     ReportsConfig,
     Strict,
+    notification_targets,
 )
 
 KINDS = ("audit_event", "generation_event", "test_result", "jailbreak_test", "agent_result")
@@ -122,6 +125,8 @@ class ProviderConfig(_Strict):
     # provider's default is 0: each push's rejected records are dead-lettered and reported to the
     # pusher, and one bad upload does not block the hour for everyone else who pushes into it.
     input_pass_rate: float | None = Field(default=None, ge=0, le=1)
+    # An hour must be materialized this many minutes after it ends (alerts.sla); null: no SLA.
+    sla_minutes: int | None = Field(default=10, ge=1, le=7 * 24 * 60)
     # rest
     url: str | None = None
     window_params: WindowParams = WindowParams()
@@ -336,6 +341,8 @@ class VaultConfig(_Strict):
     schedule: ScheduleConfig = ScheduleConfig()
     lake: LakeConfig = LakeConfig()
     reports: ReportsConfig = ReportsConfig()
+    notifications: list[NotificationTarget] = Field(default_factory=list)  # alert targets (defs/operations/)
+    alerts: AlertsConfig = AlertsConfig()
     source: str = ""
 
     def provider(self, name: str) -> ProviderConfig:
@@ -366,7 +373,7 @@ def load_config(path: str | os.PathLike[str] | None = None) -> VaultConfig:
 def parse_config(document: object, source: str = "vault.yaml") -> VaultConfig:
     if not isinstance(document, dict) or not isinstance(document.get("providers"), dict) or not document["providers"]:
         raise ConfigError(f"{source}: expected a mapping with a non-empty 'providers' mapping")
-    allowed = ("providers", "policies", "api", "partitions", "schedule", "lake", "reports")
+    allowed = ("providers", "policies", "api", "partitions", "schedule", "lake", "reports", "notifications", "alerts")
     unknown = set(document) - set(allowed)
     if unknown:
         raise ConfigError(f"{source}: unknown top-level keys {sorted(unknown)}; allowed: {', '.join(allowed)}")
@@ -396,13 +403,18 @@ def parse_config(document: object, source: str = "vault.yaml") -> VaultConfig:
     for name, model, example in (("partitions", PartitionsConfig, "partitions: {start: '2026-11-01-00:00'}"),
                                  ("schedule", ScheduleConfig, "schedule: {enabled: false}"),
                                  ("lake", LakeConfig, "lake: {retention_days: 90}"),
-                                 ("reports", ReportsConfig, "reports: {schedules: {weekly: true}}")):
+                                 ("reports", ReportsConfig, "reports: {schedules: {weekly: true}}"),
+                                 ("alerts", AlertsConfig, "alerts: {promotion: {window_minutes: 60}}")):
         try:
             sections[name] = model(**(document.get(name) or {}))
         except ValidationError as exc:
             raise ConfigError(f"{source}: {name}.{_explain(exc)}") from None
         except TypeError:
             raise ConfigError(f"{source}: {name} must be a mapping (e.g. {example})") from None
+    try:
+        sections["notifications"] = notification_targets(document.get("notifications"))
+    except ValueError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
     return VaultConfig(providers=providers, policies=policies, api=api, source=source, **sections)
 
 

@@ -1,4 +1,7 @@
-"""The ``lake:`` and ``reports:`` sections of ``vault.yaml``: the lake's lifecycle and compliance reports.
+"""The ``lake:``, ``reports:``, ``notifications:`` and ``alerts:`` sections of ``vault.yaml``.
+
+The lake's lifecycle, compliance reports, and who is told what when something goes wrong
+(alert targets, SLA, quality and promotion thresholds, delivery retries).
 
 Split from ``providers/config.py`` (which re-exports every name here) so the providers'
 configuration reads on its own; validated with pydantic the same way, every model strict and
@@ -10,7 +13,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
 class Strict(BaseModel):
@@ -136,3 +139,195 @@ class ReportsConfig(_Strict):
     def section_names(self) -> list[str]:
         """Every section a request may name: the built-in ones, then the custom ones."""
         return [*REPORT_SECTIONS, *self.custom_sections]
+
+
+# notifications: and alerts: ------------------------------------------------------------------
+# Who is told (``notifications:``, a list of targets) and when (``alerts:``). A target names the
+# environment variable holding its secret (a webhook's URL, a Slack token), never the secret; the
+# outbox, logs and the API know a target only by its ``name``.
+ALERT_EVENTS = ("run_failure", "run_success", "sla_miss", "quality", "promotion", "test")  # core/alerts.py EVENT_KINDS
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+_TARGET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:#@-]{0,79}$")
+_SLACK_CHANNEL = re.compile(r"^(?:#[a-z0-9][a-z0-9._\-]{0,79}|[CGDU][A-Z0-9]{6,20})$")
+
+
+def _env_name(value: str) -> str:
+    if not _ENV_NAME.match(value):
+        raise ValueError(f"{value!r} is not an environment variable name (letters, digits and '_', not starting "
+                         "with a digit): name the variable holding the secret, not the secret itself")
+    return value
+
+
+class _Target(_Strict):
+    name: str | None = None  # default: "<type>:<env var>" (webhook) or "slack:<channel>"
+    # Which alerts this target receives (default: all of them).
+    events: list[Literal[ALERT_EVENTS]] = Field(default_factory=lambda: list(ALERT_EVENTS))  # type: ignore[valid-type]
+    timeout_s: float = Field(default=5.0, gt=0, le=60)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        if value is not None and not _TARGET_NAME.match(value):
+            raise ValueError(f"{value!r} is not a target name (1-80 of letters, digits, '_.:#@-')")
+        return value
+
+
+
+class WebhookTarget(_Target):
+    """``{type: webhook, url_env: NAME}``: a JSON POST of every alert to the URL in ``$NAME``."""
+
+    type: Literal["webhook"]
+    url_env: str
+
+    @field_validator("url_env")
+    @classmethod
+    def _url_env(cls, value: str) -> str:
+        return _env_name(value)
+
+    @property
+    def secret_env(self) -> str:
+        return self.url_env
+
+    @property
+    def target_name(self) -> str:
+        return self.name or f"webhook:{self.url_env}"
+
+
+class SlackTarget(_Target):
+    """``{type: slack, token_env: NAME, channel: "#c"}``: chat.postMessage through dagster-slack.
+    ``api_url`` is Slack's Web API base (another one for GovSlack, or a test double)."""
+
+    type: Literal["slack"]
+    token_env: str
+    channel: str
+    api_url: str = Field(default="https://slack.com/api/", pattern=r"^https?://[^\s]+/$")
+
+    @field_validator("token_env")
+    @classmethod
+    def _token_env(cls, value: str) -> str:
+        return _env_name(value)
+
+    @field_validator("channel")
+    @classmethod
+    def _channel(cls, value: str) -> str:
+        if not _SLACK_CHANNEL.match(value):
+            raise ValueError(f"{value!r} is not a Slack channel: give '#name' (lower case) or a channel id "
+                             "such as C0123456789")
+        return value
+
+    @property
+    def secret_env(self) -> str:
+        return self.token_env
+
+    @property
+    def target_name(self) -> str:
+        return self.name or f"slack:{self.channel}"
+
+
+NotificationTarget = WebhookTarget | SlackTarget
+_TARGET_TYPES = {"webhook": WebhookTarget, "slack": SlackTarget}
+
+
+def notification_targets(value: object) -> list[NotificationTarget]:
+    """``notifications:`` as targets; ValueError naming ``notifications[i].<key>`` and what to fix."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ValueError("notifications must be a list of targets, e.g. "
+                         "notifications: [{type: webhook, url_env: VAULT_ALERT_WEBHOOK_URL}]")
+    targets: list[NotificationTarget] = []
+    for index, entry in enumerate(value):
+        where = f"notifications[{index}]"
+        if not isinstance(entry, dict):
+            raise ValueError(f"{where} must be a mapping such as {{type: webhook, url_env: NAME}}")
+        model = _TARGET_TYPES.get(entry.get("type"))  # type: ignore[arg-type]
+        if model is None:
+            raise ValueError(f"{where}.type: {entry.get('type')!r} is not a target type; use "
+                             f"{' or '.join(_TARGET_TYPES)}")
+        try:
+            targets.append(model(**entry))
+        except ValidationError as exc:
+            details = "; ".join(f"{where}.{'.'.join(str(p) for p in e['loc']) or 'entry'}: {e['msg']}"
+                                for e in exc.errors())
+            raise ValueError(details) from None
+    names = [t.target_name for t in targets]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValueError(f"notifications: the target name(s) {', '.join(twice)} are used twice; give each "
+                         "target its own 'name'")
+    return targets
+
+
+class RunAlerts(_Strict):
+    """``alerts.runs``: a message when a run of the vault fails, and when one succeeds."""
+
+    on_failure: bool = True
+    on_success: bool = True
+
+
+class SlaAlerts(_Strict):
+    """``alerts.sla``: each provider's ``sla_minutes`` (default 10) is checked at every deadline;
+    ``lookback_hours`` bounds how far back a sensor that was stopped catches up."""
+
+    enabled: bool = True
+    lookback_hours: int = Field(default=6, ge=1, le=168)
+
+
+class QualityAlerts(_Strict):
+    """``alerts.quality``: an alert when a validation suite's pass rate falls under its threshold:
+    ``min_pass_rate`` per suite (e.g. ``audit_event.input: 0.995``), else the check's own threshold
+    (``policies.input_pass_rate`` / a provider's ``input_pass_rate``, ``policies.output_pass_rate``)."""
+
+    enabled: bool = True
+    min_pass_rate: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("min_pass_rate")
+    @classmethod
+    def _suites(cls, value: dict[str, float]) -> dict[str, float]:
+        from vault_pipeline.providers.config import KINDS  # at validation: config.py imports this module
+
+        suites = [f"{kind}.{direction}" for kind in KINDS for direction in ("input", "output")]
+        for suite, rate in value.items():
+            if suite not in suites:
+                raise ValueError(f"{suite!r} is not a suite; suites are <kind>.input or <kind>.output: {', '.join(suites)}")
+            if not 0 <= rate <= 1:
+                raise ValueError(f"{suite}: {rate} is not a rate between 0 and 1")
+        return value
+
+
+class PromotionAlerts(_Strict):
+    """``alerts.promotion``: over the last ``window_minutes`` of promotions of a provider, an
+    alert when more than ``max_quarantine_rate`` of the records were quarantined (given at least
+    ``min_records`` records), or more than ``max_digest_mismatches`` records no longer matched
+    their digests (checksum or ledger mismatch). At most one alert per metric and window."""
+
+    enabled: bool = True
+    window_minutes: int = Field(default=60, ge=5, le=7 * 24 * 60)
+    max_quarantine_rate: float = Field(default=0.05, ge=0, le=1)
+    min_records: int = Field(default=100, ge=1)
+    max_digest_mismatches: int = Field(default=0, ge=0)
+
+
+class DeliveryPolicy(_Strict):
+    """``alerts.delivery``: attempts per target, doubling from ``backoff_s`` up to ``backoff_max_s``
+    (with jitter), each bounded by the target's ``timeout_s``; then the alert is kept as failed."""
+
+    max_attempts: int = Field(default=8, ge=1, le=50)
+    backoff_s: float = Field(default=30.0, gt=0, le=3600)
+    backoff_max_s: float = Field(default=3600.0, gt=0, le=86_400)
+
+    @model_validator(mode="after")
+    def _order(self) -> DeliveryPolicy:
+        if self.backoff_max_s < self.backoff_s:
+            raise ValueError("backoff_max_s must be at least backoff_s")
+        return self
+
+
+class AlertsConfig(_Strict):
+    """``alerts:``: what raises an alert and how delivery is retried."""
+
+    runs: RunAlerts = RunAlerts()
+    sla: SlaAlerts = SlaAlerts()
+    quality: QualityAlerts = QualityAlerts()
+    promotion: PromotionAlerts = PromotionAlerts()
+    delivery: DeliveryPolicy = DeliveryPolicy()

@@ -179,11 +179,11 @@ def _json(response) -> dict[str, Any]:
 
 def _push_embedded(args, what: str, bodies: list[tuple[str, bytes]], params: dict[str, Any]) -> int:
     from vault_pipeline.cli import prepare_local_instance
-    from vault_pipeline.defs.resources import resources_for_env
+    from vault_pipeline.defs.resources import vault_resource
     from vault_pipeline.hourly_runs import HourlyRunner
     from vault_pipeline.push.service import PushParameters, PushRefused, PushService
 
-    vault = resources_for_env()["vault"]
+    vault = vault_resource()
     service = PushService(store=vault.object_store(), catalog=vault.catalog(), config=vault.vault_config)
     accepted, worst = [], 0
     for file, body in bodies:

@@ -409,11 +409,11 @@ def record_serve_start(keys: Any) -> list[LedgerEntry]:
     deployment's storage (``VAULT_ENV``); best effort like :func:`record_vault_settings`."""
     import os
 
-    from vault_pipeline.defs.resources import resources_for_env
+    from vault_pipeline.defs.resources import vault_resource
 
     source = "VAULT_API_KEYS" if os.environ.get("VAULT_API_KEYS", "").strip() else "generated local admin key"
     try:
-        vault = resources_for_env()["vault"]
+        vault = vault_resource()
     except Exception as exc:  # noqa: BLE001 - as record_vault_settings
         log.warning("could not record the configuration in the ledger (%s)", type(exc).__name__)
         return []

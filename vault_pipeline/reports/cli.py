@@ -50,7 +50,7 @@ def _moment(text: str | None, option: str) -> datetime | None:
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from vault_pipeline.defs.resources import resources_for_env
+    from vault_pipeline.defs.resources import vault_resource
     from vault_pipeline.reports.sections import ReportSourceError
     from vault_pipeline.reports.service import ReportRequestError, ReportService
 
@@ -59,7 +59,7 @@ def run_report(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"vault: error: {exc}", file=sys.stderr)
         return 2
-    vault = resources_for_env()["vault"]
+    vault = vault_resource()
     service = ReportService(catalog=vault.catalog(), store=vault.object_store(), lake=vault.lake(),
                             signer=vault.ledger_signer(), config=vault.vault_config)
     try:

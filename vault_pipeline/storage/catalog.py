@@ -156,6 +156,31 @@ class IdempotencyRecord:
     expires_at: str  # fixed-width ISO timestamp; the record is forgotten from then on
 
 
+@dataclass(frozen=True, slots=True)
+class AlertDelivery:
+    """One alert for one notification target in the outbox, and how its delivery stands.
+
+    The target is named as in ``vault.yaml`` (``notifications[].name``), never by its URL or
+    token; ``event`` is the alert's document (core/alerts.py ``AlertEvent.document``).
+    """
+
+    delivery_id: str  # deterministic from (event_id, target): raising an event again adds nothing
+    event_id: str
+    kind: str  # run_failure | run_success | sla_miss | quality | promotion | test
+    severity: str
+    title: str
+    target: str
+    target_type: str  # webhook | slack
+    created_at: str  # fixed-width ISO timestamp
+    status: str = "pending"  # pending | delivered | failed (gave up; kept, and can be re-queued)
+    attempts: int = 0
+    next_attempt_at: str = ""  # fixed-width ISO timestamp: due from then on while pending
+    last_attempt_at: str | None = None
+    delivered_at: str | None = None
+    last_error: str | None = None  # what the last attempt answered, never a secret
+    event: dict[str, Any] = field(default_factory=dict)
+
+
 class CatalogError(RuntimeError):
     """The catalog is unreachable or refused an operation; the message says which."""
 
@@ -422,6 +447,40 @@ class Catalog(ABC):
         principal and status and by method and path, and the failed authentications
         (AUTH_FAILURE_STATUSES) oldest first, at most ``failure_limit`` of them (None: all).
         Served by an index on ``at``, so a month of entries is read without a full scan."""
+
+    # alert outbox ------------------------------------------------------------------------
+    # Alerts waiting for delivery, delivered, or given up on (kept for ``vault alerts`` and
+    # ``GET /v1/alerts``). Times are the catalog's fixed-width ISO strings. One delivery pass at a
+    # time takes the lease ``alert_delivery`` (acquire_lease), so no alert is sent twice at once.
+    @abstractmethod
+    def enqueue_alerts(self, deliveries: Sequence[AlertDelivery]) -> int:
+        """Add the deliveries whose delivery_id is new; existing ones are left exactly as they
+        are (an event raised again is not delivered again). Returns how many were added."""
+
+    @abstractmethod
+    def due_alerts(self, *, now: str, limit: int = 100) -> list[AlertDelivery]:
+        """Pending deliveries with ``next_attempt_at <= now``, ordered by (next_attempt_at, delivery_id)."""
+
+    @abstractmethod
+    def save_alert_attempt(self, delivery: AlertDelivery) -> None:
+        """Store the outcome of an attempt: status, attempts, next_attempt_at, last_attempt_at,
+        delivered_at and last_error of ``delivery`` replace the stored ones (the rest is kept)."""
+
+    @abstractmethod
+    def get_alert(self, delivery_id: str) -> AlertDelivery | None: ...
+
+    @abstractmethod
+    def list_alerts(self, *, status: str | None = None, kind: str | None = None, limit: int = 100,
+                    offset: int = 0) -> list[AlertDelivery]:
+        """Newest first: ordered by (created_at descending, delivery_id)."""
+
+    @abstractmethod
+    def count_alerts(self, *, status: str | None = None, kind: str | None = None) -> int: ...
+
+    @abstractmethod
+    def requeue_alerts(self, delivery_ids: Sequence[str] | None, *, now: str) -> int:
+        """Make failed (or still pending) deliveries due at ``now`` with their attempts counted
+        from 0 again; ``None``: every failed one. Delivered ones are never re-sent. Returns how many."""
 
     # memory ---------------------------------------------------------------------------------
     @contextmanager

@@ -8,14 +8,18 @@ is new, adds no table version. Reads run in delta-rs's own query engine (``Query
 through pyarrow (``to_pyarrow_table`` or its dataset), which can make the process abort at exit
 on deltalake 1.6. For S3 the caller passes delta-rs ``storage_options`` (credentials,
 ``AWS_REGION``, plus ``AWS_ENDPOINT_URL``/``AWS_ALLOW_HTTP`` for S3-compatible endpoints);
-deltalake 1.x commits with S3 conditional puts, so no DynamoDB lock and no
-``AWS_S3_ALLOW_UNSAFE_RENAME`` are needed. This module holds opening and reading; the writes
+every commit on S3 is a conditional put (``conditional_put=etag``, added when not given), so
+writers on several machines never overwrite each other's table versions; settings that would
+make commits unsafe, or only look safe (``AWS_S3_ALLOW_UNSAFE_RENAME``, the DynamoDB
+``AWS_S3_LOCKING_PROVIDER`` deltalake 1.x removed), are refused (``s3_commit_options`` in
+storage/lake_common.py). This module holds opening and reading; the writes
 are in storage/lake_writes.py, time travel and maintenance in storage/lake_lifecycle.py, what
 they share in storage/lake_common.py.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -34,6 +38,7 @@ from vault_pipeline.storage.lake_common import (  # noqa: F401 - re-exported: th
     _ident,
     _literal,
     _partition,
+    s3_commit_options,
     sql_ident,
     sql_literal,
 )
@@ -52,6 +57,8 @@ class DeltaLake(LakeWrites, LakeLifecycle):
         else:
             self.root = str(Path(root).resolve())
         self.storage_options = dict(storage_options or {})
+        if "://" in self.root:  # S3: delta-rs reads AWS_* from the environment as well
+            self.storage_options = s3_commit_options(self.storage_options, dict(os.environ))
 
     def __repr__(self) -> str:  # never show storage_options: they may hold credentials
         return f"DeltaLake({self.root!r})"

@@ -3,7 +3,9 @@
 ``DeltaLake`` (storage/lake.py) is put together from its reading, writing (storage/lake_writes.py)
 and lifecycle (storage/lake_lifecycle.py) parts; this module holds what more than one of them
 uses: ``LakeError``, the stats a merge or a partition replace returns, the table-name and
-partition rules, quoting for DataFusion SQL, and the writer settings of every Parquet file.
+partition rules, quoting for DataFusion SQL, the writer settings of every Parquet file, and the
+commit settings of a lake on S3 (``s3_commit_options``: conditional puts, so concurrent writers
+never overwrite each other's commits).
 """
 
 from __future__ import annotations
@@ -119,3 +121,60 @@ def _dedupe(rows: pa.Table, key: str) -> pa.Table:
         .combine_chunks()
     )
     return rows.take(first.take(pc.sort_indices(first)))
+
+
+# -- commits on S3 --------------------------------------------------------------------------
+# A Delta commit is the object _delta_log/<version>.json. deltalake 1.x writes it with S3's
+# conditional put (If-None-Match: *): of two writers racing for one version, one is answered
+# 412 and retries on top of the other's commit (after its conflict check), so no commit is ever
+# replaced and the versions stay sequential. delta-rs turns it on for S3 by default today; the
+# lake states it, so neither a change of that default nor a stray setting can make commits
+# unsafe. Settings come from the storage options and, as delta-rs reads them too, the process
+# environment (AWS_*).
+SAFE_CONDITIONAL_PUT = "etag"
+_CONDITIONAL_PUT_KEYS = ("conditional_put", "aws_conditional_put")
+
+
+def s3_commit_options(options: dict[str, str], environ: dict[str, str] | None = None) -> dict[str, str]:
+    """``options`` for a lake on S3 with safe commits (``conditional_put=etag`` unless given).
+
+    Refused, naming the setting and the fix: a ``conditional_put`` other than ``etag``
+    (``disabled`` leaves delta-rs no safe way to commit), ``AWS_S3_ALLOW_UNSAFE_RENAME=true``
+    (a request for commits that may overwrite another writer's) and ``AWS_S3_LOCKING_PROVIDER``
+    (deltalake 1.x removed the DynamoDB log store and ignores it, so it would only look safe).
+    Messages quote names and these values only, never credentials.
+    """
+    chosen = dict(options)
+    given = {key.lower(): ("storage option", key, str(value)) for key, value in chosen.items()}
+    from_env = {key.lower(): ("environment variable", key, str(value))
+                for key, value in (environ or {}).items() if key.upper().startswith("AWS_")}
+
+    def setting(name: str) -> tuple[str, str, str] | None:
+        return given.get(name) or from_env.get(name)
+
+    found = setting("aws_s3_locking_provider")
+    if found and found[2].strip():
+        where, key, value = found
+        raise ValueError(
+            f"lake on S3: {where} {key}={value!r} is not supported: deltalake 1.x has no DynamoDB locking "
+            f"provider and ignores it; commits are made safe by S3 conditional puts "
+            f"(conditional_put={SAFE_CONDITIONAL_PUT}, set by the vault): remove {key}")
+    found = setting("aws_s3_allow_unsafe_rename")
+    if found and found[2].strip().lower() in ("true", "1", "yes", "on"):
+        where, key, value = found
+        raise ValueError(
+            f"lake on S3: {where} {key}={value!r} asks for commits that can overwrite a concurrent writer's; "
+            f"the vault commits with S3 conditional puts (conditional_put={SAFE_CONDITIONAL_PUT}): remove {key}")
+    # One setting under two names; the storage options override the environment's.
+    source = given if any(name in given for name in _CONDITIONAL_PUT_KEYS) else from_env
+    for name in _CONDITIONAL_PUT_KEYS:
+        found = source.get(name)
+        if found and found[2].strip().lower() != SAFE_CONDITIONAL_PUT:
+            where, key, value = found
+            raise ValueError(
+                f"lake on S3: {where} {key}={value!r} would leave commits without a safe conditional put: "
+                f"set {key}={SAFE_CONDITIONAL_PUT} (S3, and S3-compatible stores that honour If-None-Match) "
+                f"or remove it")
+    if not any(name in given for name in _CONDITIONAL_PUT_KEYS):
+        chosen["conditional_put"] = SAFE_CONDITIONAL_PUT
+    return chosen

@@ -26,6 +26,7 @@ from pymongo.errors import PyMongoError
 from vault_pipeline.storage.catalog import Catalog, CatalogError
 from vault_pipeline.storage.mongo_common import ACCESS_FIELDS, ARTIFACT_FIELDS, DEAD_LETTER_FIELDS, RECORD_FIELDS  # noqa: F401
 from vault_pipeline.storage.mongo_common import RECORD_ORDER
+from vault_pipeline.storage.mongo_alerts import MongoAlerts
 from vault_pipeline.storage.mongo_operations import MongoOperations
 from vault_pipeline.storage.mongo_provenance import MongoProvenance
 # Re-exported; the batch sizes are read (and shrunk by the contract tests) in mongo_records.
@@ -63,7 +64,7 @@ def _without_password(message: str, uri: str) -> str:
     return message
 
 
-class MongoCatalog(MongoRecords, MongoProvenance, MongoOperations, Catalog):
+class MongoCatalog(MongoRecords, MongoProvenance, MongoOperations, MongoAlerts, Catalog):
     def __init__(self, database: Database) -> None:
         self.database = database
         self._owns_client = False

@@ -11,6 +11,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 
 from vault_pipeline.core.checksums import checksum
 
@@ -140,6 +141,18 @@ class ObjectStore(ABC):
         """A picklable callable of no arguments that opens an equivalent store in another
         process (what ``vault verify`` hands its worker processes), or None when this one cannot
         be re-opened from a description; the caller closes what the callable opens."""
+        return None
+
+    def with_timeout(self, seconds: float) -> ObjectStore:
+        """The same store, with every request giving up after ``seconds`` and never retried: what
+        a health check (``vault doctor``) uses so an unreachable store answers at once. A local
+        directory has nothing to wait for and returns itself."""
+        return self
+
+    def server_time(self) -> datetime | None:
+        """The store's own clock, for clock-skew checks: a remote store's time as it answers a
+        request for the bucket (S3: its Date header); None when the store is on this machine.
+        Raises ObjectStoreError when the store cannot be reached."""
         return None
 
     def close(self) -> None:  # noqa: B027 - optional hook

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import boto3
@@ -191,6 +192,33 @@ class S3ObjectStore(ObjectStore):
         return {"backend": f"S3 bucket {self.bucket}", "object_lock": enabled, "default_retention": default or None,
                 "versioning": versioning,
                 "retained_objects": "COMPLIANCE-mode Object Lock" if enabled else "not locked: the bucket has no Object Lock"}
+
+    def with_timeout(self, seconds: float) -> S3ObjectStore:
+        """A store on a client of its own that waits at most ``seconds`` to connect and to read and
+        never retries; same endpoint, region and client settings, credentials from boto3's chain."""
+        if not seconds > 0:
+            raise ValueError(f"a timeout must be positive, got {seconds!r}")
+        config = self.client.meta.config.merge(Config(connect_timeout=seconds, read_timeout=seconds,
+                                                      retries={"mode": "standard", "max_attempts": 0}))
+        client = boto3.session.Session().client("s3", config=config, endpoint_url=self.client.meta.endpoint_url,
+                                                region_name=self.client.meta.region_name)
+        bounded = S3ObjectStore(client, self.bucket, self.prefix, sse=self._sse_args["ServerSideEncryption"],
+                                kms_key_id=self._sse_args.get("SSEKMSKeyId"))
+        return bounded
+
+    def server_time(self) -> datetime | None:
+        """S3's clock: the Date header of a HEAD on the bucket (also proves the bucket answers)."""
+        try:
+            response = self.client.head_bucket(Bucket=self.bucket)
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error("HEAD", "", exc) from exc
+        date = response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
+        if not date:
+            return None
+        try:
+            return parsedate_to_datetime(date).astimezone(UTC)
+        except (TypeError, ValueError):
+            return None
 
     def _bucket_has_object_lock(self) -> bool:
         if self._object_lock is None:

@@ -24,6 +24,7 @@ from typing import Any
 
 from vault_pipeline.storage.catalog import VALID, Catalog, CatalogError
 from vault_pipeline.storage.sqlite_common import ACCESS_FIELDS, ARTIFACT_FIELDS, DEAD_LETTER_FIELDS, RECORD_FIELDS  # noqa: F401
+from vault_pipeline.storage.sqlite_alerts import SqliteAlerts
 from vault_pipeline.storage.sqlite_operations import SqliteOperations
 from vault_pipeline.storage.sqlite_provenance import SqliteProvenance
 # Re-exported; the batch sizes are read (and shrunk by the contract tests) in sqlite_records.
@@ -147,7 +148,7 @@ _READ_CACHE_KIB = -16384  # negative: KiB, so 16 MiB
 _BULK_CACHE_KIB = -262144  # 256 MiB while an hour is indexed
 
 
-class SqliteCatalog(SqliteRecords, SqliteProvenance, SqliteOperations, Catalog):
+class SqliteCatalog(SqliteRecords, SqliteProvenance, SqliteOperations, SqliteAlerts, Catalog):
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -45,7 +45,8 @@ def test_repository_definitions_load_with_every_stage_check_job_and_schedule(mon
     assert keys >= HOURLY_ASSETS | MART_ASSETS  # plus the lake lifecycle's assets (their own group)
     checks = {key.name for key in repository.asset_graph.asset_check_keys}
     assert checks == {"input_validation", "output_validation", "integrity_clean",
-                      "new_flaky_tests", "new_failure_clusters"}  # the insights group's (WARN, not blocking)
+                      "new_flaky_tests", "new_failure_clusters",  # the insights group's (WARN, not blocking)
+                      "hourly_sla"}  # operations: each hour x provider materialized by its deadline
     for key in repository.asset_graph.get_all_asset_keys():
         if key.path[-1] in HOURLY_ASSETS | MART_ASSETS:
             assert repository.asset_graph.get(key).group_name == ("analytics" if key.path[-1] in MART_ASSETS else "hourly")
@@ -53,7 +54,7 @@ def test_repository_definitions_load_with_every_stage_check_job_and_schedule(mon
     job = definitions.resolve_job_def(HOURLY_JOB)
     assert job.partitions_def is not None
     schedule = definitions.resolve_schedule_def("hourly_ingestion_schedule")
-    assert schedule.cron_schedule == "10 * * * *"
+    assert schedule.cron_schedule == "2 * * * *"
 
 
 def test_schedule_requests_the_last_complete_hour_for_every_provider(tmp_path):
@@ -210,3 +211,24 @@ def test_vault_run_refuses_an_hour_before_partitions_start_naming_the_key(tmp_pa
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
     assert "before the vault's first hour 2026-11-01T00Z (partitions.start in vault.yaml)" in err
+
+
+def test_outside_a_run_the_prod_resource_reads_its_bucket_and_mongo_uri_from_the_environment(monkeypatch):
+    """Only a Dagster run resolves dg.EnvVar settings; the CLI and `vault serve` get them resolved too."""
+    import pytest
+
+    from vault_pipeline.defs.resources import resources_for_env, vault_resource
+    from vault_pipeline.providers.config import ConfigError
+
+    monkeypatch.setenv("VAULT_S3_BUCKET", "audit-bucket")
+    monkeypatch.setenv("VAULT_MONGO_URI", "mongodb://127.0.0.1:1/vault")
+    import dagster as dg
+
+    assert isinstance(resources_for_env("prod")["vault"].bucket, dg.EnvVar)  # unresolved, unusable as it is
+    vault = vault_resource("prod")
+    assert (vault.bucket, vault.mongo_uri, vault.object_store_backend) == ("audit-bucket", "mongodb://127.0.0.1:1/vault", "s3")
+    monkeypatch.delenv("VAULT_S3_BUCKET")
+    with pytest.raises(ConfigError, match="VAULT_S3_BUCKET"):
+        vault_resource("prod")
+    local = vault_resource("local")
+    assert local.object_store_backend == "local"

@@ -48,7 +48,8 @@ def _ledger(vault, provider) -> list[LedgerEntry]:
 def _promote_only(vault, provider):
     """Run just golden_promotion for a partition (what a re-promotion after landing does)."""
     definitions = vault.definitions()
-    assets = [definitions.get_assets_def(key) for key in definitions.get_repository_def().asset_graph.get_all_asset_keys()]
+    assets = [definitions.get_assets_def(key) for key in definitions.get_repository_def().asset_graph.get_all_asset_keys()
+              if key.path[-1] != "hourly_completion"]  # an external asset (the SLA's), nothing to materialize
     return dg.materialize(assets, selection="golden_promotion", resources={"vault": vault.resource},
                           partition_key=f"{HOUR}|{provider}", instance=vault.instance, raise_on_error=False)
 
