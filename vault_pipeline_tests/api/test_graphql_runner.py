@@ -31,6 +31,7 @@ import yaml
 from vault_pipeline.api.graphql_runner import GraphQLRunner, partition_tags
 from vault_pipeline.api.jobs import JobService
 from vault_pipeline.api.runs import FAILED, PRIORITY_TAG, SUCCEEDED
+from vault_pipeline_tests.fixtures.deployment import descendants, process_stat, tail
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -84,41 +85,12 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _tail(path: Path, lines: int = 40) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no output)"
-
-
-def _stat(pid: int) -> list[str] | None:
-    """Fields of /proc/<pid>/stat after the command name (which may hold spaces and ")")."""
-    try:
-        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-
-
-def _descendants(pid: int) -> list[tuple[int, str]]:
-    """(pid, start time) of every process below pid: code servers and run workers."""
-    found, frontier = [], [pid]
-    while frontier:
-        children = []
-        for entry in Path("/proc").iterdir():
-            fields = _stat(int(entry.name)) if entry.name.isdigit() else None
-            if fields and int(fields[1]) in frontier:  # field 4 of stat: the parent pid
-                children.append(int(entry.name))
-                found.append((int(entry.name), fields[19]))  # field 22: start time, tells pids apart
-        frontier = children
-    return found
-
-
 def _stop(processes: list[subprocess.Popen]) -> None:
     """Terminate the servers we started and whatever they started, each by its own pid."""
     running = [process for process in processes if process.poll() is None]
     # The webserver and the daemon each run a code server (which runs the run workers);
     # collect those first, since they are re-parented once their parent exits.
-    descendants = [child for process in running for child in _descendants(process.pid)]
+    below = [child for process in running for child in descendants(process.pid)]
     for process in running:
         process.terminate()
     for process in running:
@@ -130,8 +102,8 @@ def _stop(processes: list[subprocess.Popen]) -> None:
     # A code server shuts itself down a few seconds after its parent has gone; whatever is
     # still there after that is killed, if its pid still names the same process.
     deadline = time.monotonic() + 10
-    for pid, started in descendants:
-        while (fields := _stat(pid)) and fields[19] == started and time.monotonic() < deadline:
+    for pid, started in below:
+        while (fields := process_stat(pid)) and fields[19] == started and time.monotonic() < deadline:
             time.sleep(0.1)
         if fields and fields[19] == started:
             os.kill(pid, signal.SIGKILL)
@@ -144,7 +116,7 @@ def _wait_until_serving(url: str, processes: dict[str, tuple[subprocess.Popen, P
     while time.monotonic() < deadline:
         for name, (process, log) in processes.items():
             if process.poll() is not None:
-                pytest.fail(f"{name} exited with {process.returncode}:\n{_tail(log)}")
+                pytest.fail(f"{name} exited with {process.returncode}:\n{tail(log)}")
         try:
             if httpx.get(f"{url}/server_info", timeout=2).status_code == 200:
                 answer = httpx.post(
@@ -160,7 +132,7 @@ def _wait_until_serving(url: str, processes: dict[str, tuple[subprocess.Popen, P
             last = repr(exc)
         time.sleep(0.5)
     webserver_log = processes["dagster-webserver"][1]
-    pytest.fail(f"Dagster webserver at {url} not ready after {STARTUP_S} s ({last}):\n{_tail(webserver_log)}")
+    pytest.fail(f"Dagster webserver at {url} not ready after {STARTUP_S} s ({last}):\n{tail(webserver_log)}")
 
 
 @pytest.fixture(scope="module")

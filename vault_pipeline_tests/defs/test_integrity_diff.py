@@ -85,7 +85,12 @@ def test_a_moved_catalog_pointer_is_a_pointer_mismatch(ingested) -> None:
     assert report.findings[0]["log_id"] == record.log_id
 
 
-def test_a_deleted_lake_row_is_missing_in_lake(ingested) -> None:
+@pytest.mark.parametrize("slice_keys", [1_250_000, 40], ids=["one_read", "read_in_slices"])
+def test_a_deleted_lake_row_is_missing_in_lake(ingested, slice_keys, monkeypatch) -> None:
+    """Also when the lake's keys are read a slice at a time (a big hour): 300 keys, 40 a slice."""
+    from vault_pipeline.defs.integrity import snapshot_diff
+
+    monkeypatch.setattr(snapshot_diff, "_LAKE_SLICE_KEYS", slice_keys)
     record = _second_record(ingested)
     DeltaTable(ingested.lake.table_uri("test_results")).delete(f"log_id = '{record.log_id}'")
     report = _diff(ingested)

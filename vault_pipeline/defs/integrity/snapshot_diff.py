@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 
 from vault_pipeline.core.checksums import checksum
 from vault_pipeline.core.integrity import IntegrityReport
+from vault_pipeline.core.key_set import KeySet
 from vault_pipeline.core.kinds import fact_table_name
 from vault_pipeline.core.layout import raw_prefix
 from vault_pipeline.core.windows import HourWindow
@@ -26,6 +27,8 @@ from vault_pipeline.defs.ingestion.landed import LandedPartition
 from vault_pipeline.storage.catalog import Catalog
 from vault_pipeline.storage.lake import DeltaLake
 from vault_pipeline.storage.object_store import ObjectMissingError, ObjectStore
+
+_LAKE_SLICE_KEYS = 1_250_000  # lake keys read per scan of the key column
 
 
 def diff_partition(
@@ -167,10 +170,16 @@ def _check_lake(lake: DeltaLake, kind, snapshot: pa.Table, rejected: set[str], p
         valid = valid.filter(pc.invert(pc.is_in(valid["log_id"], pa.array(sorted(rejected), pa.string()))))
     expected = pc.unique(valid["log_id"])
     report.counts["lake_expected"] = len(expected)
-    lake_rows = lake.read(table, columns=["log_id"], partitions=partitions_of(fetch_window), provider=provider)
-    lake_ids = lake_rows["log_id"] if lake_rows.num_columns else pa.array([], pa.string())
-    present = pc.is_in(expected, value_set=pc.unique(lake_ids) if len(lake_ids) else pa.array([], pa.string()))
-    missing = expected.filter(pc.invert(present))
+    # The lake's keys go into a compact key set, read in slices once the hour is big: at 5M
+    # records the whole column read at once plus Arrow's hash sets over it held ~2 GB. Each
+    # slice is one more scan of the key column (~2 s at 5M), so slices come per 1.25M keys.
+    held = KeySet()
+    buckets = next((b for b in (1, 2, 4, 8) if len(expected) <= b * _LAKE_SLICE_KEYS), 16)
+    for rows in lake.read_in_buckets(table, key="log_id", buckets=buckets, columns=["log_id"],
+                                     partitions=partitions_of(fetch_window), provider=provider):
+        if rows.num_rows:
+            held.add_new(pc.drop_null(rows["log_id"]))
+    missing = expected.filter(pc.invert(held.contains(expected))) if len(expected) else expected
     report.counts["lake_matched"] = len(expected) - len(missing)
     for log_id in missing.to_pylist()[:1000]:
         report.add("missing_in_lake", log_id=log_id)
