@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -31,7 +30,7 @@ import yaml
 from vault_pipeline.api.graphql_runner import GraphQLRunner, partition_tags
 from vault_pipeline.api.jobs import JobService
 from vault_pipeline.api.runs import FAILED, PRIORITY_TAG, SUCCEEDED
-from vault_pipeline_tests.fixtures.deployment import descendants, process_stat, tail
+from vault_pipeline_tests.fixtures.deployment import stop_processes, tail
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -83,30 +82,6 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
-
-
-def _stop(processes: list[subprocess.Popen]) -> None:
-    """Terminate the servers we started and whatever they started, each by its own pid."""
-    running = [process for process in processes if process.poll() is None]
-    # The webserver and the daemon each run a code server (which runs the run workers);
-    # collect those first, since they are re-parented once their parent exits.
-    below = [child for process in running for child in descendants(process.pid)]
-    for process in running:
-        process.terminate()
-    for process in running:
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-    # A code server shuts itself down a few seconds after its parent has gone; whatever is
-    # still there after that is killed, if its pid still names the same process.
-    deadline = time.monotonic() + 10
-    for pid, started in below:
-        while (fields := process_stat(pid)) and fields[19] == started and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if fields and fields[19] == started:
-            os.kill(pid, signal.SIGKILL)
 
 
 def _wait_until_serving(url: str, processes: dict[str, tuple[subprocess.Popen, Path]]) -> None:
@@ -182,7 +157,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         _wait_until_serving(url, processes)
         yield Deployment(url, vault_home, dagster_home)
     finally:
-        _stop([process for process, _ in processes.values()])
+        stop_processes([process for process, _ in processes.values()])
 
 
 def _wait_for_runs(runner: GraphQLRunner, job_id: str, count: int) -> list:
