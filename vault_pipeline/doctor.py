@@ -227,11 +227,13 @@ class Doctor:
             return None
 
     # storage --------------------------------------------------------------------------------
+    def _not_checked(self, what: str) -> None:
+        self.add(FAIL, what, "not checked: the deployment's settings are incomplete (see above)",
+                 "fix the settings named above, then run vault doctor again")
+
     def _check_object_store(self, vault) -> None:
         if vault is None:
-            self.add(FAIL, "object_store", "not checked: the deployment's settings are incomplete (see above)",
-                     "fix the settings named above, then run vault doctor again")
-            return
+            return self._not_checked("object_store")
         if vault.object_store_backend == "local":
             root = self.home / "objects"
             if not root.is_dir():
@@ -284,9 +286,7 @@ class Doctor:
 
     def _check_catalog(self, vault, stack: ExitStack) -> None:
         if vault is None:
-            self.add(FAIL, "catalog", "not checked: the deployment's settings are incomplete (see above)",
-                     "fix the settings named above, then run vault doctor again")
-            return
+            return self._not_checked("catalog")
         if vault.catalog_backend == "sqlite":
             path = self.home / "catalog.db"
             if not path.exists():

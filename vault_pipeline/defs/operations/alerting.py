@@ -27,6 +27,13 @@ DEFAULT_DAGSTER_URL = "http://127.0.0.1:3000"
 TICK_DELIVERY_BUDGET_S = 20.0
 
 
+def always_on_sensor(name: str, every_s: int, description: str):
+    """``dg.sensor`` for operations' polling sensors: running by default (the issue's promise: a
+    running dagster-daemon is all alerts take, no toggle in the UI), ticking every ``every_s``."""
+    return dg.sensor(name=name, minimum_interval_seconds=every_s, default_status=dg.DefaultSensorStatus.RUNNING,
+                     description=description)
+
+
 def dagster_url() -> str:
     return (os.environ.get("VAULT_DAGSTER_URL") or DEFAULT_DAGSTER_URL).rstrip("/")
 

@@ -9,17 +9,17 @@ alerts (each once) soon after it is back, without any run or step waiting on it.
 import dagster as dg
 
 from vault_pipeline.alerts.outbox import AlertOutbox
-from vault_pipeline.defs.operations.alerting import TICK_DELIVERY_BUDGET_S
+from vault_pipeline.defs.operations.alerting import TICK_DELIVERY_BUDGET_S, always_on_sensor
 from vault_pipeline.defs.resources import VaultResource
 
 DELIVERY_SENSOR = "alert_delivery"
 
 
 def build_delivery_sensor() -> dg.SensorDefinition:
-    @dg.sensor(
-        name=DELIVERY_SENSOR, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING,
-        description="Delivers due alerts from the outbox (retries with backoff; undeliverable ones stay listed in "
-                    "`vault alerts` and GET /v1/alerts).",
+    @always_on_sensor(
+        DELIVERY_SENSOR, 30,
+        "Delivers due alerts from the outbox (retries with backoff; undeliverable ones stay listed in "
+        "`vault alerts` and GET /v1/alerts).",
     )
     def alert_delivery(context: dg.SensorEvaluationContext, vault: VaultResource):
         config = vault.vault_config()

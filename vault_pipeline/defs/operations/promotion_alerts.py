@@ -15,7 +15,7 @@ import dagster as dg
 
 from vault_pipeline.core.alert_rules import PromotionSample, Spike, SpikeThresholds, spikes, window_bucket, window_of
 from vault_pipeline.core.alerts import PROMOTION, AlertEvent
-from vault_pipeline.defs.operations.alerting import asset_link, now_utc, raise_and_deliver, stamp
+from vault_pipeline.defs.operations.alerting import always_on_sensor, asset_link, now_utc, raise_and_deliver, stamp
 from vault_pipeline.defs.resources import VaultResource
 from vault_pipeline.storage.catalog import Catalog
 
@@ -73,10 +73,10 @@ def spike_event(provider: str, spike: Spike, window_minutes: int) -> AlertEvent:
 
 
 def build_promotion_sensor() -> dg.SensorDefinition:
-    @dg.sensor(
-        name=PROMOTION_SENSOR, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING,
-        description="Raises a promotion alert when quarantines or digest mismatches of a provider spike over "
-                    "alerts.promotion.window_minutes.",
+    @always_on_sensor(
+        PROMOTION_SENSOR, 60,
+        "Raises a promotion alert when quarantines or digest mismatches of a provider spike over "
+        "alerts.promotion.window_minutes.",
     )
     def promotion_alerts(context: dg.SensorEvaluationContext, vault: VaultResource):
         instance = context.instance

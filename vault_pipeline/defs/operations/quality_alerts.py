@@ -19,7 +19,7 @@ import dagster as dg
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
 from vault_pipeline.core.alerts import QUALITY, AlertEvent
-from vault_pipeline.defs.operations.alerting import now_utc, raise_and_deliver, run_link, stamp
+from vault_pipeline.defs.operations.alerting import always_on_sensor, now_utc, raise_and_deliver, run_link, stamp
 from vault_pipeline.defs.resources import VaultResource
 
 QUALITY_SENSOR = "quality_alerts"
@@ -82,10 +82,10 @@ def _finished(instance: dg.DagsterInstance, record) -> bool:
 
 
 def build_quality_sensor() -> dg.SensorDefinition:
-    @dg.sensor(
-        name=QUALITY_SENSOR, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING,
-        description="Raises a quality alert when an input or output validation suite's pass rate falls under its "
-                    "threshold (the check's own, or alerts.quality.min_pass_rate).",
+    @always_on_sensor(
+        QUALITY_SENSOR, 30,
+        "Raises a quality alert when an input or output validation suite's pass rate falls under its "
+        "threshold (the check's own, or alerts.quality.min_pass_rate).",
     )
     def quality_alerts(context: dg.SensorEvaluationContext, vault: VaultResource):
         # The cursor, per check: every execution up to "after" was looked at, and so were the

@@ -30,7 +30,7 @@ import dagster as dg
 from vault_pipeline.core.alert_rules import DuePartition, Verdict, due_partitions, judge
 from vault_pipeline.core.alerts import SLA_MISS, AlertEvent
 from vault_pipeline.defs.operations import alerting
-from vault_pipeline.defs.operations.alerting import asset_link, raise_and_deliver, stamp
+from vault_pipeline.defs.operations.alerting import always_on_sensor, asset_link, raise_and_deliver, stamp
 from vault_pipeline.defs.resources import VaultResource
 from vault_pipeline.providers.config import VaultConfig
 
@@ -125,10 +125,10 @@ def build_sla_checks() -> list[dg.AssetChecksDefinition]:
 
 
 def build_sla_sensor() -> dg.SensorDefinition:
-    @dg.sensor(
-        name=SLA_SENSOR, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING,
-        description="Judges each hour x provider partition at its SLA deadline (hour end + sla_minutes): reports the "
-                    "hourly_sla check and raises an sla_miss alert per missed partition.",
+    @always_on_sensor(
+        SLA_SENSOR, 60,
+        "Judges each hour x provider partition at its SLA deadline (hour end + sla_minutes): reports the "
+        "hourly_sla check and raises an sla_miss alert per missed partition.",
     )
     def hourly_sla_sensor(context: dg.SensorEvaluationContext, vault: VaultResource):
         config = vault.vault_config()
