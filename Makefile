@@ -35,8 +35,11 @@ system:
 demo: setup
 	$(BIN)/vault demo --hours 3
 
+# Every core (at most four): each test has its own home, bucket, database and ports. A file's tests
+# stay on one worker (--dist loadfile), so a module's shared fixture is built once.
+TEST_WORKERS ?= auto
 test: setup system
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --maxprocesses 4 --dist loadfile
 
 ui: setup
 	$(BIN)/vault init-instance >/dev/null

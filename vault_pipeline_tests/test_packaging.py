@@ -24,7 +24,8 @@ def test_dockerfile_builds_with_make_setup_and_runs_make_test():
     runs = [arg for op, arg in instructions if op == "RUN"]
     assert "make setup system" in runs  # the same install steps `make test` depends on
     assert ("CMD", '["make", "test"]') in instructions
-    assert _make_recipe("test")[-1] == "$(BIN)/python -m pytest"
+    # the whole suite, on every core (pytest-xdist, a file's tests on one worker)
+    assert _make_recipe("test")[-1] == "$(BIN)/python -m pytest -n $(TEST_WORKERS) --maxprocesses 4 --dist loadfile"
     assert re.search(r"^test:(.*)$", (REPO / "Makefile").read_text(), re.MULTILINE).group(1).split() == ["setup", "system"]
 
 
