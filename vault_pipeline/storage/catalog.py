@@ -11,9 +11,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from dataclasses import fields as dataclass_fields
 from datetime import datetime
-from operator import itemgetter
-from typing import Any
+from operator import attrgetter, itemgetter
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import sqlite3
 
 VALID = "valid"
 DEAD_LETTER = "dead_letter"
@@ -37,6 +41,9 @@ class RecordEntry:
     status: str = VALID  # one of STATUSES
     ingested_at: str = ""
 
+
+_RECORD_FIELD_NAMES = tuple(f.name for f in dataclass_fields(RecordEntry))
+_record_row = attrgetter(*_RECORD_FIELD_NAMES)
 
 # A position in the (timestamp, log_id) order of records.
 RecordKey = tuple[str | None, str]
@@ -489,6 +496,25 @@ class Catalog(ABC):
         page cache big enough for random inserts into its indexes) and gives it back after, so
         the stages that follow in the same process do not carry it."""
         yield
+
+    # copying out ----------------------------------------------------------------------------
+    def copy_partition_records(self, partition: str, into: sqlite3.Connection, table: str) -> int:
+        """Append the partition's records, in log order (ascending ``log_id``), to ``table`` of the
+        SQLite database ``into`` (a column per RecordEntry field, in field order: promotion's
+        workspace); how many. This default pages through ``iter_partition_records``; an adapter
+        may copy in one read without building a Python object per record (SQLite does)."""
+        if not table.isidentifier():
+            raise ValueError(f"invalid table name {table!r}")
+        insert = f"INSERT INTO {table} VALUES ({','.join('?' * len(_RECORD_FIELD_NAMES))})"
+        total, buffer = 0, []
+        for record in self.iter_partition_records(partition):
+            buffer.append(_record_row(record))
+            if len(buffer) >= 10_000:
+                into.executemany(insert, buffer)
+                total, buffer = total + len(buffer), []
+        into.executemany(insert, buffer)
+        into.commit()
+        return total + len(buffer)
 
     # opening elsewhere --------------------------------------------------------------------
     def worker_opener(self) -> Callable[[], Catalog] | None:

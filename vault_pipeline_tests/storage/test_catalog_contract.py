@@ -279,6 +279,30 @@ def test_iter_partition_records_yields_its_records_by_log_id_while_status_change
     assert all(r.status == VALID for r in catalog.iter_partition_records(other))
 
 
+def test_copy_partition_records_appends_exactly_the_partitions_records_in_log_order(catalog: Catalog, tmp_path) -> None:
+    """Promotion's workspace is filled by this: every field as the catalog holds it (hostile
+    text included), only the partition's records, ascending log_id, appended to what is there."""
+    other = "2026-01-01-06:00|acme_audit"
+    mine = [replace(entry(n), natural_id=text) for n, text in zip((17, 3, 11, 5, 8), HOSTILE_STRINGS, strict=False)]
+    catalog.upsert_records([*mine, *(entry(n, partition=other) for n in (2, 4, 6))])
+    catalog.set_status([mine[1].log_id], DEAD_LETTER)
+    work = sqlite3.connect(tmp_path / "work.sqlite")
+    work.execute(f"CREATE TABLE records ({', '.join(f'c{i}' for i in range(12))})")
+    work.execute("INSERT INTO records VALUES (" + ",".join("?" * 12) + ")", ("already",) * 12)
+    work.commit()
+
+    assert catalog.copy_partition_records(HOUR, work, "records") == 5
+    rows = work.execute("SELECT * FROM records ORDER BY rowid").fetchall()
+    assert rows[0] == ("already",) * 12
+    assert [RecordEntry(*row) for row in rows[1:]] == list(catalog.iter_partition_records(HOUR))
+    assert [row[0] for row in rows[1:]] == sorted(r.log_id for r in mine)
+    assert catalog.copy_partition_records("2030-01-01-00:00|nobody", work, "records") == 0
+    with pytest.raises(ValueError, match="invalid table name"):
+        catalog.copy_partition_records(HOUR, work, "records; DROP TABLE records")
+    assert work.execute("SELECT count(*) FROM records").fetchone() == (6,)
+    work.close()
+
+
 def test_count_records_by_provider_and_partition(catalog: Catalog) -> None:
     catalog.upsert_records(
         [

@@ -71,7 +71,7 @@ from vault_pipeline.defs.promotion.decisions import (  # noqa: F401 - re-exporte
     workspace_reproduces_root,
 )
 from vault_pipeline.defs.promotion.workspace import WORK_PREFIX, _Workspace, default_work_root
-from vault_pipeline.storage.catalog import Artifact, Catalog, RecordEntry
+from vault_pipeline.storage.catalog import Artifact, Catalog
 from vault_pipeline.storage.object_store import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -109,7 +109,6 @@ class PromotionSummary:
 
 PART_RECORDS, PART_MANIFEST, INDEX = "records-{:05d}.ndjson", "manifest-{:05d}.ndjson", "manifest.json"
 QUARANTINED_SAMPLE = 1000  # log_ids listed per summary (counts carry the totals)
-_BATCH = 10_000
 # Worker processes decide raw objects side by side from this many records on (below it, starting
 # them costs more than they save: each imports the scanner's modules, about a second).
 PARALLEL_FROM_RECORDS = 50_000
@@ -192,16 +191,7 @@ def _promote(work: _Workspace, *, store, catalog, signer, scanner, policy, provi
     # 1. The catalog's records, streamed once into the workspace (in log order, so its rowid
     # order is the order the signed root was built in); the workspace is what is verified
     # against the root and what every decision reads, so both see the very same records.
-    total = 0
-    buffer: list[RecordEntry] = []
-    for record in catalog.iter_partition_records(partition):  # log order: ascending log_id
-        total += 1
-        buffer.append(record)
-        if len(buffer) >= _BATCH:
-            work.add_records(buffer)
-            buffer.clear()
-    work.add_records(buffer)
-    buffer.clear()
+    total = work.copy_records(catalog, partition)
 
     # 2. Decide per raw object; each part is staged on local disk until we know it is new.
     now = utc_now()

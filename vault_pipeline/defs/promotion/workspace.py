@@ -17,11 +17,10 @@ from itertools import groupby
 from operator import attrgetter
 from pathlib import Path
 
-from vault_pipeline.storage.catalog import RecordEntry
+from vault_pipeline.storage.catalog import Catalog, RecordEntry
 
 WORK_PREFIX = "promotion"  # $VAULT_HOME/work/promotion-XXXXXXXX, one per promotion under way
 _RECORD_FIELDS = tuple(f.name for f in fields(RecordEntry))
-_record_row = attrgetter(*_RECORD_FIELDS)
 
 
 def default_work_root() -> Path:
@@ -50,9 +49,9 @@ class _Workspace:
         self.digest_db.executescript("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA temp_store=FILE;"
                                      "CREATE TABLE digests (log_id TEXT, digest BLOB);")
 
-    def add_records(self, records: list[RecordEntry]) -> None:
-        self.db.executemany(f"INSERT INTO records VALUES ({','.join('?' * len(_RECORD_FIELDS))})",
-                            map(_record_row, records))
+    def copy_records(self, catalog: Catalog, partition: str) -> int:
+        """The partition's catalog records, in log order, as the workspace's record index; how many."""
+        return catalog.copy_partition_records(partition, self.db, "records")
 
     def objects(self) -> Iterator[tuple[str, list[RecordEntry]]]:
         """(object_key, its records by offset), one raw object at a time, in object_key order."""
