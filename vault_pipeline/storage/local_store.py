@@ -12,7 +12,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from vault_pipeline.storage.object_store import ObjectMissingError, ObjectStore, ObjectStoreError
+from vault_pipeline.storage.object_store import ObjectMissingError, ObjectStore, ObjectStoreError, validate_key
 
 
 class LocalObjectStore(ObjectStore):
@@ -32,6 +32,10 @@ class LocalObjectStore(ObjectStore):
     def immutability(self) -> dict[str, object]:
         return {"backend": "local directory", "object_lock": False, "default_retention": None, "versioning": None,
                 "retained_objects": "made read-only (mode 0444): a local disk has no retention clock"}
+
+    def local_path(self, key: str) -> str | None:
+        path = self._path(validate_key(key))
+        return str(path) if path.is_file() else None
 
     def _size(self, key: str) -> int | None:
         try:

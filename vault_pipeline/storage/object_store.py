@@ -95,6 +95,13 @@ class ObjectStore(ABC):
     def exists(self, key: str) -> bool:
         return self._size(validate_key(key)) is not None
 
+    def local_path(self, key: str) -> str | None:
+        """The object's own file, when this store keeps objects as local files and the object
+        is there: a reader that takes a file in pieces (a landing snapshot's row groups) can
+        read it instead of holding all its bytes. None otherwise (S3); ``get`` then."""
+        validate_key(key)
+        return None
+
     def size(self, key: str) -> int | None:
         return self._size(validate_key(key))
 

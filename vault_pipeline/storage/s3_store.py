@@ -150,7 +150,7 @@ class S3ObjectStore(ObjectStore):
             self.client.put_object(
                 Bucket=self.bucket,
                 Key=self._object_key(key),
-                Body=data,
+                Body=bytes(data) if isinstance(data, memoryview) else data,
                 ContentLength=len(data),
                 ChecksumSHA256=sha256_b64,
                 **self._sse_args,

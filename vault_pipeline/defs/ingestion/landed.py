@@ -26,10 +26,15 @@ class NotLandedError(RuntimeError):
 class LandedPartition:
     def __init__(self, store: ObjectStore, provider: str, window: HourWindow) -> None:
         self.store, self.provider, self.window = store, provider, window
+        key = snapshot_records_key(provider, window)
         try:
-            self._snapshot = store.get(snapshot_records_key(provider, window))
+            # A local snapshot is read from its file, row group by row group, through one open
+            # handle (the file as it was when this reader opened it, even if a re-run replaces
+            # it): holding its bytes cost ~85 B a record for as long as the stage ran.
+            path = store.local_path(key)
+            self._snapshot: bytes | pa.NativeFile = pa.OSFile(path) if path else store.get(key)
             self.objects: list[LandedObject] = decode_objects(store.get(snapshot_objects_key(provider, window)))
-        except ObjectMissingError:
+        except (ObjectMissingError, FileNotFoundError):
             raise NotLandedError(
                 f"partition {window.hour_key}|{provider} has not been landed (no snapshot); materialize raw_landing first"
             ) from None
