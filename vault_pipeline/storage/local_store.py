@@ -60,7 +60,7 @@ class LocalObjectStore(ObjectStore):
             raise ObjectStoreError(f"object {key!r} is shorter than the range {offset}+{length}")
         return data
 
-    def _write(self, key: str, data: bytes, digest: str) -> None:
+    def _write(self, key: str, data: bytes | memoryview, digest: str) -> None:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")

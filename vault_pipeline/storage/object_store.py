@@ -51,7 +51,7 @@ def validate_key(key: str) -> str:
 class ObjectStore(ABC):
     """Port implemented by LocalObjectStore and S3ObjectStore."""
 
-    def put(self, key: str, data: bytes, *, overwrite: bool = False, retain_days: int | None = None,
+    def put(self, key: str, data: bytes | memoryview, *, overwrite: bool = False, retain_days: int | None = None,
             known_checksum: str | None = None) -> PutResult:
         """Store ``data`` under ``key``.
 
@@ -131,7 +131,7 @@ class ObjectStore(ABC):
     def _read_range(self, key: str, offset: int, length: int) -> bytes: ...
 
     @abstractmethod
-    def _write(self, key: str, data: bytes, digest: str) -> None:
+    def _write(self, key: str, data: bytes | memoryview, digest: str) -> None:
         """Store the bytes; ``digest`` is their ``sha256:`` checksum, for backends that send it along."""
 
     @abstractmethod

@@ -144,7 +144,7 @@ class S3ObjectStore(ObjectStore):
             raise ObjectStoreError(f"object {key!r} is shorter than the range {offset}+{length}")
         return data
 
-    def _write(self, key: str, data: bytes, digest: str) -> None:
+    def _write(self, key: str, data: bytes | memoryview, digest: str) -> None:
         sha256_b64 = base64.b64encode(bytes.fromhex(hex_of(digest))).decode("ascii")
         try:
             self.client.put_object(

@@ -122,10 +122,33 @@ def test_hostile_keys_are_rejected(store: ObjectStore, tmp_path: Path, key: str)
         store.get_range(key, 0, 1)
     with pytest.raises(InvalidKeyError):
         store.exists(key)
+    with pytest.raises(InvalidKeyError):
+        store.local_path(key)
     assert list(store.list()) == []
     # Nothing landed anywhere under tmp_path but the (empty) store root itself.
     written = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert written == []
+
+
+def test_local_path_is_the_objects_own_file_or_none(store: ObjectStore) -> None:
+    """What a landing snapshot is read from in pieces: the very file holding the stored bytes
+    (locally), or None, and then the bytes come from ``get`` as before."""
+    store.put("snapshots/p/landing-records.parquet", AWKWARD)
+    path = store.local_path("snapshots/p/landing-records.parquet")
+    assert store.local_path("snapshots/p/absent.parquet") is None
+    if isinstance(store, S3ObjectStore):
+        assert path is None
+        return
+    assert Path(path).read_bytes() == AWKWARD and Path(path).is_relative_to(store.root)
+
+
+def test_a_view_of_a_buffer_is_stored_as_its_bytes(store: ObjectStore) -> None:
+    """Landing hands its snapshot over as a view of the writer's buffer, not a copy."""
+    view = memoryview(bytearray(AWKWARD))
+    stored = store.put("snapshots/p/landing-records.parquet", view)
+    assert store.get("snapshots/p/landing-records.parquet") == AWKWARD
+    assert stored.created and stored.size == len(AWKWARD)
+    assert store.put("snapshots/p/landing-records.parquet", memoryview(AWKWARD)).created is False
 
 
 def test_worker_opener_opens_the_same_store_or_is_none(store: ObjectStore) -> None:
