@@ -20,6 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from vault_pipeline.allocators import returns_freed_memory
 from vault_pipeline.core.kinds import fact_schema, fact_table_name
 from vault_pipeline.core.normalise import fact_batch
 from vault_pipeline.core.projection import Projector
@@ -50,6 +51,7 @@ class NormaliseSummary:
     version: int | None = None
 
 
+@returns_freed_memory
 def normalise_partition(
     *, store: ObjectStore, catalog: Catalog, lake: DeltaLake, kind: str, provider: str,
     window: HourWindow, partition: str, run_id: str, fields: dict[str, str] | None = None,
@@ -103,6 +105,7 @@ def _rows_to_load(snapshot: pa.Table, rejected: pa.Array) -> tuple[np.ndarray, l
 OUTPUT_SLICE = 150_000
 
 
+@returns_freed_memory
 def validate_lake_rows(runner: SuiteRunner, lake: DeltaLake, *, kind: str, provider: str,
                        fetch_window: HourWindow) -> SuiteOutcome | None:
     """The kind's GX output suite over the provider's rows in the window's lake partitions;

@@ -17,6 +17,7 @@ from itertools import islice, repeat
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from vault_pipeline.allocators import returns_freed_memory
 from vault_pipeline.core.windows import HourWindow
 from vault_pipeline.defs.ingestion.landed import LandedPartition
 from vault_pipeline.storage.catalog import DEAD_LETTER, VALID, Catalog, RecordEntry, fixed_width_timestamp
@@ -64,6 +65,7 @@ def rejected_in_fetch(catalog: Catalog, snapshot: pa.Table) -> set[str]:
     return found
 
 
+@returns_freed_memory
 def index_partition(
     *, store: ObjectStore, catalog: Catalog, provider: str, window: HourWindow, partition: str, run_id: str
 ) -> IndexSummary:

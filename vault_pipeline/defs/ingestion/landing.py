@@ -22,6 +22,7 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from vault_pipeline.allocators import returns_freed_memory
 from vault_pipeline.core.checksums import PREFIX
 from vault_pipeline.core.framing import FramedPage
 from vault_pipeline.core.identity import natural_id_from
@@ -69,6 +70,7 @@ class LandingSummary:
     objects: list[LandedObject] = field(default_factory=list)
 
 
+@returns_freed_memory
 def land_window(
     *,
     provider: Provider,

@@ -12,6 +12,7 @@ import hashlib
 import json
 from datetime import UTC, datetime
 
+from vault_pipeline.allocators import returns_freed_memory
 from vault_pipeline.core.layout import dlq_report_key, report_key
 from vault_pipeline.core.windows import HourWindow
 from vault_pipeline.defs.collector import cyclic_gc_paused
@@ -29,6 +30,7 @@ def dead_letter_id(stage: str, log_id: str) -> str:
     return "dl_" + hashlib.sha256(f"{stage}|{log_id}".encode()).hexdigest()[:32]
 
 
+@returns_freed_memory
 def validate_input(
     *,
     runner: SuiteRunner,

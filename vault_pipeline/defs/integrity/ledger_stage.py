@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
+from vault_pipeline.allocators import returns_freed_memory
 from vault_pipeline.core.ledger import (
     KIND_PARTITION,
     Checkpoint,
@@ -211,6 +212,7 @@ def _parse_checkpoint(text: str | None) -> Checkpoint | None:
         return None
 
 
+@returns_freed_memory
 def record_partition(
     *, store: ObjectStore, catalog: Catalog, signer: Signer, provider: str, window: HourWindow,
     partition: str, run_id: str,

@@ -15,6 +15,7 @@ from datetime import timedelta
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from vault_pipeline.allocators import return_freed_memory, returns_freed_memory
 from vault_pipeline.core.checksums import checksum
 from vault_pipeline.core.integrity import IntegrityReport
 from vault_pipeline.core.key_set import KeySet
@@ -31,6 +32,7 @@ from vault_pipeline.storage.object_store import ObjectMissingError, ObjectStore
 _LAKE_SLICE_KEYS = 1_250_000  # lake keys read per scan of the key column
 
 
+@returns_freed_memory
 def diff_partition(
     *, store: ObjectStore, catalog: Catalog, lake: DeltaLake, kind: str, provider: str,
     window: HourWindow, fetch_window: HourWindow, partition: str,
@@ -45,8 +47,11 @@ def diff_partition(
     if changed_objects:
         _check_changed_records(store, snapshot, changed_objects, report)
     report.counts["unique_records"] = pc.count_distinct(snapshot["log_id"]).as_py()
+    # Each check's transient buffers go back before the next one's (the lake check's are the largest).
+    return_freed_memory()
     _check_catalog(catalog, snapshot, provider, window, fetch_window, partition, report)
     rejected = rejected_in_fetch(catalog, snapshot)
+    return_freed_memory()
     _check_lake(lake, kind, snapshot, rejected, provider, fetch_window, report)
     return report
 

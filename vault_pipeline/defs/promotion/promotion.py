@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vault_pipeline.allocators import returns_freed_memory
 from vault_pipeline.core.layout import golden_prefix, quarantine_key
 from vault_pipeline.core.ledger import (
     KIND_PROMOTION_DECISION,
@@ -143,6 +144,7 @@ def iter_manifest_rows(store: ObjectStore, prefix: str) -> Iterator[dict[str, An
                 yield json.loads(line)
 
 
+@returns_freed_memory
 def promote_partition(
     *, store: ObjectStore, catalog: Catalog, signer: Signer, scanner: PiiScanner, policy: MaskPolicy, provider: str,
     kind: str, partition: str, requested_by: str, tier: str, run_id: str, promotion_id: str | None = None,
