@@ -14,6 +14,7 @@ import pytest
 from deltalake import DeltaTable
 
 from vault_pipeline.core.windows import HourWindow
+from vault_pipeline.defs.ingestion.landed import LandedPartition
 from vault_pipeline.defs.integrity.snapshot_diff import diff_partition
 
 HOUR = "2026-01-01-07:00"
@@ -96,3 +97,24 @@ def test_a_deleted_lake_row_is_missing_in_lake(ingested, slice_keys, monkeypatch
     report = _diff(ingested)
     assert _kinds(report) == {"missing_in_lake": 1}
     assert report.findings == [{"type": "missing_in_lake", "log_id": record.log_id}]
+
+
+def test_lake_rows_deleted_across_probe_slices_are_each_counted_and_the_first_named(ingested, monkeypatch) -> None:
+    """The hour's keys are checked against the lake's 70 at a time here: five rows deleted in
+    different slices are five missing, in landing order, two of them named (the cap, lowered)."""
+    from vault_pipeline.defs.integrity import snapshot_diff
+
+    monkeypatch.setattr(snapshot_diff, "_PROBE_KEYS", 70)
+    monkeypatch.setattr(snapshot_diff, "_LAKE_SLICE_KEYS", 100)
+    monkeypatch.setattr(snapshot_diff, "_MISSING_LISTED", 2)
+    records = list(ingested.catalog.iter_partition_records(PARTITION))
+    gone = [records[i] for i in (3, 71, 150, 222, len(records) - 1)]
+    table = DeltaTable(ingested.lake.table_uri("test_results"))
+    table.delete("log_id IN (" + ", ".join(f"'{r.log_id}'" for r in gone) + ")")
+    report = _diff(ingested)
+    assert _kinds(report) == {"missing_in_lake": 5}
+    assert report.counts["lake_expected"] == len(records) > 250
+    assert report.counts["lake_matched"] == len(records) - 5
+    landed = LandedPartition(ingested.store, PROVIDER, HourWindow.for_hour_key(HOUR)).snapshot_table(["log_id"])
+    in_landing_order = [log_id for log_id in landed["log_id"].to_pylist() if log_id in {r.log_id for r in gone}]
+    assert report.findings == [{"type": "missing_in_lake", "log_id": log_id} for log_id in in_landing_order[:2]]
