@@ -24,8 +24,9 @@ def test_dockerfile_builds_with_make_setup_and_runs_make_test():
     runs = [arg for op, arg in instructions if op == "RUN"]
     assert "make setup system" in runs  # the same install steps `make test` depends on
     assert ("CMD", '["make", "test"]') in instructions
-    # the whole suite, on every core (pytest-xdist, a file's tests on one worker)
-    assert _make_recipe("test")[-1] == "$(BIN)/python -m pytest -n $(TEST_WORKERS) --maxprocesses 4 --dist loadfile"
+    # the whole suite, on every core and one more worker (pytest-xdist, a file's tests on one worker)
+    assert _make_recipe("test")[-1] == \
+        "$(BIN)/python -m pytest -n $(TEST_WORKERS) --maxprocesses 5 --dist loadfile --durations=15"
     assert re.search(r"^test:(.*)$", (REPO / "Makefile").read_text(), re.MULTILINE).group(1).split() == ["setup", "system"]
 
 
