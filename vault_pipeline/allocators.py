@@ -18,8 +18,6 @@ them (1M records: the run's peak 1.82 -> 1.60 GB, nothing slower).
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import functools
 import os
 import sys
@@ -38,14 +36,16 @@ def apply() -> None:
         os.environ.setdefault(name, value)
 
 
-def _libc_trim() -> Callable[[int], int] | None:
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim`` from the process's own symbols (no library search), looked up at
+    the first stage's end rather than when the package is imported."""
+    import ctypes
+
     try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+        return ctypes.CDLL(None).malloc_trim
     except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to trim
         return None
-
-
-_MALLOC_TRIM = _libc_trim()
 
 
 def return_freed_memory() -> None:
@@ -57,8 +57,9 @@ def return_freed_memory() -> None:
     arrow = sys.modules.get("pyarrow")
     if arrow is not None:
         arrow.default_memory_pool().release_unused()
-    if _MALLOC_TRIM is not None:
-        _MALLOC_TRIM(0)
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 Params = ParamSpec("Params")

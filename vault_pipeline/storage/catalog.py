@@ -42,8 +42,8 @@ class RecordEntry:
     ingested_at: str = ""
 
 
-_RECORD_FIELD_NAMES = tuple(f.name for f in dataclass_fields(RecordEntry))
-_record_row = attrgetter(*_RECORD_FIELD_NAMES)
+RECORD_FIELDS = tuple(f.name for f in dataclass_fields(RecordEntry))  # a record's columns, in field order
+_record_row = attrgetter(*RECORD_FIELDS)
 
 # A position in the (timestamp, log_id) order of records.
 RecordKey = tuple[str | None, str]
@@ -505,7 +505,10 @@ class Catalog(ABC):
         may copy in one read without building a Python object per record (SQLite does)."""
         if not table.isidentifier():
             raise ValueError(f"invalid table name {table!r}")
-        insert = f"INSERT INTO {table} VALUES ({','.join('?' * len(_RECORD_FIELD_NAMES))})"
+        return self._copy_partition_records(partition, into, table)
+
+    def _copy_partition_records(self, partition: str, into: sqlite3.Connection, table: str) -> int:
+        insert = f"INSERT INTO {table} VALUES ({','.join('?' * len(RECORD_FIELDS))})"
         total, buffer = 0, []
         for record in self.iter_partition_records(partition):
             buffer.append(_record_row(record))

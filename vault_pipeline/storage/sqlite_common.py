@@ -16,9 +16,8 @@ from collections.abc import Sequence
 from dataclasses import fields
 from typing import Any
 
-from vault_pipeline.storage.catalog import AccessEntry, Artifact, DeadLetter, RecordEntry
+from vault_pipeline.storage.catalog import RECORD_FIELDS, AccessEntry, Artifact, DeadLetter
 
-RECORD_FIELDS = tuple(f.name for f in fields(RecordEntry))
 _LOG_ID, _CHECKSUM = RECORD_FIELDS.index("log_id"), RECORD_FIELDS.index("checksum")
 DEAD_LETTER_FIELDS = tuple(f.name for f in fields(DeadLetter))
 ARTIFACT_FIELDS = tuple(f.name for f in fields(Artifact))

@@ -10,7 +10,7 @@ validation are indexed with status ``dead_letter`` so their bytes stay reachable
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import islice, repeat
 
@@ -20,13 +20,12 @@ import pyarrow.compute as pc
 from vault_pipeline.allocators import returns_freed_memory
 from vault_pipeline.core.windows import HourWindow
 from vault_pipeline.defs.ingestion.landed import LandedPartition
-from vault_pipeline.storage.catalog import DEAD_LETTER, VALID, Catalog, RecordEntry, fixed_width_timestamp
+from vault_pipeline.storage.catalog import DEAD_LETTER, RECORD_FIELDS, VALID, Catalog, fixed_width_timestamp
 from vault_pipeline.storage.object_store import ObjectStore
 from vault_pipeline.tracing import tracer
 
 BATCH = 50_000
 _PROBE_SLICE = 100_000  # log_ids asked of the catalog at a time
-RECORD_FIELDS = tuple(f.name for f in fields(RecordEntry))
 _SNAPSHOT_COLUMNS = ["log_id", "natural_id", "object_key", "offset", "length", "checksum", "timestamp"]
 
 

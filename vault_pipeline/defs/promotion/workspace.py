@@ -12,15 +12,14 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections.abc import Iterator
-from dataclasses import fields
 from itertools import groupby
 from operator import attrgetter
 from pathlib import Path
 
+from vault_pipeline.storage.catalog import RECORD_FIELDS as _RECORD_FIELDS
 from vault_pipeline.storage.catalog import Catalog, RecordEntry
 
 WORK_PREFIX = "promotion"  # $VAULT_HOME/work/promotion-XXXXXXXX, one per promotion under way
-_RECORD_FIELDS = tuple(f.name for f in fields(RecordEntry))
 
 
 def default_work_root() -> Path:
