@@ -24,6 +24,7 @@ from great_expectations.expectations.expectation_configuration import Expectatio
 import great_expectations as gx  # noqa: E402
 
 ID_COLUMN = "log_id"
+_COLUMN_ARGUMENTS = ("column", "column_A", "column_B")
 
 
 class SuiteError(ValueError):
@@ -106,6 +107,21 @@ class SuiteRunner:
         asset = self._context.data_sources.add_pandas("vault_frames").add_dataframe_asset("records")
         self._batch = asset.add_batch_definition_whole_dataframe("partition")
         self._definitions: dict[str, Any] = {}
+
+    def columns(self, name: str) -> frozenset[str] | None:
+        """The columns the suite's expectations name, with ``log_id`` (it keys the failing
+        records): a frame of only these validates as the whole rows would. None when an
+        expectation names no column (a table-level one, e.g. on the set of columns), which
+        needs the whole rows."""
+        named = {ID_COLUMN}
+        for entry in load_suite_document(name, self.directory)["expectations"]:
+            kwargs = entry.get("kwargs") or {}
+            columns = [kwargs[key] for key in _COLUMN_ARGUMENTS if isinstance(kwargs.get(key), str)]
+            columns += [column for column in kwargs.get("column_list") or [] if isinstance(column, str)]
+            if not columns:
+                return None
+            named.update(columns)
+        return frozenset(named)
 
     def _definition(self, name: str):
         if name not in self._definitions:

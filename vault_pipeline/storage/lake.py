@@ -23,6 +23,7 @@ import os
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 from deltalake import DeltaTable, QueryBuilder
@@ -91,6 +92,11 @@ class DeltaLake(LakeWrites, LakeLifecycle):
         dt = self._open(table)
         return None if dt is None else dt.version()
 
+    def column_names(self, table: str) -> list[str]:
+        """The table's columns at its latest version, in order; none when it does not exist."""
+        dt = self._open(table)
+        return [] if dt is None else list(pa.schema(dt.schema().to_arrow()).names)
+
     # -- reading -------------------------------------------------------------------------
 
     def _select(
@@ -106,7 +112,30 @@ class DeltaLake(LakeWrites, LakeLifecycle):
         version: int | None = None,
         dates: tuple[str, str] | None = None,
     ) -> tuple[pa.Table, pa.Schema] | None:
-        """Run one SELECT over ``table`` in delta-rs's own engine (DataFusion).
+        """Run one SELECT over ``table`` in delta-rs's own engine (DataFusion), read whole."""
+        query = self._query(table, what, partitions, provider, key_bucket, order_by, limit, as_of, version, dates)
+        if query is None:
+            return None
+        reader, schema = query
+        try:
+            return pa.table(reader), schema
+        except (DeltaError, OSError, pa.ArrowException) as exc:
+            raise LakeError(f"cannot read lake table {table!r} at {self.table_uri(table)}: {exc}") from exc
+
+    def _query(
+        self,
+        table: str,
+        what: str | list[str],
+        partitions: list[tuple[str, str]] | None,
+        provider: str | None,
+        key_bucket: tuple[str, int, int] | None = None,
+        order_by: list[str] | None = None,
+        limit: int | None = None,
+        as_of: str | datetime | None = None,
+        version: int | None = None,
+        dates: tuple[str, str] | None = None,
+    ) -> tuple[Any, pa.Schema] | None:
+        """One SELECT over ``table`` in delta-rs's own engine (DataFusion), as a stream of batches.
 
         Reads go through QueryBuilder, not a pyarrow dataset: the dataset path does its I/O
         through a Python filesystem shim called from Arrow's C++ threads, and a thread still
@@ -149,7 +178,33 @@ class DeltaLake(LakeWrites, LakeLifecycle):
         if limit is not None:
             sql += f" LIMIT {int(limit)}"  # a top-k in DataFusion: the rows beyond it are never held
         try:
-            return pa.table(QueryBuilder().register(table, dt).execute(sql)), schema
+            return QueryBuilder().register(table, dt).execute(sql), schema
+        except (DeltaError, OSError, pa.ArrowException) as exc:
+            raise LakeError(f"cannot read lake table {table!r} at {self.table_uri(table)}: {exc}") from exc
+
+    def iter_batches(
+        self,
+        table: str,
+        *,
+        columns: list[str],
+        partitions: list[tuple[str, str]] | None = None,
+        provider: str | None = None,
+    ) -> Iterator[pa.RecordBatch]:
+        """``columns`` of ``table``'s rows (optionally some ``(date, hour)`` partitions and one
+        provider) as DataFusion produces them, a batch of a few thousand rows at a time: a scan
+        of a key column over an hour holds one batch, not the column. No rows when the table
+        does not exist; columns come back in the table's own types."""
+        query = self._query(table, list(columns), partitions, provider)
+        if query is None:
+            return
+        reader, schema = query
+        types = pa.schema([schema.field(name) for name in columns])
+        try:
+            # Through pyarrow's reader, which waits for each batch without the GIL: delta-rs's
+            # own iterator holds it while DataFusion fetches, stalling every other thread of
+            # the process (an S3 endpoint served from the same process never answers).
+            for batch in pa.RecordBatchReader.from_stream(reader):
+                yield batch.cast(types)
         except (DeltaError, OSError, pa.ArrowException) as exc:
             raise LakeError(f"cannot read lake table {table!r} at {self.table_uri(table)}: {exc}") from exc
 

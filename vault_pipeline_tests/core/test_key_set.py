@@ -1,4 +1,4 @@
-"""The key set a lake load checks each batch against: exact membership, first-copy semantics."""
+"""The key sets a lake load and the integrity diff check batches against: exact membership, first-copy semantics."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import random
 import pyarrow as pa
 import pytest
 
-from vault_pipeline.core.key_set import KeySet
+from vault_pipeline.core.key_set import KeySet, SortedKeys
 
 
 def keys(*values: str) -> pa.Array:
@@ -69,3 +69,38 @@ def test_a_stream_of_batches_agrees_with_a_python_set(seed):
         assert held.add_new(keys(*batch)).to_pylist() == expected
         reference |= seen
         assert len(held) == len(reference)
+
+
+def test_sorted_keys_keep_each_distinct_key_once_at_its_first_copy():
+    keys = SortedKeys(pa.array(["b", "a", "b", "c", "a"]))
+    assert len(keys) == 3
+    found, slot = keys.locate(pa.array(["a", "b", "c"]))
+    assert found.tolist() == [True, True, True]
+    assert keys.positions[slot].tolist() == [1, 0, 3]
+
+
+def test_sorted_keys_find_no_key_they_do_not_hold_whatever_its_width():
+    keys = SortedKeys(pa.array(["log_a", "log_c", "log_b\x00"]))
+    found, slot = keys.locate(pa.array(["log_b", "log_b\x00", "log_cc", "", "log_", "zz" * 20, "log_a"]))
+    assert found.tolist() == [False, True, False, False, False, False, True]
+    assert keys.positions[slot[found]].tolist() == [2, 0]
+
+
+def test_empty_sorted_keys_and_empty_probes_find_nothing():
+    assert SortedKeys(pa.array([], pa.string())).locate(pa.array(["a"]))[0].tolist() == [False]
+    assert SortedKeys(pa.array(["a"])).locate(pa.array([], pa.string()))[0].tolist() == []
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_sorted_keys_agree_with_a_python_dict_of_first_positions(seed):
+    rng = random.Random(seed)
+    landed = [f"log_{rng.randrange(2000):05x}" for _ in range(3000)]
+    first = {}
+    for position, key in enumerate(landed):
+        first.setdefault(key, position)
+    keys = SortedKeys(pa.chunked_array([landed[:1000], landed[1000:]]))
+    probe = [f"log_{rng.randrange(4000):05x}" for _ in range(2000)]
+    found, slot = keys.locate(pa.array(probe))
+    assert len(keys) == len(first)
+    assert found.tolist() == [key in first for key in probe]
+    assert keys.positions[slot[found]].tolist() == [first[key] for key in probe if key in first]

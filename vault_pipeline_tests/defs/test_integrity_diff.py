@@ -1,7 +1,8 @@
 """The integrity snapshot diff names each kind of damage done after a partition was ingested.
 
 A clean partition, then one change at a time to what landing recorded: a byte of a stored
-page, a catalog entry deleted, a catalog pointer moved, a lake row deleted. Each must come
+page, a catalog entry deleted, planted, moved, given other bytes or held by another hour, a
+lake row deleted. Each must come
 out as its own finding naming the record, on the real local store, SQLite catalog and Delta.
 """
 
@@ -86,12 +87,68 @@ def test_a_moved_catalog_pointer_is_a_pointer_mismatch(ingested) -> None:
     assert report.findings[0]["log_id"] == record.log_id
 
 
-@pytest.mark.parametrize("slice_keys", [1_250_000, 40], ids=["one_read", "read_in_slices"])
-def test_a_deleted_lake_row_is_missing_in_lake(ingested, slice_keys, monkeypatch) -> None:
-    """Also when the lake's keys are read a slice at a time (a big hour): 300 keys, 40 a slice."""
+def test_an_altered_catalog_checksum_is_a_checksum_mismatch_naming_both(ingested) -> None:
+    record = _second_record(ingested)
+    _catalog_sql(ingested, "UPDATE records SET checksum = ? WHERE log_id = ?", "sha256:" + "0" * 64, record.log_id)
+    report = _diff(ingested)
+    assert _kinds(report) == {"catalog_checksum_mismatch": 1}
+    assert report.findings == [{"type": "catalog_checksum_mismatch", "log_id": record.log_id,
+                                "expected": record.checksum, "found": "sha256:" + "0" * 64}]
+
+
+def test_a_catalog_entry_nothing_landed_is_orphaned_and_miscounts_the_partition(ingested) -> None:
+    record = _second_record(ingested)
+    _catalog_sql(ingested, "INSERT INTO records SELECT 'log_zz_planted', provider, partition, natural_id, object_key, "
+                 '"offset", length, checksum, timestamp, run_id, status, ingested_at FROM records WHERE log_id = ?',
+                 record.log_id)
+    report = _diff(ingested)
+    assert _kinds(report) == {"orphaned_in_catalog": 1, "count_mismatch": 1}
+    assert {"type": "orphaned_in_catalog", "log_id": "log_zz_planted"} in report.findings
+
+
+@pytest.mark.parametrize("held_by", ["2026-01-01-08:00", "2026-01-03-00:00"], ids=["overlapping_hour", "far_hour"])
+def test_a_record_another_partition_indexed_first_is_matched_and_other_bytes_are_a_revision_conflict(
+    ingested, held_by
+) -> None:
+    """With a one-hour lookback the next hour's fetch overlaps this one and may index its records
+    first; a record indexed far away (a late re-delivery) is found by its log_id. Either way the
+    record is held; other bytes there are a revision conflict, a warning that does not fail."""
+    window = HourWindow.for_hour_key(HOUR)
+    record, other = _second_record(ingested), f"{held_by}|{PROVIDER}"
+    _catalog_sql(ingested, "UPDATE records SET partition = ? WHERE log_id = ?", other, record.log_id)
+
+    def diff():
+        return diff_partition(store=ingested.store, catalog=ingested.catalog, lake=ingested.lake, kind="test_result",
+                              provider=PROVIDER, window=window, fetch_window=window.with_lookback(1), partition=PARTITION)
+
+    report = diff()
+    assert report.clean and _kinds(report) == {}
+    assert report.counts["catalog_matched"] == report.counts["unique_records"]
+    _catalog_sql(ingested, "UPDATE records SET checksum = ? WHERE log_id = ?", "sha256:" + "1" * 64, record.log_id)
+    report = diff()
+    assert report.clean and _kinds(report) == {"revision_conflict": 1}
+    assert report.findings == [{"type": "revision_conflict", "log_id": record.log_id, "indexed_by": other}]
+
+
+def test_catalog_pages_smaller_than_the_hour_find_each_damage_once(ingested, monkeypatch) -> None:
+    """The catalog is read 7 entries a page here: damage on several pages is found exactly once each."""
     from vault_pipeline.defs.integrity import snapshot_diff
 
-    monkeypatch.setattr(snapshot_diff, "_LAKE_SLICE_KEYS", slice_keys)
+    monkeypatch.setattr(snapshot_diff, "_CATALOG_PAGE", 7)
+    records = sorted(ingested.catalog.iter_partition_records(PARTITION), key=lambda r: r.log_id)
+    deleted, altered, moved = records[0], records[150], records[-1]
+    _catalog_sql(ingested, "DELETE FROM records WHERE log_id = ?", deleted.log_id)
+    _catalog_sql(ingested, "UPDATE records SET checksum = ? WHERE log_id = ?", "sha256:" + "2" * 64, altered.log_id)
+    _catalog_sql(ingested, 'UPDATE records SET length = length - 1 WHERE log_id = ?', moved.log_id)
+    report = _diff(ingested)
+    assert _kinds(report) == {"missing_in_catalog": 1, "catalog_checksum_mismatch": 1, "catalog_pointer_mismatch": 1}
+    assert {(f["type"], f["log_id"]) for f in report.findings} == {
+        ("missing_in_catalog", deleted.log_id), ("catalog_checksum_mismatch", altered.log_id),
+        ("catalog_pointer_mismatch", moved.log_id)}
+    assert report.counts["catalog_matched"] == len(records) - 1
+
+
+def test_a_deleted_lake_row_is_missing_in_lake(ingested) -> None:
     record = _second_record(ingested)
     DeltaTable(ingested.lake.table_uri("test_results")).delete(f"log_id = '{record.log_id}'")
     report = _diff(ingested)
@@ -99,13 +156,13 @@ def test_a_deleted_lake_row_is_missing_in_lake(ingested, slice_keys, monkeypatch
     assert report.findings == [{"type": "missing_in_lake", "log_id": record.log_id}]
 
 
-def test_lake_rows_deleted_across_probe_slices_are_each_counted_and_the_first_named(ingested, monkeypatch) -> None:
-    """The hour's keys are checked against the lake's 70 at a time here: five rows deleted in
-    different slices are five missing, in landing order, two of them named (the cap, lowered)."""
+def test_lake_rows_deleted_from_a_big_hour_are_each_counted_and_the_first_named_in_landing_order(
+    ingested, monkeypatch
+) -> None:
+    """Five rows deleted across the hour are five missing, named in landing order, two of them
+    (the cap, lowered)."""
     from vault_pipeline.defs.integrity import snapshot_diff
 
-    monkeypatch.setattr(snapshot_diff, "_PROBE_KEYS", 70)
-    monkeypatch.setattr(snapshot_diff, "_LAKE_SLICE_KEYS", 100)
     monkeypatch.setattr(snapshot_diff, "_MISSING_LISTED", 2)
     records = list(ingested.catalog.iter_partition_records(PARTITION))
     gone = [records[i] for i in (3, 71, 150, 222, len(records) - 1)]
@@ -118,3 +175,14 @@ def test_lake_rows_deleted_across_probe_slices_are_each_counted_and_the_first_na
     landed = LandedPartition(ingested.store, PROVIDER, HourWindow.for_hour_key(HOUR)).snapshot_table(["log_id"])
     in_landing_order = [log_id for log_id in landed["log_id"].to_pylist() if log_id in {r.log_id for r in gone}]
     assert report.findings == [{"type": "missing_in_lake", "log_id": log_id} for log_id in in_landing_order[:2]]
+
+
+def test_records_input_validation_rejected_are_not_expected_in_the_lake(vault) -> None:
+    vault.write_providers({PROVIDER: {"type": "simulator", "kind": "test_result", "records_per_hour": 2000, "seed": 5,
+                                      "page_size": 500, "invalid_fraction": 0.004, "lookback_hours": 0}})
+    assert vault.run(HOUR, PROVIDER).success
+    rejected = vault.catalog.count_dead_letters(partition=PARTITION)
+    assert rejected > 0
+    report = _diff(vault)
+    assert report.clean
+    assert report.counts["lake_expected"] == report.counts["lake_matched"] == report.counts["unique_records"] - rejected

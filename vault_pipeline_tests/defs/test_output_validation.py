@@ -2,7 +2,8 @@
 
 A million-row hour is never one pandas frame; slicing must not weaken any expectation (every
 row is evaluated once, and a log_id loaded twice is still caught by the uniqueness check,
-because both copies fall in the same slice).
+because both copies fall in the same slice), nor must reading only the columns the suite
+names.
 """
 
 from __future__ import annotations
@@ -72,3 +73,39 @@ def test_a_rerun_repairs_a_doubled_partition_and_the_graph_check_then_passes(loa
     assert loaded.lake.count("audit_events", provider="sim_audit") == rows
     ids = loaded.lake.read("audit_events", columns=["log_id"]).column("log_id").to_pylist()
     assert len(ids) == len(set(ids))
+
+
+def test_only_the_suites_columns_are_read_and_they_validate_as_whole_rows_do(loaded, monkeypatch) -> None:
+    from vault_pipeline.storage.lake import DeltaLake
+
+    read = []
+    original = DeltaLake.read_in_buckets
+
+    def recording(self, table, **options):
+        read.append(options.get("columns"))
+        return original(self, table, **options)
+
+    monkeypatch.setattr(DeltaLake, "read_in_buckets", recording)
+    projected = _validate(loaded, 10_000, monkeypatch)
+    monkeypatch.setattr(suite_runner(), "columns", lambda name: None)
+    whole = _validate(loaded, 10_000, monkeypatch)
+    assert read[1] is None
+    assert set(read[0]) == {"log_id", "checksum", "object_key", "event_time", "event_name", "event_source", "date", "hour"}
+    assert projected.evaluated == whole.evaluated > 0
+    assert [(e.type, e.column, e.success, e.unexpected_count) for e in projected.expectations] == [
+        (e.type, e.column, e.success, e.unexpected_count) for e in whole.expectations
+    ]
+
+
+def test_a_suite_column_the_table_lacks_is_still_an_error_of_the_check(loaded, monkeypatch, tmp_path) -> None:
+    import json
+
+    from vault_pipeline.quality.gx_runner import SuiteRunner, load_suite_document
+
+    suite = load_suite_document("audit_event.output")
+    suite["expectations"].append({"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "no_such_column"}})
+    (tmp_path / "audit_event.output.json").write_text(json.dumps(suite), encoding="utf-8")
+    window = HourWindow.for_hour_key(HOUR).with_lookback(1)
+    outcome = normalisation.validate_lake_rows(SuiteRunner(directory=tmp_path), loaded.lake, kind="audit_event",
+                                               provider="sim_audit", fetch_window=window)
+    assert any("no_such_column" in error for error in outcome.errors)

@@ -245,3 +245,20 @@ def test_expectation_on_a_missing_column_is_reported_as_an_error(tmp_path):
     assert outcome.errors and outcome.errors[0].startswith("no_such_column: expect_column_values_to_not_be_null")
     assert not present.success and present.error is None and present.unexpected_count == 1
     assert outcome.failing == {"log_2": ["event_time: expect_column_values_to_not_be_null"]}
+
+
+def test_a_suite_names_the_columns_its_expectations_look_at_and_log_id(tmp_path):
+    suite = {"name": "t", "expectations": [
+        {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "event_time"}},
+        {"type": "expect_column_pair_values_a_to_be_greater_than_b", "kwargs": {"column_A": "a", "column_B": "b"}},
+    ]}
+    assert _broken_runner(tmp_path, "t", json.dumps(suite)).columns("t") == {"log_id", "event_time", "a", "b"}
+    assert SuiteRunner().columns("audit_event.output") >= {"log_id", "checksum", "event_name", "event_time"}
+
+
+def test_a_table_level_expectation_needs_every_column(tmp_path):
+    suite = {"name": "t", "expectations": [
+        {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "event_time"}},
+        {"type": "expect_table_columns_to_match_set", "kwargs": {"column_set": ["log_id", "event_time"]}},
+    ]}
+    assert _broken_runner(tmp_path, "t", json.dumps(suite)).columns("t") is None

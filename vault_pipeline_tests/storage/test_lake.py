@@ -123,6 +123,20 @@ def test_read_returns_the_table_types_and_quotes_values(lake: DeltaLake) -> None
         lake.read("audit_events", columns=["log_id", "nope"])
 
 
+def test_batches_stream_the_filtered_rows_in_the_table_types(lake: DeltaLake) -> None:
+    lake.merge("audit_events", rows(range(120)))
+    batches = list(lake.iter_batches("audit_events", columns=["log_id", "event_ts"],
+                                     partitions=[("2026-01-01", "02")], provider="acme"))
+    assert all(b.schema == pa.schema([("log_id", pa.string()), ("event_ts", pa.timestamp("us", tz="UTC"))])
+               for b in batches)
+    assert {i for b in batches for i in b.column("log_id").to_pylist()} == expected(
+        range(120), "2026-01-01", "02", provider="acme")
+    assert lake.column_names("audit_events")[:2] == ["log_id", "date"]
+    assert list(lake.iter_batches("never_loaded", columns=["log_id"])) == [] and lake.column_names("never_loaded") == []
+    with pytest.raises(LakeError, match="no columns"):
+        list(lake.iter_batches("audit_events", columns=["nope"]))
+
+
 def test_a_missing_table_reads_as_empty(lake: DeltaLake) -> None:
     assert lake.read("never_loaded").num_rows == 0
     assert lake.count("never_loaded", provider="acme") == 0
@@ -200,6 +214,10 @@ def test_delta_on_s3(moto_s3: MotoS3) -> None:
     assert lake.count("audit_events") == 50
     hour = lake.read("audit_events", partitions=[("2026-01-02", "01")], provider="demo", columns=["log_id"])
     assert set(hour.column("log_id").to_pylist()) == expected(range(50), "2026-01-02", "01", provider="demo")
+    # Streamed: batches wait for S3 without the GIL, or the in-process endpoint could not answer.
+    streamed = lake.iter_batches("audit_events", partitions=[("2026-01-02", "01")], provider="demo", columns=["log_id"])
+    assert {i for b in streamed for i in b.column("log_id").to_pylist()} == expected(range(50), "2026-01-02", "01",
+                                                                                  provider="demo")
     keys = [o["Key"] for o in moto_s3.client.list_objects_v2(Bucket=moto_s3.bucket, Prefix="lake/")["Contents"]]
     assert "lake/audit_events/_delta_log/00000000000000000000.json" in keys
     assert any(k.startswith("lake/audit_events/date=2026-01-01/hour=00/") for k in keys)

@@ -1,24 +1,24 @@
 """The integrity snapshot diff: landing snapshot vs the object store, the catalog and the lake.
 
 Every stored page of the partition is re-read and re-hashed; every landed record is matched
-with its catalog entry (a merge-join on ``log_id``, streaming, so memory does not grow with
-the hour) and, when it passed validation, with its lake row. The result is an
+with its catalog entry (the catalog's pages, in log order, looked up in the hour's sorted
+log_ids a page at a time) and, when it passed validation, with its lake row. The result is an
 IntegrityReport whose failing findings make the blocking check fail.
 """
 
 from __future__ import annotations
 
 import hashlib
-import heapq
 from datetime import timedelta
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from vault_pipeline.allocators import return_freed_memory, returns_freed_memory
 from vault_pipeline.core.checksums import checksum
 from vault_pipeline.core.integrity import IntegrityReport
-from vault_pipeline.core.key_set import KeySet
+from vault_pipeline.core.key_set import SortedKeys
 from vault_pipeline.core.kinds import fact_table_name
 from vault_pipeline.core.layout import raw_prefix
 from vault_pipeline.core.windows import HourWindow
@@ -29,8 +29,8 @@ from vault_pipeline.storage.catalog import Catalog
 from vault_pipeline.storage.lake import DeltaLake
 from vault_pipeline.storage.object_store import ObjectMissingError, ObjectStore
 
-_LAKE_SLICE_KEYS = 1_250_000  # lake keys read per scan of the key column
-_PROBE_KEYS = 250_000  # the hour's keys checked against the lake's at a time
+_CATALOG_PAGE = 50_000  # catalog entries looked up in the hour's keys at a time
+_PROBE_KEYS = 250_000  # records not indexed by an overlapping partition looked up at a time
 _MISSING_LISTED = 1000  # missing_in_lake findings named one by one; the count carries the rest
 
 
@@ -48,13 +48,17 @@ def diff_partition(
     report.counts["landed_records"] = snapshot.num_rows
     if changed_objects:
         _check_changed_records(store, snapshot, changed_objects, report)
-    report.counts["unique_records"] = pc.count_distinct(snapshot["log_id"]).as_py()
+    # Only whether a record has an event time matters from here on: one flag, not the string.
+    timed = pc.is_valid(snapshot["timestamp"]).to_numpy(zero_copy_only=False)
+    snapshot = snapshot.drop_columns(["timestamp"])
+    landed_keys = SortedKeys(snapshot["log_id"])
+    report.counts["unique_records"] = len(landed_keys)
     # Each check's transient buffers go back before the next one's (the lake check's are the largest).
     return_freed_memory()
-    _check_catalog(catalog, snapshot, provider, window, fetch_window, partition, report)
+    _check_catalog(catalog, snapshot, landed_keys, provider, fetch_window, partition, report)
     rejected = rejected_in_fetch(catalog, snapshot)
     return_freed_memory()
-    _check_lake(lake, kind, snapshot, rejected, provider, fetch_window, report)
+    _check_lake(lake, kind, snapshot, timed, landed_keys, rejected, provider, fetch_window, report)
     return report
 
 
@@ -98,71 +102,44 @@ def _check_changed_records(store, snapshot: pa.Table, changed_objects: set[str],
             report.add("changed_record", log_id=row["log_id"], key=key)
 
 
-def _catalog_stream(catalog: Catalog, provider: str, fetch_window: HourWindow):
-    """Catalog entries of every partition whose fetch overlaps this one, in log_id order: the
-    hours of the fetch window, and as many after it as its lookback, because a later hour run
-    first (a backfill of earlier hours) indexes this hour's records through its own lookback."""
-    streams = []
+def _overlapping_partitions(provider: str, fetch_window: HourWindow) -> list[str]:
+    """Every partition whose fetch overlaps this one: the hours of the fetch window, and as
+    many after it as its lookback, because a later hour run first (a backfill of earlier
+    hours) indexes this hour's records through its own lookback."""
+    partitions = []
     moment = fetch_window.start
     end = fetch_window.end + (fetch_window.end - fetch_window.start) - timedelta(hours=1)
     while moment < end:
-        streams.append(catalog.iter_partition_records(f"{moment.strftime('%Y-%m-%d-%H:00')}|{provider}"))
+        partitions.append(f"{moment.strftime('%Y-%m-%d-%H:00')}|{provider}")
         moment += timedelta(hours=1)
-    return heapq.merge(*streams, key=lambda entry: entry.log_id)
+    return partitions
 
 
-def _in_log_order(snapshot: pa.Table, batch: int = 50_000):
-    """The snapshot's rows in log_id order (stable: the first copy of a log_id comes first),
-    gathered batch by batch rather than as a sorted copy of the whole table."""
-    order = pc.sort_indices(snapshot, [("log_id", "ascending")])
-    columns = ("log_id", "object_key", "offset", "length", "checksum")
-    for start in range(0, len(order), batch):
-        rows = snapshot.select(list(columns)).take(order[start : start + batch])
-        yield from zip(*(rows.column(name).to_pylist() for name in columns), strict=True)
-
-
-def _check_catalog(catalog, snapshot: pa.Table, provider, window, fetch_window, partition, report) -> None:
-    entries = _catalog_stream(catalog, provider, fetch_window)
-    current = next(entries, None)
-    matched = 0
-    previous_id = None
-    elsewhere: list[tuple[str, str]] = []  # (log_id, checksum) of fetched records no overlapping partition holds
-    for log_id, object_key, offset, length, record_checksum in _in_log_order(snapshot):
-        if log_id == previous_id:
-            continue  # a duplicate within the fetch; the first copy is the one indexed
-        previous_id = log_id
-        while current is not None and current.log_id < log_id:
-            if current.partition == partition:
-                report.add("orphaned_in_catalog", log_id=current.log_id)
-            current = next(entries, None)
-        if current is None or current.log_id != log_id:
-            elsewhere.append((log_id, record_checksum))
-            continue
-        matched += 1
-        if current.checksum != record_checksum:
-            if current.partition == partition:
-                report.add("catalog_checksum_mismatch", log_id=log_id, expected=record_checksum, found=current.checksum)
-            else:
-                report.add("revision_conflict", log_id=log_id, indexed_by=current.partition)
-        elif current.partition == partition and (current.object_key, current.offset, current.length) != (object_key, offset, length):
-            report.add("catalog_pointer_mismatch", log_id=log_id, expected=f"{object_key}@{offset}+{length}",
-                       found=f"{current.object_key}@{current.offset}+{current.length}")
-        current = next(entries, None)
-    while current is not None:
-        if current.partition == partition:
-            report.add("orphaned_in_catalog", log_id=current.log_id)
-        current = next(entries, None)
-    # A record another partition indexed first (a re-delivery far from its hour) is still held.
-    known = catalog.known_log_ids([log_id for log_id, _ in elsewhere]) if elsewhere else set()
-    for log_id, record_checksum in elsewhere:
-        if log_id not in known:
-            report.add("missing_in_catalog", log_id=log_id)
-            continue
-        matched += 1
-        held = catalog.get_record(log_id)
-        if held is not None and held.checksum != record_checksum:
-            report.add("revision_conflict", log_id=log_id, indexed_by=held.partition)
-    report.counts["catalog_matched"] = matched
+def _check_catalog(catalog: Catalog, snapshot: pa.Table, landed_keys: SortedKeys, provider: str,
+                   fetch_window: HourWindow, partition: str, report: IntegrityReport) -> None:
+    """Each landed log_id (its first copy in the fetch: the one indexed) against its catalog
+    entry. The catalog's pages of every overlapping partition, in log order, are looked up in
+    the hour's sorted keys a whole page at a time and compared column by column, so Python
+    touches only the findings, and memory holds one page besides the hour's keys."""
+    matched = np.zeros(len(landed_keys), dtype=bool)
+    for overlapping in _overlapping_partitions(provider, fetch_window):
+        own = overlapping == partition
+        for page in catalog.iter_partition_pointer_pages(overlapping, page_size=_CATALOG_PAGE):
+            log_ids = pa.array(page.log_ids, pa.string())
+            found, slot = landed_keys.locate(log_ids)
+            if own:
+                for log_id in log_ids.filter(pa.array(~found)).to_pylist():
+                    report.add("orphaned_in_catalog", log_id=log_id)
+            hits = np.flatnonzero(found)
+            if not len(hits):
+                continue
+            matched[slot[hits]] = True
+            rows = pa.array(landed_keys.positions[slot[hits]])
+            landed = snapshot.select(["checksum", "object_key", "offset", "length"]).take(rows)
+            held = pa.table({"log_id": log_ids, "checksum": page.checksums, "object_key": page.object_keys,
+                             "offset": page.offsets, "length": page.lengths}).take(pa.array(hits))
+            _report_differences(landed, held, own, overlapping, report)
+    _check_indexed_elsewhere(catalog, snapshot, landed_keys, matched, report)
     indexed_here = catalog.count_records(partition=partition)
     report.counts["catalog_partition_records"] = indexed_here
     if indexed_here > report.counts["unique_records"]:
@@ -170,32 +147,82 @@ def _check_catalog(catalog, snapshot: pa.Table, provider, window, fetch_window, 
                    catalog=indexed_here, landed=report.counts["unique_records"])
 
 
-def _check_lake(lake: DeltaLake, kind, snapshot: pa.Table, rejected: set[str], provider, fetch_window, report) -> None:
-    table = fact_table_name(kind)
-    valid = snapshot.select(["log_id", "timestamp"]).filter(pc.is_valid(snapshot["timestamp"]))["log_id"]
+def _report_differences(landed: pa.Table, held: pa.Table, own: bool, overlapping: str, report: IntegrityReport) -> None:
+    """Findings for matched records whose catalog entry differs from what landing recorded:
+    other bytes are a mismatch in this partition and a revision conflict in another one (a
+    re-delivery with other bytes; its first copy is kept); a pointer elsewhere in the page,
+    or in another page, is a mismatch of this partition's own entries."""
+    other_bytes = pc.fill_null(pc.not_equal(landed["checksum"], held["checksum"]), True)
+    for row in np.flatnonzero(other_bytes.to_numpy(zero_copy_only=False)).tolist():
+        log_id = held["log_id"][row].as_py()
+        if own:
+            report.add("catalog_checksum_mismatch", log_id=log_id, expected=landed["checksum"][row].as_py(),
+                       found=held["checksum"][row].as_py())
+        else:
+            report.add("revision_conflict", log_id=log_id, indexed_by=overlapping)
+    if not own:
+        return
+    moved = pa.array(np.zeros(held.num_rows, dtype=bool))
+    for name in ("object_key", "offset", "length"):
+        expected = landed[name].cast(held.schema.field(name).type)
+        moved = pc.or_(moved, pc.fill_null(pc.not_equal(expected, held[name]), True))
+    moved = pc.and_(moved, pc.invert(other_bytes))
+    for row in np.flatnonzero(moved.to_numpy(zero_copy_only=False)).tolist():
+        expected, found = landed.slice(row, 1).to_pylist()[0], held.slice(row, 1).to_pylist()[0]
+        report.add("catalog_pointer_mismatch", log_id=found["log_id"],
+                   expected=f"{expected['object_key']}@{expected['offset']}+{expected['length']}",
+                   found=f"{found['object_key']}@{found['offset']}+{found['length']}")
+
+
+def _check_indexed_elsewhere(catalog: Catalog, snapshot: pa.Table, landed_keys: SortedKeys, matched: np.ndarray,
+                             report: IntegrityReport) -> None:
+    """Landed records no overlapping partition indexed: a record another partition indexed
+    first (a re-delivery far from its hour) is still held; any other is missing."""
+    rows = pa.array(landed_keys.positions[~matched])  # in log order
+    count = len(landed_keys) - len(rows)
+    for start in range(0, len(rows), _PROBE_KEYS):
+        part = snapshot.select(["log_id", "checksum"]).take(rows[start : start + _PROBE_KEYS])
+        log_ids, checksums = part["log_id"].to_pylist(), part["checksum"].to_pylist()
+        known = catalog.known_log_ids(log_ids)
+        for log_id, record_checksum in zip(log_ids, checksums, strict=True):
+            if log_id not in known:
+                report.add("missing_in_catalog", log_id=log_id)
+                continue
+            count += 1
+            held = catalog.get_record(log_id)
+            if held is not None and held.checksum != record_checksum:
+                report.add("revision_conflict", log_id=log_id, indexed_by=held.partition)
+    report.counts["catalog_matched"] = count
+
+
+def _check_lake(lake: DeltaLake, kind: str, snapshot: pa.Table, timed: np.ndarray, landed_keys: SortedKeys,
+                rejected: set[str], provider: str, fetch_window: HourWindow, report: IntegrityReport) -> None:
+    """Each landed record that belongs in the lake (it has an event time and input validation
+    rejected it in no partition) against the lake's rows of the fetch window. The lake's keys
+    stream past in DataFusion's batches and are looked up in the hour's sorted keys, so what is
+    held is two flags a key: at 5M records the key column read whole plus key sets of both
+    sides held ~2 GB."""
+    usable = timed.copy()
     if rejected:
-        valid = valid.filter(pc.invert(pc.is_in(valid, pa.array(sorted(rejected), pa.string()))))
-    # The lake's keys and the hour's expected keys go into compact key sets (~37 B a key),
-    # read and probed in slices: at 5M records the whole column read at once plus Arrow's hash
-    # sets over it held ~2 GB. Each lake slice is one more scan of the key column (~2 s at 5M),
-    # so slices come per 1.25M keys.
-    held = KeySet()
-    buckets = next((b for b in (1, 2, 4, 8) if len(valid) <= b * _LAKE_SLICE_KEYS), 16)
-    for rows in lake.read_in_buckets(table, key="log_id", buckets=buckets, columns=["log_id"],
-                                     partitions=partitions_of(fetch_window), provider=provider):
-        if rows.num_rows:
-            held.add_new(pc.drop_null(rows["log_id"]))
-    expected, matched, missing = KeySet(), 0, []
-    for start in range(0, len(valid), _PROBE_KEYS):
-        keys = valid.slice(start, _PROBE_KEYS)
-        new = expected.add_new(keys)  # each log_id once, at its first copy in the fetch
-        there = held.contains(keys)
-        matched += pc.sum(pc.and_(new, there)).as_py() or 0
-        if len(missing) < _MISSING_LISTED:
-            missing += keys.filter(pc.and_(new, pc.invert(there))).to_pylist()[: _MISSING_LISTED - len(missing)]
-    report.counts["lake_expected"] = len(expected)
-    report.counts["lake_matched"] = matched
-    for log_id in missing:
+        found, slot = landed_keys.locate(pa.array(sorted(rejected), pa.string()))
+        dead = np.zeros(len(landed_keys), dtype=bool)
+        dead[slot[found]] = True
+        usable &= ~dead[landed_keys.slots]
+    expected = np.zeros(len(landed_keys), dtype=bool)
+    expected[landed_keys.slots[usable]] = True  # normalisation loads a record's first usable copy
+    in_lake = np.zeros(len(landed_keys), dtype=bool)
+    for batch in lake.iter_batches(fact_table_name(kind), columns=["log_id"], partitions=partitions_of(fetch_window),
+                                   provider=provider):
+        found, slot = landed_keys.locate(pc.drop_null(batch.column(0)))
+        in_lake[slot[found]] = True
+    missing = expected & ~in_lake
+    report.counts["lake_expected"] = int(expected.sum())
+    report.counts["lake_matched"] = int((expected & in_lake).sum())
+    # Named: the first missing records in landing order, each at its first usable copy.
+    rows = np.flatnonzero(usable & missing[landed_keys.slots])
+    _, first = np.unique(landed_keys.slots[rows], return_index=True)
+    named = rows[np.sort(first)[:_MISSING_LISTED]]
+    for log_id in snapshot["log_id"].take(pa.array(named, pa.int64())).to_pylist():
         report.add("missing_in_lake", log_id=log_id)
-    if len(expected) - matched > len(missing):
-        report.finding_counts["missing_in_lake"] += len(expected) - matched - len(missing)
+    if int(missing.sum()) > len(named):
+        report.finding_counts["missing_in_lake"] += int(missing.sum()) - len(named)
