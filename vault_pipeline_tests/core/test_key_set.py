@@ -104,3 +104,18 @@ def test_sorted_keys_agree_with_a_python_dict_of_first_positions(seed):
     assert len(keys) == len(first)
     assert found.tolist() == [key in first for key in probe]
     assert keys.positions[slot[found]].tolist() == [first[key] for key in probe if key in first]
+
+
+def test_chunked_keys_of_any_string_type_and_width_are_read_chunk_by_chunk():
+    chunked = pa.chunked_array([pa.array(["aa", "b"]).slice(1), pa.array(["ccc", "aa"], pa.large_string()).cast(pa.string()),
+                                pa.array(["dd"]).dictionary_encode().cast(pa.string())])
+    held = KeySet(chunked)
+    assert len(held) == 4
+    assert held.contains(pa.array(["b", "ccc", "aa", "dd", "a", "cc"], pa.large_string())).to_pylist() == [
+        True, True, True, True, False, False]
+    keys = SortedKeys(pa.chunked_array([pa.array(["x", "yy"]), pa.array(["yy", "zzz"], pa.string()).slice(0)]))
+    found, slot = keys.locate(pa.chunked_array([pa.array(["zzz"]), pa.array(["yy", "y"])]))
+    assert found.tolist() == [True, True, False] and keys.positions[slot[found]].tolist() == [3, 1]
+    assert keys.slots.tolist() == [0, 1, 1, 2]
+    encoded = KeySet(pa.array(["q", "r", "q"]).dictionary_encode())
+    assert len(encoded) == 2 and encoded.contains(pa.array(["q", "s"])).to_pylist() == [True, False]
