@@ -63,11 +63,12 @@ class SnapshotWriter:
         return self._buffer.getbuffer()
 
 
-def _readable(source: bytes | pa.NativeFile):
-    return io.BytesIO(source) if isinstance(source, bytes | bytearray | memoryview) else source
+def _readable(source: bytes | memoryview | pa.NativeFile):
+    # Arrow reads the bytes where they are; io.BytesIO would copy them first.
+    return pa.BufferReader(pa.py_buffer(source)) if isinstance(source, bytes | bytearray | memoryview) else source
 
 
-def read_snapshot_batches(source: bytes | pa.NativeFile, columns: list[str] | None = None,
+def read_snapshot_batches(source: bytes | memoryview | pa.NativeFile, columns: list[str] | None = None,
                           batch_size: int = 100_000) -> Iterator[pa.RecordBatch]:
     """The snapshot's rows in batches, from its bytes or an open file (read row group by row group)."""
     yield from pq.ParquetFile(_readable(source)).iter_batches(batch_size=batch_size, columns=columns)

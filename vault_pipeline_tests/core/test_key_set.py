@@ -7,7 +7,7 @@ import random
 import pyarrow as pa
 import pytest
 
-from vault_pipeline.core.key_set import KeySet, SortedKeys
+from vault_pipeline.core.key_set import KeySet, SortedKeys, count_repeats
 
 
 def keys(*values: str) -> pa.Array:
@@ -119,3 +119,9 @@ def test_chunked_keys_of_any_string_type_and_width_are_read_chunk_by_chunk():
     assert keys.slots.tolist() == [0, 1, 1, 2]
     encoded = KeySet(pa.array(["q", "r", "q"]).dictionary_encode())
     assert len(encoded) == 2 and encoded.contains(pa.array(["q", "s"])).to_pylist() == [True, False]
+
+
+def test_repeats_are_counted_over_chunks_each_copy_after_the_first():
+    assert count_repeats(pa.chunked_array([pa.array(["a", "b", "a"]), pa.array(["a", "c", "b", "ab"])])) == 3
+    assert count_repeats(pa.chunked_array([], pa.string())) == 0
+    assert count_repeats(pa.array(["a", "a\x00", "ab"])) == 0

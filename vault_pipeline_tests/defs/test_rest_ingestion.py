@@ -62,6 +62,17 @@ def test_edge_case_records_are_stored_and_indexed_byte_for_byte(vault):
     assert decode_record(vault.store.get_range(first.object_key, first.offset, first.length))["bytes"] == 2**64 + 1
 
 
+def test_a_record_delivered_twice_in_one_fetch_is_counted_once_as_a_duplicate(vault):
+    vault.write_providers({"acme": _provider(lookback_hours=0)})
+    with respx.mock() as mock:
+        mock.get(URL).side_effect = [httpx.Response(200, content=_page([EDGE_RECORDS[0], EDGE_RECORDS[1], EDGE_RECORDS[0]]))]
+        result = vault.run(HOUR, "acme")
+    assert result.success, check_results(result)
+    landing = materialization_metadata(result, "raw_landing")
+    assert landing["duplicate_records_in_fetch"] == 1
+    assert materialization_metadata(result, "record_index")["inserted"] == 2
+
+
 def test_late_records_are_picked_up_by_the_lookback_and_duplicates_absorbed(vault):
     vault.write_providers({"acme": _provider(lookback_hours=1)})
     on_time = [EDGE_RECORDS[0], EDGE_RECORDS[1]]
