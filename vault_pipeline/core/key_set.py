@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 # numpy's fixed-width byte strings ignore trailing NUL bytes when they compare; ending every
 # key with this byte keeps "a" and "a\x00" apart.
@@ -64,6 +65,24 @@ def _offsets(chunk: pa.Array) -> np.ndarray:
     wide = pa.types.is_large_string(chunk.type) or pa.types.is_large_binary(chunk.type)
     offsets = np.frombuffer(chunk.buffers()[1], dtype=np.int64 if wide else np.int32)
     return offsets[chunk.offset : chunk.offset + len(chunk) + 1].astype(np.int64)
+
+
+def buckets_of(keys: pa.Array | pa.ChunkedArray, buckets: int) -> np.ndarray:
+    """For each key (no nulls) a bucket in ``range(buckets)``, the same for equal keys wherever
+    they occur: the 32-bit FNV-1a hash of the key's bytes, modulo ``buckets``. Rows split this
+    way can be checked for unique keys bucket by bucket, any number of buckets."""
+    if buckets < 1:
+        raise ValueError(f"buckets must be at least 1, got {buckets!r}")
+    fixed = _as_fixed_width(keys)
+    if not len(fixed):
+        return np.zeros(0, dtype=np.int64)
+    table = fixed.view(np.uint8).reshape(len(fixed), -1)
+    lengths = np.asarray(pc.binary_length(keys.combine_chunks() if isinstance(keys, pa.ChunkedArray) else keys))
+    hashed = np.full(len(fixed), 2166136261, dtype=np.uint64)
+    for column in range(table.shape[1] - 1):  # the key's own bytes only: widths differ between calls
+        mixed = ((hashed ^ table[:, column]) * 16777619) & 0xFFFFFFFF
+        hashed = np.where(column < lengths, mixed, hashed)
+    return (hashed % buckets).astype(np.int64)
 
 
 def count_repeats(keys: pa.Array | pa.ChunkedArray) -> int:

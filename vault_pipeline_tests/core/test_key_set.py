@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import pyarrow as pa
 import pytest
 
-from vault_pipeline.core.key_set import KeySet, SortedKeys, count_repeats
+from vault_pipeline.core.key_set import KeySet, SortedKeys, buckets_of, count_repeats
 
 
 def keys(*values: str) -> pa.Array:
@@ -125,3 +126,14 @@ def test_repeats_are_counted_over_chunks_each_copy_after_the_first():
     assert count_repeats(pa.chunked_array([pa.array(["a", "b", "a"]), pa.array(["a", "c", "b", "ab"])])) == 3
     assert count_repeats(pa.chunked_array([], pa.string())) == 0
     assert count_repeats(pa.array(["a", "a\x00", "ab"])) == 0
+
+
+def test_equal_keys_share_a_bucket_whatever_the_width_of_the_batch_they_come_in():
+    short = buckets_of(pa.array(["log_ab", "x"]), 7)
+    wide = buckets_of(pa.chunked_array([pa.array(["x", "a much longer key than the others", "log_ab"])]), 7)
+    assert short.tolist() == [wide[2], wide[0]]
+    assert buckets_of(pa.array([], pa.string()), 3).tolist() == []
+    spread = buckets_of(pa.array([f"log_{i:032x}" for i in range(7000)]), 7)
+    assert set(spread.tolist()) == set(range(7)) and np.bincount(spread).min() > 800
+    with pytest.raises(ValueError, match="at least 1"):
+        buckets_of(pa.array(["a"]), 0)

@@ -8,6 +8,7 @@ names.
 
 from __future__ import annotations
 
+import pyarrow as pa
 import pytest
 from deltalake import write_deltalake
 
@@ -75,26 +76,40 @@ def test_a_rerun_repairs_a_doubled_partition_and_the_graph_check_then_passes(loa
     assert len(ids) == len(set(ids))
 
 
-def test_only_the_suites_columns_are_read_and_they_validate_as_whole_rows_do(loaded, monkeypatch) -> None:
+@pytest.mark.parametrize("slice_rows", [10_000, 20], ids=["one_read", "spilled_slices"])
+def test_only_the_suites_columns_are_read_and_they_validate_as_whole_rows_do(loaded, monkeypatch, slice_rows) -> None:
     from vault_pipeline.storage.lake import DeltaLake
 
     read = []
-    original = DeltaLake.read_in_buckets
+    for method in ("read", "iter_batches"):
+        original = getattr(DeltaLake, method)
 
-    def recording(self, table, **options):
-        read.append(options.get("columns"))
-        return original(self, table, **options)
+        def recording(self, table, *, _original=original, **options):
+            read.append(options.get("columns"))
+            return _original(self, table, **options)
 
-    monkeypatch.setattr(DeltaLake, "read_in_buckets", recording)
-    projected = _validate(loaded, 10_000, monkeypatch)
+        monkeypatch.setattr(DeltaLake, method, recording)
+    projected = _validate(loaded, slice_rows, monkeypatch)
     monkeypatch.setattr(suite_runner(), "columns", lambda name: None)
-    whole = _validate(loaded, 10_000, monkeypatch)
-    assert read[1] is None
+    whole = _validate(loaded, slice_rows, monkeypatch)
     assert set(read[0]) == {"log_id", "checksum", "object_key", "event_time", "event_name", "event_source", "date", "hour"}
+    assert set(read[-1]) == set(loaded.lake.column_names("audit_events")) > set(read[0])
     assert projected.evaluated == whole.evaluated > 0
     assert [(e.type, e.column, e.success, e.unexpected_count) for e in projected.expectations] == [
         (e.type, e.column, e.success, e.unexpected_count) for e in whole.expectations
     ]
+
+
+def test_a_null_log_id_is_validated_in_a_slice_and_fails_not_null(loaded, monkeypatch) -> None:
+    table_uri = loaded.lake.table_uri("audit_events")
+    one_row = loaded.lake.read("audit_events").slice(0, 1)
+    nameless = one_row.set_column(0, "log_id", pa.array([None], pa.string()))
+    write_deltalake(table_uri, nameless, mode="append")
+    outcome = _validate(loaded, 20, monkeypatch)
+    assert outcome.evaluated == loaded.lake.count("audit_events", provider="sim_audit")
+    not_null = next(e for e in outcome.expectations if e.type == "expect_column_values_to_not_be_null"
+                    and e.column == "log_id")
+    assert not not_null.success and not_null.unexpected_count == 1
 
 
 def test_a_suite_column_the_table_lacks_is_still_an_error_of_the_check(loaded, monkeypatch, tmp_path) -> None:

@@ -6,12 +6,14 @@ table at a time (a lease in the catalog), and a load first repairs an hour that 
 twice or a dead letter. The partition's rows are built batch by batch from the
 landing snapshot and the stored pages and streamed into one Delta commit that inserts only
 log_ids the date/hour partitions do not hold yet (idempotent: a re-run or a lookback
-duplicate inserts nothing). The output check reads the rows back in slices by log_id, so
-neither direction holds a whole hour of rows.
+duplicate inserts nothing). The output check reads the rows back once and validates them in
+slices by log_id, so neither direction holds a whole hour of rows.
 """
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -19,9 +21,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.ipc  # noqa: F401 - pa.ipc
 
 from vault_pipeline.allocators import return_freed_memory, returns_freed_memory
-from vault_pipeline.core.key_set import SortedKeys
+from vault_pipeline.core.key_set import SortedKeys, buckets_of
 from vault_pipeline.core.kinds import fact_schema, fact_table_name
 from vault_pipeline.core.normalise import fact_batch
 from vault_pipeline.core.projection import Projector
@@ -111,28 +114,60 @@ OUTPUT_SLICE = 150_000
 def validate_lake_rows(runner: SuiteRunner, lake: DeltaLake, *, kind: str, provider: str,
                        fetch_window: HourWindow) -> SuiteOutcome | None:
     """The kind's GX output suite over the provider's rows in the window's lake partitions;
-    None when there are none. A million-row hour as one pandas frame costs gigabytes, so
-    the rows are read and validated in slices of about OUTPUT_SLICE rows, cut by log_id so
-    that every copy of a log_id is in the same slice and uniqueness is still checked exactly."""
+    None when there are none.
+
+    A million-row hour as one pandas frame costs gigabytes, so the rows are validated in
+    slices of about OUTPUT_SLICE rows, split by a hash of log_id so that every copy of a
+    log_id is in the same slice and uniqueness is still checked exactly. The rows are read
+    once, as a stream, into one spill file per slice (Arrow IPC, LZ4, in the temporary
+    directory), and each slice is validated from its file: as many slices as the hour needs,
+    where slices that each re-scanned the hour stopped at 16 (5M records: 312k-row slices).
+    Only the columns the suite names are read (1M audit events: 6.3 -> 4.4 s, 220 MB less).
+    """
     table, hours = fact_table_name(kind), partitions_of(fetch_window)
     total = lake.count(table, partitions=hours, provider=provider)
     if not total:
         return None
-    buckets = next((b for b in (1, 2, 4, 8) if total <= b * OUTPUT_SLICE), 16)
-    # Only the columns the suite looks at (1M audit events: 6.3 -> 4.4 s, 220 MB less held).
     named = runner.columns(f"{kind}.output")
-    columns = None if named is None else [column for column in lake.column_names(table) if column in named]
+    columns = [column for column in lake.column_names(table) if named is None or column in named]
+    slices = -(-total // OUTPUT_SLICE)
     outcome: SuiteOutcome | None = None
-    for rows in lake.read_in_buckets(table, key="log_id", buckets=buckets, partitions=hours, provider=provider,
-                                     columns=columns):
-        if not rows.num_rows:
-            continue
+    for rows in _slices_by_log_id(lake, table, columns, hours, provider, slices):
         checked = runner.run(f"{kind}.output", rows.to_pandas())
         if outcome is None:
             outcome = checked
         else:
             outcome.merge(checked)
     return outcome
+
+
+def _slices_by_log_id(lake: DeltaLake, table: str, columns: list[str], hours: list[tuple[str, str]],
+                      provider: str, slices: int) -> Iterator[pa.Table]:
+    if slices == 1:
+        rows = lake.read(table, columns=columns, partitions=hours, provider=provider)
+        if rows.num_rows:
+            yield rows
+        return
+    with tempfile.TemporaryDirectory(prefix="vault-output-check-") as spill:
+        writers: dict[int, pa.ipc.RecordBatchFileWriter] = {}
+        options = pa.ipc.IpcWriteOptions(compression="lz4")
+        try:
+            for batch in lake.iter_batches(table, columns=columns, partitions=hours, provider=provider):
+                # A null log_id hashes as "", so all of them meet in one slice (and fail not-null there).
+                which = buckets_of(pc.fill_null(batch.column("log_id"), ""), slices)
+                order = np.argsort(which, kind="stable")
+                grouped, bounds = batch.take(pa.array(order)), np.cumsum(np.bincount(which, minlength=slices))
+                for index in np.flatnonzero(np.bincount(which, minlength=slices)).tolist():
+                    if index not in writers:
+                        writers[index] = pa.ipc.new_file(f"{spill}/{index}.arrow", batch.schema, options=options)
+                    begin = int(bounds[index - 1]) if index else 0
+                    writers[index].write_batch(grouped.slice(begin, int(bounds[index]) - begin))
+        finally:
+            for writer in writers.values():
+                writer.close()
+        for index in sorted(writers):
+            with pa.memory_map(f"{spill}/{index}.arrow") as source:
+                yield pa.ipc.open_file(source).read_all()
 
 
 def partitions_of(window: HourWindow) -> list[tuple[str, str]]:
