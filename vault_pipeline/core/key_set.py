@@ -1,4 +1,5 @@
-"""A set of string keys that a stream of batches is checked against and added to, batch by batch.
+"""An hour's keys (log_ids) held as fixed-width bytes in numpy, for checks that must not grow
+with the hour in Python objects or Arrow hash tables.
 
 Loading an hour into the lake keeps only rows whose ``log_id`` neither the table nor an earlier
 batch of the same load holds. ``pyarrow.compute.is_in`` rebuilds its hash table of the whole
@@ -7,10 +8,15 @@ cost O(rows x batches): 1.04 s a batch against 2.5M keys, 100 s of a 5M-record h
 Here the keys are kept as sorted runs of fixed-width byte strings (numpy; about 40 bytes a
 key, no Python object per key), looked up by binary search, with runs of similar size merged
 as they grow (a log-structured merge), so a batch costs O(batch x log keys) and the whole
-stream O(keys x log keys).
+stream O(keys x log keys). ``SortedKeys`` holds one array's distinct keys with where each first
+occurs (the integrity diff looks catalog pages and lake batches up in the hour's landed keys);
+``count_repeats`` and ``buckets_of`` count and spread keys the same way (landing's duplicate
+count, the output check's slices).
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -172,6 +178,18 @@ class SortedKeys:
 
     def __len__(self) -> int:
         return len(self._keys)
+
+    def keys(self, slots: np.ndarray) -> list[str]:
+        """The keys at these slots (indexes in sorted order), as strings: the set holds them,
+        so the strings need not be kept beside it."""
+        # numpy drops the NUL padding after _END; the key's own bytes, NULs included, stay.
+        return [key[:-1].decode("utf-8", "surrogateescape") for key in self._keys[slots].tolist()]
+
+    def key_slices(self, size: int) -> Iterator[list[str]]:
+        """Every key once, ``size`` at a time, in the set's order (byte order, as log_ids go;
+        a key holding a NUL byte sorts by its padded form)."""
+        for start in range(0, len(self._keys), size):
+            yield self.keys(np.arange(start, min(start + size, len(self._keys))))
 
     def locate(self, keys: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
         """(found, slot) for each key: whether it is one of these keys, and where it is among

@@ -137,3 +137,12 @@ def test_equal_keys_share_a_bucket_whatever_the_width_of_the_batch_they_come_in(
     assert set(spread.tolist()) == set(range(7)) and np.bincount(spread).min() > 800
     with pytest.raises(ValueError, match="at least 1"):
         buckets_of(pa.array(["a"]), 0)
+
+
+def test_sorted_keys_give_their_keys_back_as_strings_in_sorted_slices():
+    landed = ["log_b", "a\x00", "log_a", "log_b", "é", "a"]
+    keys = SortedKeys(pa.array(landed))
+    given_back = [key for part in keys.key_slices(2) for key in part]
+    assert sorted(given_back) == sorted(set(landed)) and given_back[-3:] == ["log_a", "log_b", "é"]
+    assert keys.keys(keys.slots[[0, 4, 1]]) == ["log_b", "é", "a\x00"]
+    assert list(SortedKeys(pa.array([], pa.string())).key_slices(3)) == []

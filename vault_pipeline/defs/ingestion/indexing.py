@@ -9,6 +9,7 @@ validation are indexed with status ``dead_letter`` so their bytes stay reachable
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -56,13 +57,19 @@ def _rows_of(batch: pa.RecordBatch, rejected_ids: pa.Array, constants: dict[str,
 def rejected_in_fetch(catalog: Catalog, snapshot: pa.Table) -> set[str]:
     """The fetch's log_ids that input validation rejected, in this partition or any other
     (adjacent hours share records through the lookback, and may run at the same time)."""
-    found: set[str] = set()
     log_ids = snapshot.column("log_id")
     # In slices: a million ids as one Python list (and the adapter's copies of it) cost 280 MB.
     # Not made unique first: the catalog drops repeats within a slice, and Arrow's hash of a
     # million strings (0.8 s) cost more than the few repeats a lookback brings.
-    for start in range(0, len(log_ids), _PROBE_SLICE):
-        found |= catalog.dead_lettered(log_ids.slice(start, _PROBE_SLICE).to_pylist())
+    return rejected_among(catalog, (log_ids.slice(start, _PROBE_SLICE).to_pylist()
+                                    for start in range(0, len(log_ids), _PROBE_SLICE)))
+
+
+def rejected_among(catalog: Catalog, slices: Iterable[list[str]]) -> set[str]:
+    """The log_ids of these slices (of at most _PROBE_SLICE) that input validation rejected."""
+    found: set[str] = set()
+    for log_ids in slices:
+        found |= catalog.dead_lettered(log_ids)
     return found
 
 
