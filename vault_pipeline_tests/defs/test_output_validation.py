@@ -76,7 +76,7 @@ def test_a_rerun_repairs_a_doubled_partition_and_the_graph_check_then_passes(loa
     assert len(ids) == len(set(ids))
 
 
-@pytest.mark.parametrize("slice_rows", [10_000, 20], ids=["one_read", "spilled_slices"])
+@pytest.mark.parametrize("slice_rows", [10_000, 150], ids=["one_read", "spilled_slices"])
 def test_only_the_suites_columns_are_read_and_they_validate_as_whole_rows_do(loaded, monkeypatch, slice_rows) -> None:
     from vault_pipeline.storage.lake import DeltaLake
 
