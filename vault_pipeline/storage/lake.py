@@ -99,21 +99,9 @@ class DeltaLake(LakeWrites, LakeLifecycle):
 
     # -- reading -------------------------------------------------------------------------
 
-    def _select(
-        self,
-        table: str,
-        what: str | list[str],
-        partitions: list[tuple[str, str]] | None,
-        provider: str | None,
-        key_bucket: tuple[str, int, int] | None = None,
-        order_by: list[str] | None = None,
-        limit: int | None = None,
-        as_of: str | datetime | None = None,
-        version: int | None = None,
-        dates: tuple[str, str] | None = None,
-    ) -> tuple[pa.Table, pa.Schema] | None:
-        """Run one SELECT over ``table`` in delta-rs's own engine (DataFusion), read whole."""
-        query = self._query(table, what, partitions, provider, key_bucket, order_by, limit, as_of, version, dates)
+    def _select(self, table: str, what: str | list[str], *args: Any, **options: Any) -> tuple[pa.Table, pa.Schema] | None:
+        """``_query``, read whole."""
+        query = self._query(table, what, *args, **options)
         if query is None:
             return None
         reader, schema = query
