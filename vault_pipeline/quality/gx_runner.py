@@ -111,14 +111,14 @@ class SuiteRunner:
     def columns(self, name: str) -> frozenset[str] | None:
         """The columns the suite's expectations name, with ``log_id`` (it keys the failing
         records): a frame of only these validates as the whole rows would. None when an
-        expectation names no column (a table-level one, e.g. on the set of columns), which
-        needs the whole rows."""
+        expectation names no column (a table-level one, e.g. on the set of columns) or has a
+        row_condition (its expression may name any column): those need the whole rows."""
         named = {ID_COLUMN}
         for entry in load_suite_document(name, self.directory)["expectations"]:
             kwargs = entry.get("kwargs") or {}
             columns = [kwargs[key] for key in _COLUMN_ARGUMENTS if isinstance(kwargs.get(key), str)]
             columns += [column for column in kwargs.get("column_list") or [] if isinstance(column, str)]
-            if not columns:
+            if not columns or kwargs.get("row_condition"):  # a condition may name any column
                 return None
             named.update(columns)
         return frozenset(named)

@@ -262,3 +262,11 @@ def test_a_table_level_expectation_needs_every_column(tmp_path):
         {"type": "expect_table_columns_to_match_set", "kwargs": {"column_set": ["log_id", "event_time"]}},
     ]}
     assert _broken_runner(tmp_path, "t", json.dumps(suite)).columns("t") is None
+
+
+def test_a_conditional_expectation_needs_every_column(tmp_path):
+    suite = {"name": "t", "expectations": [
+        {"type": "expect_column_values_to_not_be_null",
+         "kwargs": {"column": "event_time", "row_condition": 'col("status")=="ok"', "condition_parser": "great_expectations"}},
+    ]}
+    assert _broken_runner(tmp_path, "t", json.dumps(suite)).columns("t") is None
