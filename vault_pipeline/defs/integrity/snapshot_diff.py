@@ -154,8 +154,8 @@ def _check_catalog(catalog: Catalog, snapshot: pa.Table, landed_keys: SortedKeys
 def _report_differences(landed: pa.Table, held: pa.Table, own: bool, overlapping: str, report: IntegrityReport) -> None:
     """Findings for matched records whose catalog entry differs from what landing recorded:
     other bytes are a mismatch in this partition and a revision conflict in another one (a
-    re-delivery with other bytes; its first copy is kept); a pointer elsewhere in the page,
-    or in another page, is a mismatch of this partition's own entries."""
+    re-delivery with other bytes; its first copy is kept). Same bytes at another object key,
+    offset or length is a pointer mismatch, checked for this partition's own entries only."""
     other_bytes = pc.fill_null(pc.not_equal(landed["checksum"], held["checksum"]), True)
     for row in np.flatnonzero(other_bytes.to_numpy(zero_copy_only=False)).tolist():
         log_id = held["log_id"][row].as_py()
@@ -204,9 +204,9 @@ def _check_lake(lake: DeltaLake, kind: str, timed: np.ndarray, landed_keys: Sort
                 provider: str, fetch_window: HourWindow, report: IntegrityReport) -> None:
     """Each landed record that belongs in the lake (it has an event time and input validation
     rejected it in no partition) against the lake's rows of the fetch window. The lake's keys
-    stream past in DataFusion's batches and are looked up in the hour's sorted keys, so what is
-    held is two flags a key: at 5M records the key column read whole plus key sets of both
-    sides held ~2 GB."""
+    stream past in DataFusion's batches and are looked up in the hour's sorted keys, so beside
+    those keys only a few flags a key are held (at 5M records the key column read whole plus
+    key sets of both sides held ~2 GB)."""
     usable = timed.copy()
     if rejected:
         found, slot = landed_keys.locate(pa.array(sorted(rejected), pa.string()))
