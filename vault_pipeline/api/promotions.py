@@ -345,7 +345,7 @@ def register_routes(app, service: PromotionService, requires: Callable, api_erro
         partition: str | None = Query(None, max_length=100),
         status: str | None = Query(None, max_length=32),
         limit: int = Query(100, ge=1, le=1000),
-        offset: int = Query(0, ge=0),
+        offset: int = Query(0, ge=0, le=10_000_000),  # SQLite and MongoDB take 64-bit offsets, no more
     ) -> JSONResponse:
         items = service.list_quarantine(provider=provider_id, partition=partition, status=status, limit=limit + 1,
                                         offset=offset)

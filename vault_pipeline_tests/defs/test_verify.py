@@ -39,8 +39,8 @@ def _partition(hour):
 
 
 @pytest.fixture
-def landed(vault):
-    return _landed_vault(vault)
+def landed(prebuilt):
+    return prebuilt(_landed_vault)
 
 
 def _sql(harness, statement, *params):

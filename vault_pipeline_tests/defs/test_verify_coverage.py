@@ -30,8 +30,8 @@ UNFINISHED = "2026-01-01-09:00"
 
 
 @pytest.fixture
-def landed(vault):
-    return _landed_vault(vault)
+def landed(prebuilt):
+    return prebuilt(_landed_vault)
 
 
 def verify(harness, **options):

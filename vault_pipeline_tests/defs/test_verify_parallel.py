@@ -65,8 +65,8 @@ def _tamper(harness):
 
 
 @pytest.fixture
-def tampered(vault):
-    harness = _landed(vault)
+def tampered(prebuilt):
+    harness = prebuilt(_landed)
     return harness, _tamper(harness)
 
 

@@ -22,12 +22,15 @@ START, END = datetime(2026, 11, 20, tzinfo=UTC), datetime(2026, 11, 21, tzinfo=U
 NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
 
 
-@pytest.fixture
-def loaded(vault):
-    vault.write_providers({"llm": LLM})
+def _load_llm_hours(harness):
+    harness.write_providers({"llm": LLM})
     for hour in HOURS:
-        assert vault.run(hour, "llm").success
-    return vault
+        assert harness.run(hour, "llm").success
+
+
+@pytest.fixture
+def loaded(prebuilt):
+    return prebuilt(_load_llm_hours)
 
 
 def _service(vault, clock=lambda: NOW) -> ReportService:
