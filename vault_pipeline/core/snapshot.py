@@ -74,6 +74,11 @@ def read_snapshot_batches(source: bytes | memoryview | pa.NativeFile, columns: l
     yield from pq.ParquetFile(_readable(source)).iter_batches(batch_size=batch_size, columns=columns)
 
 
+def snapshot_rows(source: bytes | memoryview | pa.NativeFile) -> int:
+    """How many rows the snapshot holds, from its footer (nothing else is read)."""
+    return pq.ParquetFile(_readable(source)).metadata.num_rows
+
+
 def read_snapshot(source: bytes | pa.NativeFile, columns: list[str] | None = None,
                   dictionary: list[str] | None = None) -> pa.Table:
     # Row group by row group: reading the whole file at once kept ~2.5x the table's size in

@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from vault_pipeline.core.key_set import KeySet, SortedKeys, buckets_of, count_repeats
+from vault_pipeline.core.key_set import KeySet, SortedKeys, buckets_of, count_repeats, first_copies
 
 
 def keys(*values: str) -> pa.Array:
@@ -146,3 +146,37 @@ def test_sorted_keys_give_their_keys_back_as_strings_in_sorted_slices():
     assert sorted(given_back) == sorted(set(landed)) and given_back[-3:] == ["log_a", "log_b", "é"]
     assert keys.keys(keys.slots[[0, 4, 1]]) == ["log_b", "é", "a\x00"]
     assert list(SortedKeys(pa.array([], pa.string())).key_slices(3)) == []
+
+
+def _first_usable_by_dict(keys: list[str], usable: list[bool]) -> list[bool]:
+    seen: set[str] = set()
+    expected = []
+    for key, ok in zip(keys, usable, strict=True):
+        expected.append(ok and key not in seen)
+        if ok:
+            seen.add(key)
+    return expected
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_first_copies_agree_with_a_python_set_over_batches_of_any_width(seed, monkeypatch):
+    import vault_pipeline.core.key_set as key_set
+
+    monkeypatch.setattr(key_set, "_NEIGHBOURS", 7)  # many neighbour slices, including a one-row last one
+    rng = random.Random(seed)
+    # Short keys first, then wider ones (the held keys are widened), some with trailing NULs.
+    keys = [rng.choice(["a", "b", "a\x00", "ab", "x" * rng.randint(1, 12), ""]) for _ in range(120)]
+    usable = [rng.random() > 0.25 for _ in keys]
+    step = rng.randint(1, 30)
+    batches = [(pa.array(keys[i:i + step], pa.string()), np.array(usable[i:i + step])) for i in range(0, len(keys), step)]
+    assert first_copies(batches, len(keys)).tolist() == _first_usable_by_dict(keys, usable)
+
+
+def test_first_copies_of_no_rows_and_a_miscounted_stream():
+    assert first_copies([], 0).tolist() == []
+    assert first_copies([(pa.array([], pa.string()), np.array([], bool))], 0).tolist() == []
+    one = [(pa.array(["a", "b"]), np.array([True, True]))]
+    with pytest.raises(ValueError, match="more than the 1 rows"):
+        first_copies(one, 1)
+    with pytest.raises(ValueError, match="2 rows, 3 declared"):
+        first_copies(one, 3)

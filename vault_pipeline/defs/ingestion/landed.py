@@ -13,7 +13,7 @@ import pyarrow as pa
 
 from vault_pipeline.core.layout import snapshot_objects_key, snapshot_records_key
 from vault_pipeline.core.pushed_records import AGENT, PushContext, derived_records
-from vault_pipeline.core.snapshot import LandedObject, decode_objects, read_snapshot, read_snapshot_batches
+from vault_pipeline.core.snapshot import LandedObject, decode_objects, read_snapshot, read_snapshot_batches, snapshot_rows
 from vault_pipeline.core.test_runs import JUnitError
 from vault_pipeline.core.windows import HourWindow
 from vault_pipeline.storage.object_store import ObjectMissingError, ObjectStore
@@ -38,6 +38,10 @@ class LandedPartition:
             raise NotLandedError(
                 f"partition {window.hour_key}|{provider} has not been landed (no snapshot); materialize raw_landing first"
             ) from None
+
+    def row_count(self) -> int:
+        """How many rows the landing snapshot holds (one per record fetched, repeats included)."""
+        return snapshot_rows(self._snapshot)
 
     def record_batches(self, batch_size: int = 100_000, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
         """The snapshot as Arrow batches, for stages that work column-wise."""
