@@ -26,7 +26,7 @@ from vault_pipeline.storage.object_store import ObjectStore
 from vault_pipeline.tracing import tracer
 
 BATCH = 50_000
-_PROBE_SLICE = 100_000  # log_ids asked of the catalog at a time
+PROBE_SLICE = 100_000  # log_ids asked of the catalog at a time
 _SNAPSHOT_COLUMNS = ["log_id", "natural_id", "object_key", "offset", "length", "checksum", "timestamp"]
 
 
@@ -61,12 +61,12 @@ def rejected_in_fetch(catalog: Catalog, snapshot: pa.Table) -> set[str]:
     # In slices: a million ids as one Python list (and the adapter's copies of it) cost 280 MB.
     # Not made unique first: the catalog drops repeats within a slice, and Arrow's hash of a
     # million strings (0.8 s) cost more than the few repeats a lookback brings.
-    return rejected_among(catalog, (log_ids.slice(start, _PROBE_SLICE).to_pylist()
-                                    for start in range(0, len(log_ids), _PROBE_SLICE)))
+    return rejected_among(catalog, (log_ids.slice(start, PROBE_SLICE).to_pylist()
+                                    for start in range(0, len(log_ids), PROBE_SLICE)))
 
 
 def rejected_among(catalog: Catalog, slices: Iterable[list[str]]) -> set[str]:
-    """The log_ids of these slices (of at most _PROBE_SLICE) that input validation rejected."""
+    """The log_ids of these slices (of at most PROBE_SLICE) that input validation rejected."""
     found: set[str] = set()
     for log_ids in slices:
         found |= catalog.dead_lettered(log_ids)
