@@ -213,12 +213,20 @@ class _Masker:
             return self._list(value, path, ctx)
         return value  # numbers, booleans, None: never touched
 
+    # _list and _dict run for every container of every record, so the common cases are inlined:
+    # a string the memo already knows to be clean, a scalar, a plain key (no finding, no
+    # context). Nothing is copied until a member changes.
     def _list(self, value: list | tuple, path: tuple | None, ctx: int) -> list | tuple:
         memo_get = self.scanner._memo.get
         out = None
-        for index, child in enumerate(value):
-            if type(child) is str and not ctx and memo_get(child) == ():
-                new = child  # the common case, answered from the memo without a call
+        index = -1
+        for child in value:
+            index += 1
+            kind = type(child)
+            if kind is str:
+                new = child if not ctx and memo_get(child) == () else self._string(child, (path, index), ctx)
+            elif child is None or kind in _SCALARS:
+                new = child
             else:
                 new = self._value(child, (path, index), ctx)
             if out is None:
@@ -231,15 +239,18 @@ class _Masker:
         return out if type(value) is list else type(value)(out)
 
     def _dict(self, value: dict, path: tuple | None) -> dict:
-        key_info, keys_get, memo_get = self.scanner.key_info, self.scanner._keys.get, self.scanner._memo.get
+        scanner = self.scanner
+        keys_get, memo_get = scanner._keys.get, scanner._memo.get
         names = None
         out = None
-        for index, (key, child) in enumerate(value.items()):
+        index = -1
+        for key, child in value.items():
+            index += 1
             new_key, ctx = key, 0
             if type(key) is str:
                 info = keys_get(key)
                 if info is None:
-                    info = key_info(key)
+                    info = scanner.key_info(key)
                 key_hits, ctx = info
                 if key_hits:
                     if names is None:
@@ -249,10 +260,14 @@ class _Masker:
                     self.report.items.extend(MaskedItem(where, t, True) for t, _, _ in key_hits)
                     if new_key != self._new_key(key):
                         self.report.key_collisions.append(where)
-            if type(child) is str and not ctx and memo_get(child) == ():
-                new_child = child  # the common case, answered from the memo without a call
-            elif child is None or type(child) in _SCALARS:
+            kind = type(child)
+            if kind is str:
+                new_child = (child if not ctx and memo_get(child) == ()
+                             else self._string(child, (path, new_key), ctx))
+            elif child is None or kind in _SCALARS:
                 new_child = child
+            elif kind is dict:
+                new_child = self._dict(child, (path, new_key))
             else:
                 new_child = self._value(child, (path, new_key), ctx)
             if out is None:

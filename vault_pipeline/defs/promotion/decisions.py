@@ -25,7 +25,7 @@ import msgspec
 
 from vault_pipeline.core.checksums import checksum
 from vault_pipeline.core.framing import RecordDecodeError, decode_record
-from vault_pipeline.core.ledger import LedgerEntry, canonical_json, verify_partition_records
+from vault_pipeline.core.ledger import LedgerEntry, verify_partition_records
 from vault_pipeline.core.merkle import as_leaf
 from vault_pipeline.core.pii import MaskPolicy, PiiScanner, mask
 from vault_pipeline.core.pushed_records import stored_case_value
@@ -68,12 +68,30 @@ class _Decision:
 
     def line(self, tier: str, policy: str, golden_checksum: str | None) -> bytes:
         """What the ledger commits to per record: deterministic, so an unchanged partition re-promotes to the same root."""
-        return canonical_json({
-            "log_id": self.record.log_id, "decision": self.decision, "raw_checksum": self.record.checksum,
-            "golden_checksum": golden_checksum,
-            "masked": [[m["path"], m["type"]] for m in self.masked], "reason": self.reason,
-            "approved": bool(self.approval), "tier": tier, "policy": policy,
-        })
+        return _encode_line(_DecisionLine(
+            bool(self.approval), self.decision, golden_checksum, self.record.log_id,
+            [[m["path"], m["type"]] for m in self.masked], policy, self.record.checksum, self.reason, tier,
+        ))
+
+
+class _DecisionLine(msgspec.Struct):
+    """A record's decision line, the ledger's signed form of it: ``canonical_json`` of these
+    fields (sorted keys, compact, UTF-8). Declared in sorted order, so msgspec writes the very
+    same bytes as ``canonical_json`` of the dict, without json.dumps' sort and Python encoder
+    (a tenth of a decision's cost); ``test_decision_line`` holds the two equal."""
+
+    approved: bool
+    decision: str
+    golden_checksum: Any
+    log_id: Any
+    masked: list
+    policy: str
+    raw_checksum: Any
+    reason: Any
+    tier: str
+
+
+_encode_line = msgspec.json.Encoder().encode
 
 
 @dataclass(frozen=True, slots=True)
