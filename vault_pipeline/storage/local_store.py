@@ -1,11 +1,13 @@
 """LocalObjectStore: the embedded default, a directory under ``$VAULT_HOME/objects``.
 
 Writes go to a temporary file in the same directory and are renamed into place, so a crash
-never leaves a half-written object under a real key.
+never leaves a half-written object under a real key; a file handed over whole (``put_file``:
+promotion's staged parts, in the work directory on the same disk) is renamed from where it is.
 """
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import tempfile
@@ -71,6 +73,17 @@ class LocalObjectStore(ObjectStore):
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+    def _write_file(self, key: str, path: str | os.PathLike[str], digest: str) -> None:
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(path, 0o600)  # as every other object (mkstemp's mode)
+        try:
+            os.replace(path, target)  # a rename: the staged bytes become the object, none copied
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+            super()._write_file(key, path, digest)  # the work dir is on another filesystem: copy
 
     def _retain(self, key: str, days: int) -> None:
         # No retention clock on a local disk: read-only is the closest honest equivalent.

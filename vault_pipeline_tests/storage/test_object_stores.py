@@ -151,6 +151,33 @@ def test_a_view_of_a_buffer_is_stored_as_its_bytes(store: ObjectStore) -> None:
     assert store.put("snapshots/p/landing-records.parquet", memoryview(AWKWARD)).created is False
 
 
+def test_a_staged_file_is_stored_as_its_bytes_and_refused_like_a_put(store: ObjectStore, tmp_path: Path) -> None:
+    """Promotion hands its staged parts over as files; the same rules as ``put`` hold."""
+    def staged(name: str, data: bytes) -> Path:
+        path = tmp_path / "work" / name
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(data)
+        return path
+
+    stored = store.put_file("golden/p/records-00000.ndjson", staged("part-0.records", AWKWARD))
+    assert stored.created and stored.size == len(AWKWARD) and stored.checksum == checksum(AWKWARD)
+    assert store.get("golden/p/records-00000.ndjson") == AWKWARD
+    again = store.put_file("golden/p/records-00000.ndjson", staged("again", AWKWARD), known_checksum=checksum(AWKWARD))
+    assert not again.created  # identical bytes: nothing written
+    with pytest.raises(ObjectConflictError, match="records-00000"):
+        store.put_file("golden/p/records-00000.ndjson", staged("other", AWKWARD[:-1] + b"X"))
+    assert store.get("golden/p/records-00000.ndjson") == AWKWARD
+    replaced = store.put_file("golden/p/records-00000.ndjson", staged("v2", b"v2\n"), overwrite=True)
+    assert replaced.created and store.get("golden/p/records-00000.ndjson") == b"v2\n"
+    assert store.put_file("golden/p/empty", staged("empty", b"")).size == 0 and store.get("golden/p/empty") == b""
+    with pytest.raises(InvalidKeyError):
+        store.put_file("../outside", staged("hostile", b"x"))
+    if isinstance(store, LocalObjectStore):  # moved in, not copied, and private like every object
+        assert not (tmp_path / "work" / "part-0.records").exists()
+        mode = Path(store.local_path("golden/p/empty")).stat().st_mode & 0o777
+        assert mode == 0o600
+
+
 def test_worker_opener_opens_the_same_store_or_is_none(store: ObjectStore) -> None:
     store.put("raw/a.json", AWKWARD)
     opener = store.worker_opener()
@@ -284,3 +311,23 @@ def test_s3_client_config() -> None:
     assert config.connect_timeout and config.read_timeout
     with pytest.raises(ValueError):
         s3_client_config(max_attempts=-1)
+
+
+def test_a_staged_file_on_another_filesystem_is_copied(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A work directory on another disk than the objects: the rename fails with EXDEV, the bytes are copied."""
+    import errno
+    import os
+
+    store = LocalObjectStore(tmp_path / "objects")
+    staged = tmp_path / "part-0.records"
+    staged.write_bytes(AWKWARD)
+    real_replace = os.replace
+
+    def across_filesystems(src, dst):
+        if Path(src) == staged:
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", across_filesystems)
+    assert store.put_file("golden/p/records-00000.ndjson", staged).created
+    assert store.get("golden/p/records-00000.ndjson") == AWKWARD

@@ -107,6 +107,7 @@ class Promotion:
     now: str
     entry_ref: dict[str, Any]
     stage: str  # the work directory the parts are staged in
+    watched: frozenset[str] = frozenset()  # log_ids whose decisions the caller reports
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +127,7 @@ class PartOutcome:
     manifest_size: int
     pairs: list[tuple[str, bytes]]  # (log_id, decision digest)
     counts: dict[str, int]
-    decisions: dict[str, str]  # log_id -> decision, for every record (the caller keeps what it tracks)
+    decisions: dict[str, str]  # log_id -> decision, of the watched records only (not a million strings back)
     quarantined: dict[str, str]  # log_id -> reason
     pending: list[str]  # quarantine changes as JSON lines (a quarantine document, or a release)
 
@@ -150,7 +151,7 @@ def decide_part(task: PartTask, records: list[RecordEntry], promotion: Promotion
     counts = {name: 0 for name in DECISIONS}
     decisions: dict[str, str] = {}
     quarantined: dict[str, str] = {}
-    tier, entry_ref, now = promotion.tier, promotion.entry_ref, promotion.now
+    tier, entry_ref, now, watched = promotion.tier, promotion.entry_ref, promotion.now, promotion.watched
     for record in records:
         piece = bytes(view[record.offset: record.offset + record.length]) if view is not None else None
         d = _decide_record(record, piece, object_ok, promotion.ledger_ok, promotion.approved.get(record.log_id),
@@ -163,7 +164,8 @@ def decide_part(task: PartTask, records: list[RecordEntry], promotion: Promotion
             golden_checksum = checksum(d.golden)
         pairs.append((record.log_id, hashlib.sha256(d.line(tier, policy.mode, golden_checksum)).digest()))
         counts[d.decision] += 1
-        decisions[record.log_id] = d.decision
+        if watched and record.log_id in watched:
+            decisions[record.log_id] = d.decision
         row = {"log_id": record.log_id, "decision": d.decision,
                "raw": {"key": record.object_key, "offset": record.offset, "length": record.length,
                        "digest": record.checksum},

@@ -68,6 +68,7 @@ from vault_pipeline.defs.promotion.decisions import (  # noqa: F401 - re-exporte
     decide_part,
     decide_part_in_worker,
     sealed_index_reproduces_root,
+    staged_part,
     start_worker,
     workspace_reproduces_root,
 )
@@ -204,7 +205,8 @@ def _promote(work: _Workspace, *, store, catalog, signer, scanner, policy, provi
 
     def promotion_of(ledger_ok: bool) -> Promotion:
         return Promotion(committed=committed, ledger_ok=ledger_ok, approved=approved, known=known, tier=tier,
-                         requested_by=requested_by, now=now, entry_ref=entry_ref, stage=work.directory)
+                         requested_by=requested_by, now=now, entry_ref=entry_ref, stage=work.directory,
+                         watched=frozenset(watched))
 
     # With workers the root is checked beside the decisions, which assume it holds; the rare
     # hour whose catalog no longer reproduces it is then decided again (every record
@@ -232,9 +234,10 @@ def _promote(work: _Workspace, *, store, catalog, signer, scanner, policy, provi
     # they are replaced; their checksums are in the index and in the signed decision entry.
     objects: list[tuple[str, str]] = []
     for part in parts:
-        for name, suffix in (("records", "records"), ("manifest", "manifest")):
-            with open(work.path(f"part-{part['part']}.{suffix}"), "rb") as staged:
-                put = store.put(part[f"{name}_key"], staged.read(), overwrite=True)
+        for what in ("records", "manifest"):
+            # The digests the decisions took of these very files; a local store renames them in.
+            put = store.put_file(part[f"{what}_key"], staged_part(work.directory, part["part"], what),
+                                 overwrite=True, known_checksum=part[f"{what}_checksum"])
             objects.append((put.key, put.checksum))
     index = {
         "version": 2, "provider": provider, "kind": kind, "partition": partition, "golden_prefix": prefix,
@@ -275,7 +278,7 @@ def _collect(work: _Workspace, decided: Iterable[tuple[PartTask, PartOutcome]], 
             pending.writelines(outcome.pending)
             for name, value in outcome.counts.items():
                 counts[name] += value
-            decisions.update((log_id, outcome.decisions[log_id]) for log_id in watched & outcome.decisions.keys())
+            decisions.update(outcome.decisions)
             for log_id, reason in outcome.quarantined.items():
                 if len(quarantined) < QUARANTINED_SAMPLE or log_id in watched:
                     quarantined[log_id] = reason
