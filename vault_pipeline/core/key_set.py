@@ -103,6 +103,51 @@ def count_repeats(keys: pa.Array | pa.ChunkedArray) -> int:
 _NEIGHBOURS = 262_144  # sorted neighbours compared at a time: a slice's copy, not the hour's
 
 
+class _Gathered:
+    """Keys given batch by batch, copied into one preallocated fixed-width array of ``rows``
+    keys (widened, rarely, when a later batch holds a wider key): no Arrow column of the hour's
+    keys, and no second copy of them, is ever held."""
+
+    def __init__(self, rows: int) -> None:
+        self.rows, self.filled = rows, 0
+        self.fixed: np.ndarray | None = None
+
+    def add(self, keys: pa.Array | pa.ChunkedArray) -> np.ndarray:
+        """Copy in the next batch's keys; the rows they went to (a view, for the caller to amend)."""
+        batch = _as_fixed_width(keys)
+        if self.filled + len(batch) > self.rows:
+            raise ValueError(f"batches hold more than the {self.rows} rows declared")
+        if self.fixed is None or batch.dtype.itemsize > self.fixed.dtype.itemsize:
+            widened = np.zeros(self.rows, dtype=batch.dtype)
+            if self.fixed is not None:
+                widened[: self.filled] = self.fixed[: self.filled]
+            self.fixed = widened
+        rows = self.fixed[self.filled : self.filled + len(batch)]
+        rows[:] = batch
+        self.filled += len(batch)
+        return rows
+
+    def take(self) -> np.ndarray:
+        """The array, handed over: this gatherer lets go of it, so the caller's ``del`` frees it."""
+        if self.filled != self.rows:
+            raise ValueError(f"batches hold {self.filled} rows, {self.rows} declared")
+        fixed = self.fixed if self.fixed is not None else np.empty(0, dtype="S1")
+        self.fixed = None
+        return fixed
+
+
+def _first_in_order(fixed: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """For each position of ``order`` (a stable sort of ``fixed``), whether its key differs from
+    the one before it: compared a slice of neighbours at a time, not through a sorted copy."""
+    first = np.empty(len(order), dtype=bool)
+    if len(order):
+        first[0] = True
+    for start in range(0, len(order) - 1, _NEIGHBOURS):
+        ordered = fixed[order[start : start + _NEIGHBOURS + 1]]
+        first[start + 1 : start + len(ordered)] = ordered[1:] != ordered[:-1]
+    return first
+
+
 def first_copies(batches: Iterable[tuple[pa.Array | pa.ChunkedArray, np.ndarray]], rows: int) -> np.ndarray:
     """A mask over ``rows`` rows, given in order as batches of (keys, usable): True at the first
     usable row of each key. Unusable rows never count as a copy (the next usable one is first).
@@ -112,34 +157,16 @@ def first_copies(batches: Iterable[tuple[pa.Array | pa.ChunkedArray, np.ndarray]
     compared with their neighbours a slice at a time. At its peak that is the keys (~37 bytes a
     log_id), the sort order (8) and the mask: ~55 bytes a row, where filtering, sorting and
     de-duplicating copies of the hour's strings took ~140."""
-    fixed: np.ndarray | None = None
-    filled = 0
+    gathered = _Gathered(rows)
     for keys, usable in batches:
-        batch = _as_fixed_width(keys)
-        if not len(batch):
-            continue
-        if filled + len(batch) > rows:
-            raise ValueError(f"batches hold more than the {rows} rows declared")
-        if fixed is None or batch.dtype.itemsize > fixed.dtype.itemsize:  # wider keys: widen what is held (rare)
-            widened = np.zeros(rows, dtype=batch.dtype)
-            if fixed is not None:
-                widened[:filled] = fixed[:filled]
-            fixed = widened
-        fixed[filled : filled + len(batch)] = batch
-        fixed[filled : filled + len(batch)][~np.asarray(usable, dtype=bool)] = b""
-        filled += len(batch)
+        if len(keys):
+            gathered.add(keys)[~np.asarray(usable, dtype=bool)] = b""
+    fixed = gathered.take()
     keep = np.zeros(rows, dtype=bool)
-    if fixed is None:
+    if not rows:
         return keep
-    if filled != rows:
-        raise ValueError(f"batches hold {filled} rows, {rows} declared")
     order = np.argsort(fixed, kind="stable")  # stable: of equal keys the first row comes first
-    first = np.empty(rows, dtype=bool)
-    first[0] = True
-    for start in range(0, rows - 1, _NEIGHBOURS):
-        ordered = fixed[order[start : start + _NEIGHBOURS + 1]]
-        first[start + 1 : start + len(ordered)] = ordered[1:] != ordered[:-1]
-    keep[order[first]] = True
+    keep[order[_first_in_order(fixed, order)]] = True
     keep &= fixed != b""
     return keep
 
@@ -210,14 +237,31 @@ class SortedKeys:
     """
 
     def __init__(self, keys: pa.Array | pa.ChunkedArray) -> None:
-        fixed = _as_fixed_width(keys)
+        gathered = _Gathered(len(keys))
+        if len(keys):
+            gathered.add(keys)
+        self._sort(gathered)
+
+    @classmethod
+    def from_batches(cls, batches: Iterable[pa.Array | pa.ChunkedArray], rows: int) -> SortedKeys:
+        """The keys of ``rows`` rows given as batches (a snapshot's log_id column streamed): at
+        its peak ~85 bytes a key (the keys, their sort order, the distinct keys), where holding
+        the column and sorting a copy of it took ~170."""
+        gathered = _Gathered(rows)
+        for keys in batches:
+            if len(keys):
+                gathered.add(keys)
+        keys = cls.__new__(cls)
+        keys._sort(gathered)
+        return keys
+
+    def _sort(self, gathered: _Gathered) -> None:
+        fixed = gathered.take()
         order = np.argsort(fixed, kind="stable")  # stable: of equal keys the first copy comes first
-        ordered = fixed[order]
+        first = _first_in_order(fixed, order)
+        self.positions = order[first]  # row of each key's first copy in the rows given
+        self._keys = fixed[self.positions]  # in sorted order: the positions are taken in it
         del fixed
-        first = np.ones(len(ordered), dtype=bool)
-        first[1:] = ordered[1:] != ordered[:-1]
-        self._keys = ordered[first]
-        self.positions = order[first]  # row of each key's first copy in the array given
         self.slots = np.empty(len(order), dtype=np.int32 if len(order) < 2**31 else np.int64)
         self.slots[order] = np.cumsum(first) - 1  # each row's key, as its index in sorted order
 

@@ -180,3 +180,28 @@ def test_first_copies_of_no_rows_and_a_miscounted_stream():
         first_copies(one, 1)
     with pytest.raises(ValueError, match="2 rows, 3 declared"):
         first_copies(one, 3)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_sorted_keys_built_from_batches_equal_those_of_the_whole_column(seed, monkeypatch):
+    """The integrity diff streams the snapshot's log_ids: the result must not depend on it."""
+    import vault_pipeline.core.key_set as key_set
+
+    monkeypatch.setattr(key_set, "_NEIGHBOURS", 5)
+    rng = random.Random(seed)
+    landed = [rng.choice(["a", "b", "a\x00", "ab", "x" * rng.randint(1, 9), "log_" + str(rng.randrange(40))])
+              for _ in range(150)]
+    step = rng.randint(1, 40)
+    whole = SortedKeys(pa.array(landed))
+    streamed = SortedKeys.from_batches((pa.array(landed[i:i + step]) for i in range(0, len(landed), step)), len(landed))
+    assert len(streamed) == len(whole) == len(set(landed))
+    assert streamed.positions.tolist() == whole.positions.tolist()
+    assert streamed.slots.tolist() == whole.slots.tolist()
+    assert list(streamed.key_slices(7)) == list(whole.key_slices(7))
+    first = {}
+    for position, key in enumerate(landed):
+        first.setdefault(key, position)
+    assert [landed[p] for p in streamed.positions.tolist()] == sorted(first, key=lambda k: (k + "\x01").encode())
+    with pytest.raises(ValueError, match="150 rows, 151 declared"):
+        SortedKeys.from_batches([pa.array(landed)], len(landed) + 1)
+    assert len(SortedKeys.from_batches([], 0)) == 0

@@ -186,3 +186,21 @@ def test_records_input_validation_rejected_are_not_expected_in_the_lake(vault) -
     report = _diff(vault)
     assert report.clean
     assert report.counts["lake_expected"] == report.counts["lake_matched"] == report.counts["unique_records"] - rejected
+
+
+def test_snapshot_rows_are_taken_chunk_by_chunk_in_the_order_asked() -> None:
+    """The catalog check takes each page's rows from the snapshot's row groups, each with its
+    own dictionary of object keys: the same rows as one combined table would give."""
+    import numpy as np
+    import pyarrow as pa
+
+    from vault_pipeline.defs.integrity.snapshot_diff import _Rows
+
+    batches = [pa.record_batch({"object_key": pa.array([f"raw/{g}/{i % 3}" for i in range(size)]).dictionary_encode(),
+                                "offset": pa.array(range(g * 100, g * 100 + size), pa.int64())})
+               for g, size in enumerate([5, 1, 7, 3])]
+    table = pa.Table.from_batches(batches)
+    rng = np.random.default_rng(5)
+    for rows in (rng.integers(0, table.num_rows, 40), np.array([15, 0, 15, 5]), np.array([], dtype=np.int64)):
+        expected = table.combine_chunks().take(pa.array(rows, pa.int64())).to_pylist()
+        assert _Rows(table).take(rows).to_pylist() == expected

@@ -78,7 +78,7 @@ class _DecisionLine(msgspec.Struct):
     """A record's decision line, the ledger's signed form of it: ``canonical_json`` of these
     fields (sorted keys, compact, UTF-8). Declared in sorted order, so msgspec writes the very
     same bytes as ``canonical_json`` of the dict, without json.dumps' sort and Python encoder
-    (a tenth of a decision's cost); ``test_decision_line`` holds the two equal."""
+    (~4 us of a decision's ~50); ``test_promotion_decisions.py`` holds the two equal."""
 
     approved: bool
     decision: str
