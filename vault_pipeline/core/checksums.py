@@ -8,7 +8,6 @@ translation.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 
 PREFIX = "sha256:"
@@ -22,12 +21,6 @@ def sha256_hex(data: bytes | memoryview) -> str:
 def checksum(data: bytes | memoryview) -> str:
     """The vault checksum of ``data``: ``sha256:`` followed by the lowercase hex digest."""
     return PREFIX + hashlib.sha256(data).hexdigest()
-
-
-def file_checksum(path: str | os.PathLike[str]) -> str:
-    """The vault checksum of a file's bytes, read in chunks (a file of any size in bounded memory)."""
-    with open(path, "rb") as handle:
-        return PREFIX + hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def hex_of(value: str) -> str:

@@ -7,6 +7,7 @@ identical bytes is a no-op, and a put that would silently change stored bytes is
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from abc import ABC, abstractmethod
@@ -14,7 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
-from vault_pipeline.core.checksums import checksum, file_checksum
+from vault_pipeline.core.checksums import PREFIX, checksum
 
 _SAFE_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._=:+\-]*(/[A-Za-z0-9_][A-Za-z0-9._=:+\-]*)*$")
 
@@ -81,7 +82,7 @@ class ObjectStore(ABC):
         read it; do not use it after the call. ``known_checksum`` as for ``put``."""
         validate_key(key)
         size = os.path.getsize(path)
-        digest = known_checksum or file_checksum(path)
+        digest = known_checksum or _file_checksum(path)
         if self._already_stored(key, size, digest, overwrite):
             return PutResult(key, digest, size, created=False)
         self._write_file(key, path, digest)
@@ -190,3 +191,9 @@ class ObjectStore(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         pass
+
+
+def _file_checksum(path: str | os.PathLike[str]) -> str:
+    """The vault checksum of a file's bytes, read in chunks (a file of any size in bounded memory)."""
+    with open(path, "rb") as handle:
+        return PREFIX + hashlib.file_digest(handle, "sha256").hexdigest()

@@ -50,10 +50,9 @@ APPROVABLE = frozenset({RAW_OBJECT_ALTERED, FAILED_INPUT_VALIDATION})
 
 QUARANTINED_STATUS, APPROVED_STATUS, RELEASED_STATUS = "quarantined", "approved", "released"
 
-_GOLDEN_JSON = msgspec.json.Encoder()
-# Manifest rows hold only strings, ints, bools and None: msgspec encodes them (compact, UTF-8,
-# key order kept) several times faster than json.dumps, the biggest per-record cost after masking.
-_encode_row = msgspec.json.Encoder().encode
+# Masked golden records, manifest rows and decision lines: msgspec writes compact UTF-8 JSON (key
+# order kept, integers of any size exact) several times faster than json.dumps.
+_encode_json = msgspec.json.Encoder().encode
 
 
 @dataclass
@@ -68,7 +67,7 @@ class _Decision:
 
     def line(self, tier: str, policy: str, golden_checksum: str | None) -> bytes:
         """What the ledger commits to per record: deterministic, so an unchanged partition re-promotes to the same root."""
-        return _encode_line(_DecisionLine(
+        return _encode_json(_DecisionLine(
             bool(self.approval), self.decision, golden_checksum, self.record.log_id,
             [[m["path"], m["type"]] for m in self.masked], policy, self.record.checksum, self.reason, tier,
         ))
@@ -90,8 +89,6 @@ class _DecisionLine(msgspec.Struct):
     reason: Any
     tier: str
 
-
-_encode_line = msgspec.json.Encoder().encode
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +177,7 @@ def decide_part(task: PartTask, records: list[RecordEntry], promotion: Promotion
             # manifest's offsets, not line splitting, are the authoritative way to read it back.
             golden += d.golden
             golden += b"\n"
-        rows.append(_encode_row(row))
+        rows.append(_encode_json(row))
         line = _pending_quarantine(d, promotion.known.get(record.log_id), entry_ref, now)
         if line is not None:
             pending.append(line)
@@ -228,7 +225,7 @@ def _decide_record(record: RecordEntry, piece: bytes | None, object_ok: bool, le
     # A masked copy is a new serialisation (the raw bytes stay untouched in the raw zone):
     # compact UTF-8 JSON, integers of any size exact; msgspec, as fast as the decode. A masked
     # test case is its fields as JSON too: XML is not rewritten.
-    golden = _GOLDEN_JSON.encode(masked_value)
+    golden = _encode_json(masked_value)
     masked = [{"path": item.path, "type": item.type, "in_key": item.in_key} for item in report.items]
     return _Decision(record, MASKED, actual, golden=golden, masked=masked, approval=grant)
 
