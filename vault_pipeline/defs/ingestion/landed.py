@@ -43,9 +43,10 @@ class LandedPartition:
         """How many rows the landing snapshot holds (one per record fetched, repeats included)."""
         return snapshot_rows(self._snapshot)
 
-    def record_batches(self, batch_size: int = 100_000, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
+    def record_batches(self, batch_size: int = 100_000, columns: list[str] | None = None,
+                       dictionary: list[str] | None = None) -> Iterator[pa.RecordBatch]:
         """The snapshot as Arrow batches, for stages that work column-wise."""
-        yield from read_snapshot_batches(self._snapshot, columns=columns, batch_size=batch_size)
+        yield from read_snapshot_batches(self._snapshot, columns=columns, batch_size=batch_size, dictionary=dictionary)
 
     def with_bytes_of(self, batch: pa.RecordBatch) -> Iterator[memoryview]:
         """The record bytes of each row of a snapshot batch (zero-copy views of each stored page)."""
