@@ -68,6 +68,7 @@ class LakeWrites:
         key: str = "log_id",
         exclude: pa.Array | None = None,
         evolve: bool = True,
+        distinct: bool = False,
     ) -> MergeStats:
         """``merge`` for a stream of batches: one commit, idempotent, memory bounded by a batch.
 
@@ -89,6 +90,11 @@ class LakeWrites:
         One loader per table at a time (the caller holds the table's lake-writer lease): two
         appends do not conflict in Delta, so a concurrent load of the same records by a writer
         outside the lease is detected after the commit and reported.
+
+        ``distinct`` is the caller's word that no key repeats within the stream (normalisation
+        of a landed hour, whose catalog already made ``log_id`` unique): each batch is then
+        checked against the table's keys alone, and the keys this load inserts are not
+        collected, which at 5M records was 200 MB of the load's peak.
 
         With ``evolve`` the table first gains the declared ``schema``'s new columns (rows written
         before read them as null) and has integer columns it declares float64 widened (``_evolve``).
@@ -115,8 +121,11 @@ class LakeWrites:
             read_version = dt.version()
             present = self._keys_in(table, dt, key, pairs)
         counts = {"source": 0, "inserted": 0}
-        seen = KeySet(present)  # the table's keys, then every key this load inserts
+        seen = KeySet(present)  # the table's keys, then (unless distinct) every key this load inserts
         del present
+
+        def new_keys(keys: pa.Array) -> pa.BooleanArray:
+            return pc.invert(seen.contains(keys)) if distinct else seen.add_new(keys)
 
         def new_rows() -> Iterator[pa.RecordBatch]:
             for batch in itertools.chain([first], stream):
@@ -131,7 +140,7 @@ class LakeWrites:
                 if exclude is not None:
                     rows = rows.filter(pc.invert(pc.is_in(rows.column(key), value_set=exclude)))
                 if rows.num_rows:  # new to the table and to this load; of repeated keys the first row
-                    rows = rows.filter(seen.add_new(rows.column(key).cast(pa.string())))
+                    rows = rows.filter(new_keys(rows.column(key).cast(pa.string())))
                 if rows.num_rows:
                     counts["inserted"] += rows.num_rows
                     yield from rows.to_batches()

@@ -48,6 +48,19 @@ def test_keys_repeated_within_and_across_batches_keep_the_first_row(lake: DeltaL
     assert table.column("n").to_pylist() == [1, 1, 2]
 
 
+def test_a_stream_vouched_distinct_is_checked_against_the_table_alone(lake: DeltaLake) -> None:
+    lake.merge_batches("t", iter([batch([1, 2], n=1)]), SCHEMA, partitions=HOUR)
+    stats = lake.merge_batches("t", iter([batch([2, 3], n=2), batch([4, 1], n=2)]), SCHEMA, partitions=HOUR,
+                               distinct=True)
+    assert (stats.inserted, stats.unchanged) == (2, 2)
+    table = lake.read("t").sort_by("log_id")
+    assert table.column("log_id").to_pylist() == [f"log-{i:04d}" for i in (1, 2, 3, 4)]
+    assert table.column("n").to_pylist() == [1, 1, 2, 2]  # rows already held are not replaced
+    again = lake.merge_batches("t", iter([batch([3, 4, 5])]), SCHEMA, partitions=HOUR, distinct=True)
+    assert (again.inserted, again.unchanged) == (1, 2)
+    assert lake.count("t") == 5
+
+
 def test_overlap_with_rows_already_in_the_table_inserts_only_new_ids(lake: DeltaLake) -> None:
     lake.merge_batches("t", iter([batch([1, 2])]), SCHEMA, partitions=HOUR)
     stats = lake.merge_batches("t", iter([batch([2, 3]), batch([4])]), SCHEMA, partitions=HOUR)

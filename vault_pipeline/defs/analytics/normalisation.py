@@ -83,7 +83,7 @@ def normalise_partition(
 
     with exclusive_table_writer(catalog, summary.table, holder_name(run_id)), cyclic_gc_paused():
         stats = lake.merge_batches(summary.table, batches(), fact_schema(kind), partitions=lake_partitions,
-                                   exclude=rejected)
+                                   exclude=rejected, distinct=True)  # the catalog keys a landed hour by log_id
     summary.inserted, summary.unchanged, summary.version = stats.inserted, stats.unchanged, stats.version
     summary.repaired = stats.repaired
     return summary
