@@ -191,6 +191,15 @@ def digests_from_checksums(checksums: Sequence[str], *, flag_invalid: bool = Fal
     return b"".join(parts), odd
 
 
+def checksums_from_digests(digests: bytes) -> list[str]:
+    """The inverse of :func:`digests_from_checksums`: concatenated 32-byte digests back as
+    canonical vault checksums (``sha256:`` + 64 lowercase hex), in order."""
+    if len(digests) % 32:
+        raise ValueError(f"concatenated SHA-256 digests are a multiple of 32 bytes long, not {len(digests)}")
+    text = binascii.hexlify(digests).decode("ascii")
+    return [_CHECKSUM_PREFIX + text[start : start + 64] for start in range(0, len(text), 64)]
+
+
 def merkle_root(leaves: Iterable[bytes | str]) -> bytes:
     """RFC 6962 Merkle tree hash of ``leaves`` (raw digests or ``sha256:`` checksums) in order."""
     builder = MerkleBuilder()

@@ -11,6 +11,7 @@ from vault_pipeline.core.merkle import (
     EMPTY_ROOT,
     MerkleBuilder,
     as_leaf,
+    checksums_from_digests,
     digests_from_checksums,
     inclusion_proof,
     leaf_hash,
@@ -238,6 +239,15 @@ def test_checksums_convert_to_digests_in_bulk_exactly_as_one_by_one():
     shouted = [*checksums[:3], "sha256:" + checksums[3][7:].upper(), *checksums[4:]]
     digests, odd = digests_from_checksums(shouted)
     assert digests == b"".join(as_leaf(c) for c in checksums) and odd == [3]
+
+
+def test_digests_turn_back_into_the_canonical_checksums_they_came_from():
+    checksums = ["sha256:" + leaf.hex() for leaf in _leaves(50)]
+    digests, _ = digests_from_checksums(checksums)
+    assert checksums_from_digests(digests) == checksums
+    assert checksums_from_digests(b"") == []
+    with pytest.raises(ValueError, match="multiple of 32"):
+        checksums_from_digests(digests[:-1])
 
 
 @pytest.mark.parametrize("bad", ["sha256:" + "g" * 64, "md5:" + "0" * 67, "sha256:" + "0" * 63, "sha256:" + "é" * 64,

@@ -189,18 +189,31 @@ def test_records_input_validation_rejected_are_not_expected_in_the_lake(vault) -
 
 
 def test_snapshot_rows_are_taken_chunk_by_chunk_in_the_order_asked() -> None:
-    """The catalog check takes each page's rows from the snapshot's row groups, each with its
-    own dictionary of object keys: the same rows as one combined table would give."""
+    """The catalog check takes each page's rows from the snapshot's batches, each with its own
+    dictionary of object keys, and holds checksums as digests: the same rows as one combined
+    table would give, including checksums that are not canonical (null, invalid, upper case),
+    which come back exactly as landed so the comparison with the catalog still sees them."""
     import numpy as np
     import pyarrow as pa
 
     from vault_pipeline.defs.integrity.snapshot_diff import _Rows
 
-    batches = [pa.record_batch({"object_key": pa.array([f"raw/{g}/{i % 3}" for i in range(size)]).dictionary_encode(),
-                                "offset": pa.array(range(g * 100, g * 100 + size), pa.int64())})
+    def checksum(g: int, i: int) -> str | None:
+        canonical = "sha256:" + f"{g:02d}{i:02d}".rjust(64, "a")
+        return {(0, 2): None, (2, 4): "sha256:not-hex", (3, 0): canonical.upper(), (2, 6): "md5:" + "0" * 67}.get(
+            (g, i), canonical)
+
+    batches = [pa.record_batch({"checksum": pa.array([checksum(g, i) for i in range(size)], pa.string()),
+                                "object_key": pa.array([f"raw/{g}/{i % 3}" for i in range(size)]).dictionary_encode(),
+                                "offset": pa.array(range(g * 100, g * 100 + size), pa.int64()),
+                                "length": pa.array([g + i for i in range(size)], pa.int64())})
                for g, size in enumerate([5, 1, 7, 3])]
     table = pa.Table.from_batches(batches)
+    by_row = _Rows.from_batches(iter(batches), table.num_rows)
+    assert sorted(by_row.odd) == [2, 10, 12, 13]
     rng = np.random.default_rng(5)
-    for rows in (rng.integers(0, table.num_rows, 40), np.array([15, 0, 15, 5]), np.array([], dtype=np.int64)):
+    for rows in (rng.integers(0, table.num_rows, 40), np.array([15, 0, 15, 5, 2, 13]), np.arange(table.num_rows),
+                 np.array([], dtype=np.int64)):
         expected = table.combine_chunks().take(pa.array(rows, pa.int64())).to_pylist()
-        assert _Rows(table).take(rows).to_pylist() == expected
+        assert by_row.take(rows).to_pylist() == expected
+    assert _Rows.from_batches(iter([]), 0).take(np.array([], dtype=np.int64)).num_rows == 0

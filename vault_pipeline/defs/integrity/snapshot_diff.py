@@ -9,6 +9,7 @@ IntegrityReport whose failing findings make the blocking check fail.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from datetime import timedelta
 
 import numpy as np
@@ -21,6 +22,7 @@ from vault_pipeline.core.integrity import IntegrityReport
 from vault_pipeline.core.key_set import SortedKeys
 from vault_pipeline.core.kinds import fact_table_name
 from vault_pipeline.core.layout import raw_prefix
+from vault_pipeline.core.merkle import checksums_from_digests, digests_from_checksums
 from vault_pipeline.core.windows import HourWindow
 from vault_pipeline.defs.analytics.normalisation import partitions_of
 from vault_pipeline.defs.ingestion.indexing import rejected_among
@@ -49,12 +51,11 @@ def diff_partition(
     report.counts["landed_records"] = len(landed_keys.slots)
     report.counts["unique_records"] = len(landed_keys)
     return_freed_memory()
-    # Object keys repeat for every record of a page: dictionary-encoded they cost an index each.
-    snapshot = landed.snapshot_table(["object_key", "offset", "length", "checksum"], dictionary=["object_key"])
+    by_row = _Rows.of(landed)
     # Each check's transient buffers go back before the next one's.
     return_freed_memory()
-    _check_catalog(catalog, snapshot, landed_keys, provider, fetch_window, partition, report)
-    del snapshot  # the lake check needs only the keys (5M records: 330 MB less held through it)
+    _check_catalog(catalog, by_row, landed_keys, provider, fetch_window, partition, report)
+    del by_row  # the lake check needs only the keys
     rejected = rejected_among(catalog, landed_keys.key_slices(_PROBE_KEYS))
     return_freed_memory()
     _check_lake(lake, kind, timed, landed_keys, rejected, provider, fetch_window, report)
@@ -133,14 +134,13 @@ def _overlapping_partitions(provider: str, fetch_window: HourWindow) -> list[str
     return partitions
 
 
-def _check_catalog(catalog: Catalog, snapshot: pa.Table, landed_keys: SortedKeys, provider: str,
+def _check_catalog(catalog: Catalog, by_row: _Rows, landed_keys: SortedKeys, provider: str,
                    fetch_window: HourWindow, partition: str, report: IntegrityReport) -> None:
     """Each landed log_id (its first copy in the fetch: the one indexed) against its catalog
     entry. The catalog's pages of every overlapping partition, in log order, are looked up in
     the hour's sorted keys a whole page at a time and compared column by column, so Python
     touches only the findings, and memory holds one page besides the hour's keys."""
     matched = np.zeros(len(landed_keys), dtype=bool)
-    by_row = _Rows(snapshot.select(["checksum", "object_key", "offset", "length"]))
     for overlapping in _overlapping_partitions(provider, fetch_window):
         own = overlapping == partition
         for page in catalog.iter_partition_pointer_pages(overlapping, page_size=_CATALOG_PAGE):
@@ -165,31 +165,74 @@ def _check_catalog(catalog: Catalog, snapshot: pa.Table, landed_keys: SortedKeys
                    catalog=indexed_here, landed=report.counts["unique_records"])
 
 
-class _Rows:
-    """Rows of the snapshot by position, taken chunk by chunk. Arrow's own ``take`` on a chunked
-    table concatenates every chunk of every column on each call (25k rows of 1M: 19 ms, against
-    0.6 ms combined): each catalog page copied the whole snapshot, which kept ~400 MB more
-    resident through the check at 5M records (1429 -> 1059 MB; its 21 s are the catalog's reads)."""
+_ROWS_SCHEMA = pa.schema([("checksum", pa.string()), ("object_key", pa.dictionary(pa.int32(), pa.string())),
+                          ("offset", pa.int64()), ("length", pa.int64())])
 
-    def __init__(self, table: pa.Table) -> None:
-        self.batches = table.to_batches()  # the snapshot's row groups, as read (no copy)
-        self.starts = np.cumsum([0] + [batch.num_rows for batch in self.batches])
-        self.schema = table.schema
+
+class _Rows:
+    """What landing recorded of each snapshot row (checksum, object key, offset, length), by
+    position, for the catalog check. Checksums are held as their 32-byte digests (a canonical
+    ``sha256:`` string is 71 bytes plus its offset), with any checksum that does not round trip
+    (null, invalid, upper case) kept as written beside them, so a comparison sees exactly what
+    landing wrote; object keys stay dictionary-encoded (they repeat for every record of a page).
+    Rows are taken batch by batch: Arrow's ``take`` on a chunked table concatenates every chunk
+    of every column on each call (25k rows of 1M: 19 ms, against 0.6 ms), so each catalog page
+    copied the whole snapshot (5M records: 1429 -> 1059 MB). Digests took the check's peak from
+    1059 to 842 MB at 5M records; its time did not change (its 21 s are the catalog's reads)."""
+
+    _POINTERS = ["object_key", "offset", "length"]
+
+    def __init__(self, digests: np.ndarray, odd: dict[int, str | None], pointers: list[pa.RecordBatch],
+                 schema: pa.Schema) -> None:
+        self.digests = digests  # (rows, 32) uint8
+        self.odd = odd  # position -> the checksum as landed, where it is not a canonical one
+        self.odd_positions = np.fromiter(sorted(odd), dtype=np.int64, count=len(odd))
+        self.pointers = pointers
+        self.starts = np.cumsum([0] + [batch.num_rows for batch in pointers])
+        self.schema = schema
+
+    @classmethod
+    def of(cls, landed: LandedPartition) -> _Rows:
+        """Read from the snapshot in streamed batches: its checksum column is never held whole."""
+        return cls.from_batches(landed.record_batches(columns=["checksum", *cls._POINTERS], dictionary=["object_key"]),
+                                landed.row_count())
+
+    @classmethod
+    def from_batches(cls, batches: Iterable[pa.RecordBatch], rows: int) -> _Rows:
+        digests = np.empty((rows, 32), dtype=np.uint8)
+        odd: dict[int, str | None] = {}
+        pointers: list[pa.RecordBatch] = []
+        schema = _ROWS_SCHEMA
+        position = 0
+        for batch in batches:
+            checksums = batch.column("checksum").to_pylist()
+            packed, flagged = digests_from_checksums(checksums, flag_invalid=True)
+            digests[position : position + batch.num_rows] = np.frombuffer(packed, dtype=np.uint8).reshape(-1, 32)
+            odd.update((position + at, checksums[at]) for at in flagged)
+            pointers.append(batch.select(cls._POINTERS))
+            schema = batch.select(["checksum", *cls._POINTERS]).schema
+            position += batch.num_rows
+        return cls(digests[:position], odd, pointers, schema)
 
     def take(self, rows: np.ndarray) -> pa.Table:
         """The rows at these positions, in the order given."""
         if not len(rows):
             return self.schema.empty_table()
+        checksums = checksums_from_digests(self.digests[rows].tobytes())
+        if len(self.odd_positions):
+            for at in np.flatnonzero(np.isin(rows, self.odd_positions)).tolist():
+                checksums[at] = self.odd[int(rows[at])]
         order = np.argsort(rows, kind="stable")
         ordered = rows[order]
         chunk = np.searchsorted(self.starts, ordered, side="right") - 1
         edges = np.flatnonzero(np.diff(chunk)) + 1
-        pieces = [self.batches[chunk[begin]].take(pa.array(ordered[begin:end] - self.starts[chunk[begin]]))
+        pieces = [self.pointers[chunk[begin]].take(pa.array(ordered[begin:end] - self.starts[chunk[begin]]))
                   for begin, end in zip([0, *edges.tolist()], [*edges.tolist(), len(ordered)], strict=True)]
-        taken = pa.Table.from_batches(pieces, schema=self.schema).combine_chunks()
+        taken = pa.Table.from_batches(pieces).combine_chunks()
         back = np.empty(len(order), dtype=np.int64)
         back[order] = np.arange(len(order))
-        return taken.take(pa.array(back))
+        pointers = taken.take(pa.array(back))
+        return pa.table([pa.array(checksums, pa.string()), *pointers.columns], schema=self.schema)
 
 
 def _report_differences(landed: pa.Table, held: pa.Table, own: bool, overlapping: str, report: IntegrityReport) -> None:
