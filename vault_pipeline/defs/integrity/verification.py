@@ -13,7 +13,7 @@ Merkle subtrees combine into exactly the signed root) verified side by side, one
 process and the others in worker processes, when the catalog and the object store can be
 opened from another process (their ``worker_opener``: SQLite file, local directory); otherwise
 (MongoDB, S3), or for a small partition, the whole partition is one slice verified here.
-Within a slice the catalog is read a page of pointers at a time; objects are read and hashed
+Within a slice (``partition_slices``) the catalog is read a page of pointers at a time; objects are read and hashed
 whole a few ahead in threads (hashlib releases the GIL on large buffers) while this thread
 hashes the records of the previous one, in offset order, and compares raw digests rather than
 hex strings. Memory holds one slice's pointers in compact columns (about 100 bytes a record)
@@ -22,20 +22,15 @@ and a few objects.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import multiprocessing
 import os
 import time
-from collections import defaultdict, deque
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
-from concurrent.futures import BrokenExecutor, Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from collections.abc import Collection, Mapping
+from concurrent.futures import BrokenExecutor, Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
-from itertools import count, islice
-from operator import add, itemgetter
-
-import numpy as np
+from operator import itemgetter
 
 from vault_pipeline.core.ledger import (
     CHECKPOINT_MISSING,
@@ -50,7 +45,6 @@ from vault_pipeline.core.ledger import (
     verify_partition_digest,
     verify_partition_objects,
 )
-from vault_pipeline.core.merkle import digests_from_checksums
 from vault_pipeline.defs.integrity.coverage import (
     checkpoint_object_findings,
     checkpoint_unreadable,
@@ -61,7 +55,8 @@ from vault_pipeline.defs.integrity.coverage import (
     unsealed_findings,
 )
 from vault_pipeline.defs.integrity.ledger_stage import entry_key, stored_checkpoint
-from vault_pipeline.storage.catalog import Catalog, PointerPage
+from vault_pipeline.defs.integrity.partition_slices import Openers, SliceResult, verify_slice, verify_slice_in_worker
+from vault_pipeline.storage.catalog import Catalog
 from vault_pipeline.storage.lake import DeltaLake
 from vault_pipeline.storage.object_store import ObjectMissingError, ObjectStore
 
@@ -76,8 +71,6 @@ SLICE_ALIGNMENT = 4096
 #: Below this many records a partition is verified in this process: starting a worker costs more.
 PARALLEL_MIN_RECORDS = 100_000
 MAX_DEFAULT_WORKERS = 4
-# Objects read ahead of the one being checked (bounded memory; hides S3 latency).
-READ_AHEAD = 2
 
 
 @dataclass(slots=True)
@@ -224,16 +217,6 @@ def _verify_provider_chain(store, catalog, verifier, provider, report, in_progre
 # -- one partition, in slices --------------------------------------------------------------
 
 
-@dataclass(slots=True)
-class _SliceResult:
-    """What one slice of a partition found; picklable, so a worker process can send it back."""
-
-    digest_parts: list = field(default_factory=list)  # PartitionDigest.part()s, in log order
-    objects: dict[str, tuple[str | None, int]] = field(default_factory=dict)  # key -> (checksum now, size)
-    altered: list[tuple[str, str]] = field(default_factory=list)  # (object key, log_id), log order per key
-    record_bytes: int = 0
-
-
 class _PartitionVerifier:
     def __init__(self, store: ObjectStore, catalog: Catalog, workers: int, parallel_min_records: int,
                  slice_alignment: int) -> None:
@@ -279,11 +262,11 @@ class _PartitionVerifier:
             if self._pool is None:
                 self._pool = ProcessPoolExecutor(max_workers=self.workers - 1,
                                                  mp_context=multiprocessing.get_context("spawn"))
-            futures = [self._pool.submit(_verify_slice_in_worker, self.shared, entry.partition, start, stop,
+            futures = [self._pool.submit(verify_slice_in_worker, self.shared, entry.partition, start, stop,
                                          owned[i], committed, self.alignment)
                        for i, (start, stop) in enumerate(slices[1:], 1)]
         start, stop = slices[0]
-        results = [_verify_slice(self.store, self.catalog, entry.partition, start, stop, owned[0], committed,
+        results = [verify_slice(self.store, self.catalog, entry.partition, start, stop, owned[0], committed,
                                  self.alignment)]
         for i, future in enumerate(futures, 1):
             try:
@@ -297,11 +280,11 @@ class _PartitionVerifier:
                 if isinstance(exc, BrokenExecutor) and self._pool is not None:
                     self._pool.shutdown(wait=False, cancel_futures=True)
                     self._pool, self.shared = None, None
-                results.append(_verify_slice(self.store, self.catalog, entry.partition, *slices[i], owned[i],
+                results.append(verify_slice(self.store, self.catalog, entry.partition, *slices[i], owned[i],
                                              committed, self.alignment))
         self._report(entry, results, report)
 
-    def _report(self, entry: LedgerEntry, results: list[_SliceResult], report: VerifyReport) -> None:
+    def _report(self, entry: LedgerEntry, results: list[SliceResult], report: VerifyReport) -> None:
         digest = PartitionDigest.combine(part for result in results for part in result.digest_parts)
         report.records += digest.count
         found = verify_partition_digest(entry, digest)
@@ -328,193 +311,10 @@ class _PartitionVerifier:
         report.findings += verify_partition_objects(entry, current)
 
 
-_Openers = tuple[Callable[[], ObjectStore], Callable[[], Catalog]]
-
-
-def _shareable(store: ObjectStore, catalog: Catalog) -> _Openers | None:
+def _shareable(store: ObjectStore, catalog: Catalog) -> Openers | None:
     """How a worker process opens this vault (the adapters' worker openers), or None when
     either adapter cannot be re-opened in another process."""
     open_store, open_catalog = store.worker_opener(), catalog.worker_opener()
     if open_store is None or open_catalog is None:
         return None
     return open_store, open_catalog
-
-
-def _verify_slice_in_worker(shared: _Openers, partition: str, start: int, stop: int | None,
-                            owned: frozenset[str], committed: frozenset[str], alignment: int) -> _SliceResult:
-    open_store, open_catalog = shared
-    catalog = open_catalog()
-    try:
-        store = open_store()
-        try:
-            return _verify_slice(store, catalog, partition, start, stop, owned, committed, alignment)
-        finally:
-            store.close()
-    finally:
-        catalog.close()
-
-
-class _SliceIndex:
-    """A slice's record pointers in compact columns (about 60 bytes a record plus its log_id),
-    then sorted by object and offset, so each object is read once, front to back."""
-
-    def __init__(self) -> None:
-        self._code_of: dict[str, int] = defaultdict(count().__next__)  # object key -> small int
-        self._codes: list[np.ndarray] = []
-        self._offsets: list[np.ndarray] = []
-        self._lengths: list[np.ndarray] = []
-        self._digests = bytearray()
-        # log_ids only name altered records: kept per page as one string plus where each ends.
-        self._log_ids: list[tuple[str, np.ndarray]] = []
-        self._odd: list[int] = []  # rows whose checksum is not in canonical form: never equal
-        self.rows = 0
-
-    def add(self, page: PointerPage, digests: bytes, odd: list[int]) -> None:
-        # numpy would quietly take 12.0 or "12" for 12; a slice of the stored bytes never did.
-        if not set(map(type, page.offsets)) | set(map(type, page.lengths)) <= {int}:
-            raise TypeError(f"record offsets and lengths must be integers (partition page at row {self.rows})")
-        self._codes.append(np.fromiter(map(self._code_of.__getitem__, page.object_keys), np.int32, len(page)))
-        self._offsets.append(np.array(page.offsets, dtype=np.int64))
-        self._lengths.append(np.array(page.lengths, dtype=np.int64))
-        self._digests += digests
-        ends = np.cumsum(np.fromiter(map(len, page.log_ids), np.int64, len(page)))
-        self._log_ids.append(("".join(page.log_ids), ends))
-        self._odd += [self.rows + row for row in odd]
-        self.rows += len(page)
-
-    def log_id(self, row: int) -> str:
-        for joined, ends in self._log_ids:
-            if row < len(ends):
-                return joined[ends[row - 1] if row else 0 : ends[row]]
-            row -= len(ends)
-        raise IndexError(row)
-
-    def by_object(self) -> Iterator[tuple[str, _ObjectRecords]]:
-        """Each object's records, sorted by key, built one object at a time."""
-        if not self.rows:
-            return
-        codes = np.concatenate(self._codes)
-        offsets, lengths = np.concatenate(self._offsets), np.concatenate(self._lengths)
-        digests = np.frombuffer(self._digests, dtype="V32")  # one 32-byte item per record
-        self._codes, self._offsets, self._lengths = [], [], []
-        # Within an object, records in offset order: hashing then walks the object front to back.
-        if len(offsets) and 0 <= offsets.min() and offsets.max() < 1 << 40:
-            order = np.argsort(codes.astype(np.int64) << 40 | offsets)  # one sort key: cheaper than lexsort
-        else:
-            order = np.lexsort((offsets, codes))
-        bounds = np.searchsorted(codes[order], np.arange(len(self._code_of) + 1)).tolist()
-        del codes
-        odd = set(self._odd)
-        for key, code in sorted(self._code_of.items()):
-            rows = order[bounds[code] : bounds[code + 1]]
-            yield key, _ObjectRecords(rows, offsets[rows], lengths[rows], digests[rows].tobytes(),
-                                      {i for i, row in enumerate(rows.tolist()) if row in odd} if odd else set())
-
-    def keys(self) -> set[str]:
-        return set(self._code_of)
-
-
-class _ObjectRecords:
-    """The records of one object within a slice, in offset order."""
-
-    __slots__ = ("rows", "offsets", "lengths", "expected", "odd")
-
-    def __init__(self, rows: np.ndarray, offsets: np.ndarray, lengths: np.ndarray, expected: bytes,
-                 odd: set[int]) -> None:
-        self.rows = rows  # the slice rows (log order) of these records
-        self.offsets, self.lengths = offsets, lengths
-        self.expected = expected  # the 32-byte digests the catalog's checksums name
-        self.odd = odd
-
-
-def _verify_slice(store: ObjectStore, catalog: Catalog, partition: str, start: int, stop: int | None,
-                  owned: frozenset[str], committed: frozenset[str], alignment: int) -> _SliceResult:
-    result = _SliceResult()
-    index = _SliceIndex()
-    digest = PartitionDigest()
-    position = start
-    for page in catalog.iter_partition_pointer_pages(partition, start=start, stop=stop):
-        # A checksum that is not even a digest (a rewritten catalog row) is a finding, not a crash.
-        digests, odd = digests_from_checksums(page.checksums, flag_invalid=True)
-        leaves = [digests[i : i + 32] for i in range(0, len(digests), 32)]
-        # Digest parts end at multiples of the alignment, so slices hashed apart combine exactly.
-        done = 0
-        while done < len(leaves):
-            take = min(len(leaves) - done, alignment - position % alignment)
-            digest.add_leaves(leaves[done : done + take])
-            done += take
-            position += take
-            if position % alignment == 0:
-                result.digest_parts.append(digest.part())
-                digest = PartitionDigest()
-        index.add(page, digests, odd)
-    if digest.count:
-        result.digest_parts.append(digest.part())
-
-    keys = sorted(index.keys() | owned)
-    # Keys no entry committed to are hashed by every slice that points into them (deduplicated
-    # when the slices are combined), committed ones only by the slice that owns them.
-    wanted = {key for key in keys if key in owned or key not in committed}
-    groups = index.by_object()
-    group = next(groups, None)
-    for key, data, checksum in _read_ahead(store, keys, wanted):
-        if key in wanted:
-            result.objects[key] = (checksum, len(data) if data is not None else 0)
-        if group is None or group[0] != key:
-            continue
-        records = group[1]
-        group = next(groups, None)
-        if data is None:
-            continue
-        hashed, altered = _check_records(data, records)
-        result.record_bytes += hashed
-        if altered:
-            rows = records.rows[altered].tolist()
-            result.altered += [(key, index.log_id(row)) for row in sorted(rows)]
-    return result
-
-
-def _check_records(data: bytes, records: _ObjectRecords) -> tuple[int, list[int]]:
-    """(bytes hashed, indexes of the records whose bytes no longer hash to their catalog checksum)."""
-    offsets, lengths, expected = records.offsets.tolist(), records.lengths.tolist(), records.expected
-    sha256 = hashlib.sha256
-    size = len(data)
-    hashed = sum(lengths)
-    if min(offsets) >= 0 and min(lengths) >= 0 and max(map(add, offsets, lengths)) <= size:
-        # Every range lies inside the object: hash them all and compare in one go.
-        got = b"".join([sha256(data[o : o + n]).digest() for o, n in zip(offsets, lengths)])
-        if got == expected and not records.odd:
-            return hashed, []
-        return hashed, [i for i in range(len(offsets))
-                        if i in records.odd or got[32 * i : 32 * i + 32] != expected[32 * i : 32 * i + 32]]
-    altered = []
-    for i, (o, n) in enumerate(zip(offsets, lengths, strict=True)):
-        piece = data[o : o + n]
-        if len(piece) != n or i in records.odd or sha256(piece).digest() != expected[32 * i : 32 * i + 32]:
-            altered.append(i)
-    return hashed, altered
-
-
-def _read_ahead(store: ObjectStore, keys: Iterable[str],
-                hashed: set[str]) -> Iterator[tuple[str, bytes | None, str | None]]:
-    """``(key, bytes or None if missing, "sha256:<hex>" if the key is in hashed)`` in key order.
-
-    Objects are read, and hashed whole, a few ahead in threads: hashlib releases the GIL on
-    large buffers, so that hashing overlaps with the caller's per-record work (and S3 reads
-    with everything)."""
-
-    def load(key: str) -> tuple[str, bytes | None, str | None]:
-        try:
-            data = store.get(key)
-        except ObjectMissingError:
-            return key, None, None
-        return key, data, ("sha256:" + hashlib.sha256(data).hexdigest()) if key in hashed else None
-
-    keys = iter(keys)
-    with ThreadPoolExecutor(max_workers=READ_AHEAD, thread_name_prefix="verify-read") as pool:
-        pending = deque(pool.submit(load, key) for key in islice(keys, READ_AHEAD))
-        while pending:
-            loaded = pending.popleft().result()
-            for key in islice(keys, 1):
-                pending.append(pool.submit(load, key))
-            yield loaded
