@@ -32,10 +32,12 @@ class Projector:
         self._steps = [(f"m{index[path[0]]}", path[1:]) for path in paths]
         typed = {tuple(path): c.type for path, c in zip(paths, self.columns)}
         if _consistent(paths, self.columns):
-            self._typed = msgspec.json.Decoder(_typed_struct(f"{kind}_typed", [(list(path), t) for path, t in typed.items()]))
+            leaves = [(list(path), t) for path, t in typed.items()]
+            self._typed = msgspec.json.Decoder(_typed_struct(f"{kind}_typed", leaves, _TYPES))
+            self._exact = msgspec.json.Decoder(_typed_struct(f"{kind}_exact", leaves, _EXACT_TYPES))
             self._typed_values = _getter(_positions(paths))
         else:  # a provider's fields read one path as two types, or as a value and an object
-            self._typed = None
+            self._typed = self._exact = None
 
     def project_typed(self, data: bytes | memoryview) -> tuple[Any, ...] | None:
         """The column values already in their declared types (None where absent or null), or
@@ -45,6 +47,18 @@ class Projector:
             return None
         try:
             return self._typed_values(self._typed.decode(data))
+        except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError, AttributeError):
+            return None
+
+    def project_exact(self, data: bytes | memoryview) -> tuple[Any, ...] | None:
+        """The column values exactly as the JSON holds them (a float column's integer stays an
+        int, so its JSON type can still be told), or None when any value is not of its column's
+        type: the caller then looks at ``project``'s values one by one. For input validation,
+        which reports each value's JSON type beside it."""
+        if self._exact is None:
+            return None
+        try:
+            return self._typed_values(self._exact.decode(data))
         except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError, AttributeError):
             return None
 
@@ -70,6 +84,8 @@ _TYPES = {
     "float": float,  # JSON integers are accepted and become floats, as coercion does
     "list": list[str],  # an array of strings; any other item sends the record to coercion
 }
+# As the JSON has them: 3 stays an int in a float column (``_TYPES`` would make it 3.0).
+_EXACT_TYPES = {**_TYPES, "float": int | float}
 
 
 def _consistent(paths: list[list[str]], columns) -> bool:
@@ -119,16 +135,17 @@ def _getter(positions: list[tuple[int, ...]]):
     return namespace["values"]
 
 
-def _typed_struct(name: str, columns: list[tuple[list[str], str]]) -> type:
-    """Nested structs whose leaves are ``<type> | None`` (every member optional, default None)."""
+def _typed_struct(name: str, columns: list[tuple[list[str], str]], types: Mapping[str, Any]) -> type:
+    """Nested structs whose leaves are ``types[<column type>] | None`` (every member optional,
+    default None)."""
     members: dict[str, list[tuple[list[str], str]]] = {}
     for path, type_name in columns:
         members.setdefault(path[0], []).append((path[1:], type_name))
     fields = []
     for i, (member, children) in enumerate(members.items()):
         if children == [([], children[0][1])]:
-            annotation = _TYPES[children[0][1]] | None
+            annotation = types[children[0][1]] | None
         else:
-            annotation = _typed_struct(f"{name}_{i}", children) | None
+            annotation = _typed_struct(f"{name}_{i}", children, types) | None
         fields.append((f"f{i}", annotation, msgspec.field(default=None, name=member)))
     return msgspec.defstruct(name, fields)

@@ -67,37 +67,75 @@ def _field_values(record: Any, columns, projector: Projector) -> tuple[str, list
     return "object", [lookup(record, column.path) for column in columns]
 
 
+def _record_row(record: Any, columns, projector: Projector) -> tuple[str, list[Any], list[str]]:
+    """(record type, frame values, JSON types) of one record, value by value: every record the
+    exact projection cannot take (a value of another type than its column's, a non-object)."""
+    record_type, found = _field_values(record, columns, projector)
+    values, types = [], []
+    for column, value in zip(columns, found, strict=True):
+        kind_of_value = _TYPE_NAMES.get(type(value)) or json_type(value)
+        if column.type == "list" and kind_of_value == "array" and not all(isinstance(item, str) for item in value):
+            kind_of_value = "array_of_mixed"
+        types.append(kind_of_value)
+        if column.type in ("int", "float"):
+            value = _number(value) if kind_of_value in ("integer", "number") else None
+        elif kind_of_value in ("object", "array", "array_of_mixed"):
+            value = None
+        values.append(value)
+    return record_type, values, types
+
+
 def input_frame(kind: str, window: HourWindow, rows: Iterable[tuple[str, str | None, Any]],
                 fields: Mapping[str, str] | None = None) -> pd.DataFrame:
     """``rows`` are (log_id, fixed-width event time or None, record bytes or parsed record);
-    ``fields`` is the provider's column -> path mapping (vault.yaml)."""
+    ``fields`` is the provider's column -> path mapping (vault.yaml ``fields``).
+
+    A record whose every analysed value has its column's type (nearly all of them) is decoded
+    straight into a tuple of those values in C (``Projector.project_exact``), and the frame's
+    columns are built whole from the tuples; any other record goes value by value through
+    ``_record_row``, and its row is written over the placeholder it left."""
     projector = Projector(kind, fields)
     columns = projector.columns
     start, end = fixed_width_timestamp(window.start), fixed_width_timestamp(window.end)
-    data: dict[str, list] = {"log_id": [], "event_time": [], "in_window": [], "record_type": []}
-    for column in columns:
-        data[column.name] = []
-        data[column.name + TYPE_SUFFIX] = []
-    # Per column: (its value list, its type list, whether it is numeric), looked up once.
-    targets = [(data[c.name].append, data[c.name + TYPE_SUFFIX].append, c.type in ("int", "float"), c.type == "list")
-               for c in columns]
+    log_ids: list[str] = []
+    times: list[str | None] = []
+    record_types: list[str] = []
+    exact: list[tuple[Any, ...]] = []
+    by_value: dict[int, tuple[list[Any], list[str]]] = {}  # row -> (values, types) of the records above
+    placeholder = (None,) * len(columns)
+    project_exact = projector.project_exact
+    for position, (log_id, timestamp, record) in enumerate(rows):
+        log_ids.append(log_id)
+        times.append(timestamp)
+        found = project_exact(record) if isinstance(record, (bytes, bytearray, memoryview)) else None
+        if found is not None:
+            exact.append(found)
+            record_types.append("object")
+            continue
+        record_type, values, types = _record_row(record, columns, projector)
+        exact.append(placeholder)
+        record_types.append(record_type)
+        by_value[position] = (values, types)
+    data: dict[str, Any] = {"log_id": log_ids, "event_time": times,
+                            "in_window": [t is not None and start <= t < end for t in times],
+                            "record_type": record_types}
     type_names = _TYPE_NAMES
-    for log_id, timestamp, record in rows:
-        data["log_id"].append(log_id)
-        data["event_time"].append(timestamp)
-        data["in_window"].append(timestamp is not None and start <= timestamp < end)
-        record_type, values = _field_values(record, columns, projector)
-        data["record_type"].append(record_type)
-        for (add_value, add_type, numeric, listed), value in zip(targets, values, strict=True):
-            kind_of_value = type_names.get(type(value)) or json_type(value)
-            if listed and kind_of_value == "array" and not all(isinstance(item, str) for item in value):
-                kind_of_value = "array_of_mixed"
-            add_type(kind_of_value)
-            if numeric:
-                value = _number(value) if kind_of_value == "integer" or kind_of_value == "number" else None
-            elif kind_of_value in ("object", "array", "array_of_mixed"):
-                value = None
-            add_value(value)
+    for i, column in enumerate(columns):
+        found = [row[i] for row in exact]
+        # Exact values are None or of the column's own type: their JSON type follows from it.
+        types = [type_names[type(value)] for value in found]
+        if column.type in ("int", "float"):
+            try:
+                values = [None if value is None else float(value) for value in found]
+            except OverflowError:  # an integer beyond any float, in this slice
+                values = [None if value is None else _number(value) for value in found]
+        elif column.type == "list":
+            values = [None] * len(found)
+        else:
+            values = found
+        for position, (row_values, row_types) in by_value.items():
+            values[position], types[position] = row_values[i], row_types[i]
+        data[column.name], data[column.name + TYPE_SUFFIX] = values, types
     frame = pd.DataFrame(data)
     for column in columns:
         if column.type in ("int", "float"):
