@@ -2,6 +2,8 @@
 
 import hashlib
 import json
+import subprocess
+import sys
 
 import httpx
 import pytest
@@ -10,6 +12,10 @@ import respx
 from vault_pipeline.core.checksums import checksum
 from vault_pipeline.core.framing import decode_record
 from vault_pipeline.core.identity import log_id_for
+from vault_pipeline.core.layout import snapshot_records_key
+from vault_pipeline.core.processes import OWNER_FILE, claim_work_dir
+from vault_pipeline.core.windows import HourWindow
+from vault_pipeline.defs.ingestion.landed import LandedPartition
 from vault_pipeline_tests.fixtures.vault import check_results, materialization_metadata
 
 URL = "https://provider.test/v1/events"
@@ -60,6 +66,28 @@ def test_edge_case_records_are_stored_and_indexed_byte_for_byte(vault):
     assert decode_record(vault.store.get_range(entry.object_key, entry.offset, entry.length))
     first = vault.catalog.get_record(log_id_for("acme", "e-1"))
     assert decode_record(vault.store.get_range(first.object_key, first.offset, first.length))["bytes"] == 2**64 + 1
+
+
+def test_landing_stages_its_snapshot_in_the_work_dir_and_leaves_nothing_there(vault):
+    """The snapshot is written to a file of the landing's own under $VAULT_HOME/work as pages
+    arrive (not held in memory), handed to the store whole, and the directory removed; one a
+    landing killed with -9 left behind is swept by the next landing."""
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait()  # reaped: its pid runs nothing now
+    stale = claim_work_dir(vault.home / "work", "landing")
+    (stale / OWNER_FILE).write_text(json.dumps(json.loads((stale / OWNER_FILE).read_text()) | {"pid": finished.pid}))
+    (stale / "landing-records.parquet").write_bytes(b"PAR1 half written")
+    vault.write_providers({"acme": _provider()})
+    with respx.mock(assert_all_called=True) as mock:
+        mock.get(URL).mock(return_value=httpx.Response(200, content=_page(EDGE_RECORDS)))
+        result = vault.run(HOUR, "acme")
+    assert result.success, check_results(result)
+    assert not stale.exists()
+    assert not list((vault.home / "work").glob("landing-*"))
+    landed = LandedPartition(vault.store, "acme", HourWindow.for_hour_key(HOUR))
+    assert landed.row_count() == len(EDGE_RECORDS)
+    assert sorted(landed.snapshot_table(["log_id"]).column("log_id").to_pylist()) == sorted(
+        log_id_for("acme", json.loads(text)["eventID"]) for text in EDGE_RECORDS)
 
 
 def test_a_record_delivered_twice_in_one_fetch_is_counted_once_as_a_duplicate(vault):
@@ -132,6 +160,9 @@ def test_a_bad_response_fails_the_partition_clearly_and_loses_nothing(vault, res
     assert letters and letters[0].stage == "landing"
     if response.status_code == 200:  # the unusable body is kept for forensics
         assert vault.store.get(letters[0].object_key) == response.content
+    # no snapshot of the failed hour, and its staging directory is gone with it
+    assert not vault.store.exists(snapshot_records_key("acme", HourWindow.for_hour_key(NEXT_HOUR)))
+    assert not list((vault.home / "work").glob("landing-*"))
     # the earlier partition is untouched and still verifies
     for entry in vault.catalog.iter_partition_records(f"{HOUR}|acme"):
         assert checksum(vault.store.get_range(entry.object_key, entry.offset, entry.length)) == entry.checksum

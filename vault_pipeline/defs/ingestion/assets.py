@@ -4,6 +4,7 @@ Thin wrappers: each asset resolves its partition, calls the stage logic with the
 ports of the ``vault`` resource, and reports what a person watching the UI wants to see.
 """
 
+from pathlib import Path
 
 import dagster as dg
 
@@ -54,7 +55,7 @@ def build_ingestion_assets(partitions: dg.PartitionsDefinition, input_pass_rate:
         try:
             summary = land_window(
                 provider=provider, store=store, catalog=vault.catalog(), window=window,
-                partition=partition, run_id=context.run.run_id,
+                partition=partition, run_id=context.run.run_id, work_root=Path(vault.home) / "work",
             )
         except LandingError as exc:
             raise dg.Failure(

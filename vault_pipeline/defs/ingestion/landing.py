@@ -12,6 +12,8 @@ interrupt into a step retry and start the same slow fetch again instead of stopp
 from __future__ import annotations
 
 import hashlib
+import logging
+import os
 import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -27,8 +29,9 @@ from vault_pipeline.core.checksums import PREFIX
 from vault_pipeline.core.framing import FramedPage
 from vault_pipeline.core.identity import natural_id_from
 from vault_pipeline.core.key_fields import KeyFieldsDecoder
-from vault_pipeline.core.key_set import count_repeats
+from vault_pipeline.core.key_set import count_repeats_in
 from vault_pipeline.core.layout import dlq_body_key, raw_key, snapshot_objects_key, snapshot_records_key
+from vault_pipeline.core.processes import claim_work_dir, release_work_dir, sweep_stale_work_dirs
 from vault_pipeline.core.snapshot import LandedObject, SnapshotWriter, encode_objects, read_snapshot_batches
 from vault_pipeline.core.windows import HourWindow, fixed_width_timestamps
 from vault_pipeline.providers.base import Provider, ProviderError
@@ -47,6 +50,10 @@ class LandingError(RuntimeError):
 class LandingInterrupted(LandingError):
     """The process was asked to stop (SIGTERM/SIGINT) while landing; not retried."""
 
+
+log = logging.getLogger(__name__)
+
+WORK_PREFIX = "landing"  # $VAULT_HOME/work/landing-XXXXXXXX, one per landing under way
 
 _INTERRUPTS = (KeyboardInterrupt, dg.DagsterExecutionInterruptedError)
 _INTERRUPTED = threading.Event()
@@ -80,13 +87,40 @@ def land_window(
     window: HourWindow,
     partition: str,
     run_id: str,
+    work_root: str | os.PathLike[str],
 ) -> LandingSummary:
+    """Land the partition's window. The snapshot is written as the pages arrive into a staging
+    file in a directory of this landing's own under ``work_root`` (``$VAULT_HOME/work``), and
+    handed to the store whole once every page is stored: memory holds a few pages whatever the
+    hour's size (an in-memory snapshot was ~85 bytes a record, 420 MB at 5M records)."""
+    for stale in sweep_stale_work_dirs(work_root, WORK_PREFIX):
+        log.info("removed %s: left by a landing whose process is gone", stale)
+    directory = claim_work_dir(work_root, WORK_PREFIX)
+    try:
+        staged = directory / "landing-records.parquet"
+        with pa.OSFile(str(staged), "wb") as sink:
+            summary = _fetch(provider, store, catalog, window, partition, SnapshotWriter(sink))
+        # Counted from the finished snapshot, not from log_ids kept page by page through the fetch
+        # (2M records: 150 MB held for the whole loop, and Arrow's distinct count 258 MB more).
+        with pa.OSFile(str(staged), "rb") as source:
+            summary.duplicate_records = count_repeats_in(
+                (batch.column(0) for batch in read_snapshot_batches(source, columns=["log_id"])), summary.records)
+        name = provider.config.name
+        store.put_file(snapshot_records_key(name, window), staged, overwrite=True)
+        store.put(snapshot_objects_key(name, window), encode_objects(summary.objects), overwrite=True)
+        return summary
+    finally:
+        release_work_dir(directory)
+
+
+def _fetch(provider: Provider, store: ObjectStore, catalog: Catalog, window: HourWindow, partition: str,
+           snapshot: SnapshotWriter) -> LandingSummary:
+    """Every page of the fetch window stored, and its records' spans written to ``snapshot``."""
     _INTERRUPTED.clear()
     config = provider.config
     name = config.name
     fetch_window = window.with_lookback(config.lookback_hours)
     keys = KeyFieldsDecoder(config.natural_id_field, config.event_time_field)
-    snapshot = SnapshotWriter()
     summary = LandingSummary()
     # Storing a page and encoding its snapshot rows run on one background thread (file and
     # network writes, SHA-256 of a whole page and Parquet encoding release the GIL) while the
@@ -124,13 +158,7 @@ def land_window(
         while in_flight:
             _collect(in_flight.popleft().result(), summary)
     summary.records = snapshot.rows
-    records = snapshot.finish()
-    # Counted from the finished snapshot, not from log_ids kept page by page through the fetch
-    # (2M records: 150 MB held for the whole loop, and Arrow's distinct count 258 MB more).
-    summary.duplicate_records = count_repeats(pa.chunked_array(
-        [batch.column(0) for batch in read_snapshot_batches(records, columns=["log_id"])], pa.string()))
-    store.put(snapshot_records_key(name, window), records, overwrite=True)
-    store.put(snapshot_objects_key(name, window), encode_objects(summary.objects), overwrite=True)
+    snapshot.finish()
     return summary
 
 
