@@ -10,9 +10,10 @@ key, no Python object per key), looked up by binary search, with runs of similar
 as they grow (a log-structured merge), so a batch costs O(batch x log keys) and the whole
 stream O(keys x log keys). ``SortedKeys`` holds one array's distinct keys with where each first
 occurs (the integrity diff looks catalog pages and lake batches up in the hour's landed keys);
-``count_repeats`` (``count_repeats_in``, batch by batch) and ``buckets_of`` count and spread keys the same way (landing's duplicate
-count, the output check's slices), and ``first_copies`` marks the first usable copy of each key
-of an hour given batch by batch (normalisation's choice of rows), at ~55 bytes a row.
+``count_repeats`` (``count_repeats_in`` for keys given batch by batch) and ``buckets_of`` count
+and spread keys the same way (landing's duplicate count, the output check's slices), and
+``first_copies`` marks the first usable copy of each key of an hour given batch by batch
+(normalisation's choice of rows), at ~55 bytes a row.
 """
 
 from __future__ import annotations

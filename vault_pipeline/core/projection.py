@@ -43,22 +43,20 @@ class Projector:
         """The column values already in their declared types (None where absent or null), or
         None when any value has another JSON type (or the record is not an object): the caller
         then coerces ``project``'s values. One C-level decode per record, no Python per field."""
-        if self._typed is None:
-            return None
-        try:
-            return self._typed_values(self._typed.decode(data))
-        except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError, AttributeError):
-            return None
+        return self._leaves(self._typed, data)
 
     def project_exact(self, data: bytes | memoryview) -> tuple[Any, ...] | None:
         """The column values exactly as the JSON holds them (a float column's integer stays an
         int, so its JSON type can still be told), or None when any value is not of its column's
         type: the caller then looks at ``project``'s values one by one. For input validation,
         which reports each value's JSON type beside it."""
-        if self._exact is None:
+        return self._leaves(self._exact, data)
+
+    def _leaves(self, decoder: msgspec.json.Decoder | None, data: bytes | memoryview) -> tuple[Any, ...] | None:
+        if decoder is None:
             return None
         try:
-            return self._typed_values(self._exact.decode(data))
+            return self._typed_values(decoder.decode(data))
         except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError, AttributeError):
             return None
 

@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from vault_pipeline.core.key_set import KeySet, SortedKeys, buckets_of, count_repeats, first_copies
+from vault_pipeline.core.key_set import KeySet, SortedKeys, buckets_of, count_repeats, count_repeats_in, first_copies
 
 
 def keys(*values: str) -> pa.Array:
@@ -126,6 +126,15 @@ def test_repeats_are_counted_over_chunks_each_copy_after_the_first():
     assert count_repeats(pa.chunked_array([pa.array(["a", "b", "a"]), pa.array(["a", "c", "b", "ab"])])) == 3
     assert count_repeats(pa.chunked_array([], pa.string())) == 0
     assert count_repeats(pa.array(["a", "a\x00", "ab"])) == 0
+
+
+def test_repeats_counted_batch_by_batch_equal_the_whole_count():
+    # A later batch with wider keys widens the array already gathered.
+    batches = [pa.array(["a", "b", "a"]), pa.array([], pa.string()), pa.array(["a", "c", "b", "ab", "abc", "abc"])]
+    assert count_repeats_in(iter(batches), 9) == count_repeats(pa.chunked_array(batches)) == 4
+    assert count_repeats_in(iter([]), 0) == 0
+    with pytest.raises(ValueError, match="batches hold 3 rows, 9 declared"):
+        count_repeats_in(iter(batches[:1]), 9)
 
 
 def test_equal_keys_share_a_bucket_whatever_the_width_of_the_batch_they_come_in():
