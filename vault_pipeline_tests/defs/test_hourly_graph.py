@@ -43,8 +43,16 @@ def test_simulator_partition_runs_every_stage_and_passes_every_check(vault):
     dead = vault.catalog.count_dead_letters(partition=partition)
     assert lake_rows == landing["records"] - dead
     assert vault.catalog.get_watermark("sim_llm") is not None
-    kinds = {a.kind for a in vault.catalog.search_artifacts(partition=partition)}
+    artifacts = vault.catalog.search_artifacts(partition=partition)
+    kinds = {a.kind for a in artifacts}
     assert {"raw_object", "landing_snapshot", "input_validation", "lake_table", "output_validation", "integrity_report"} <= kinds
+    stored = {"raw_object", "landing_snapshot", "input_validation", "dead_letter_report", "dead_letter_body",
+              "output_validation", "integrity_report", "ledger_entry"}
+    assert {a.kind for a in artifacts if a.kind in stored} >= {"raw_object", "landing_snapshot", "ledger_entry"}
+    for artifact in artifacts:  # every stored artifact is registered with its bytes' checksum and size
+        if artifact.kind in stored:
+            data = vault.store.get(artifact.location)
+            assert (artifact.checksum, artifact.size) == (checksum(data), len(data)), artifact.location
 
 
 def test_rerunning_a_partition_changes_nothing(vault):

@@ -142,6 +142,19 @@ def test_local_path_is_the_objects_own_file_or_none(store: ObjectStore) -> None:
     assert Path(path).read_bytes() == AWKWARD and Path(path).is_relative_to(store.root)
 
 
+def test_an_objects_digest_is_its_checksum_and_size_however_it_is_read(store: ObjectStore) -> None:
+    """``digest_of`` hashes a local file in chunks and other backends' bytes whole: the same answer."""
+    big = AWKWARD * 40_000  # several MB: more than one chunk of the file read
+    store.put("snapshots/p/landing-records.parquet", big)
+    store.put("raw/empty.json", b"")
+    assert store.digest_of("snapshots/p/landing-records.parquet") == (checksum(big), len(big))
+    assert store.digest_of("raw/empty.json") == (checksum(b""), 0)
+    with pytest.raises(ObjectMissingError, match="raw/nope.json"):
+        store.digest_of("raw/nope.json")
+    with pytest.raises(ValueError):
+        store.digest_of("../escape")
+
+
 def test_a_view_of_a_buffer_is_stored_as_its_bytes(store: ObjectStore) -> None:
     """Landing hands its snapshot over as a view of the writer's buffer, not a copy."""
     view = memoryview(bytearray(AWKWARD))

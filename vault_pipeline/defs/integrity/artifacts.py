@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, datetime
 
-from vault_pipeline.core.checksums import checksum
 from vault_pipeline.core.layout import (
     dlq_report_key,
     partition_path,
@@ -45,10 +44,10 @@ def index_artifacts(
 
     def add_object(kind: str, key: str, upstream: list[str], **metadata) -> str | None:
         try:
-            data = store.get(key)
+            digest, size = store.digest_of(key)  # the landing snapshot is hashed as read, never held
         except ObjectMissingError:
             return None
-        return add(kind, key, upstream, digest=checksum(data), size=len(data), uri=store.uri(key), **metadata)
+        return add(kind, key, upstream, digest=digest, size=size, uri=store.uri(key), **metadata)
 
     raw_ids = [
         add("raw_object", obj.key, [], digest=obj.checksum, size=obj.size, page=obj.page, records=obj.records,
