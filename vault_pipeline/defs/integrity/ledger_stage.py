@@ -222,7 +222,9 @@ def record_partition(
     objects = sorted({(obj.key, obj.checksum) for obj in landed.objects})
     draft = partition_entry(
         provider=provider, partition=partition, sequence=1, previous_hash="0" * 64,
-        record_checksums=(entry.checksum for entry in catalog.iter_partition_records(partition)),
+        # The checksums alone, in log order, a column page at a time: full catalog entries
+        # cost 4.4 s a million records, the pointer pages 2.8 s (the same root).
+        record_checksums=(value for page in catalog.iter_partition_pointer_pages(partition) for value in page.checksums),
         objects=objects, run_id=run_id,
     )
     previous = partition_entries(catalog, partition)
