@@ -10,10 +10,9 @@ key, no Python object per key), looked up by binary search, with runs of similar
 as they grow (a log-structured merge), so a batch costs O(batch x log keys) and the whole
 stream O(keys x log keys). ``SortedKeys`` holds one array's distinct keys with where each first
 occurs (the integrity diff looks catalog pages and lake batches up in the hour's landed keys);
-``count_repeats`` (``count_repeats_in`` for keys given batch by batch) and ``buckets_of`` count
-and spread keys the same way (landing's duplicate count, the output check's slices), and
-``first_copies`` marks the first usable copy of each key of an hour given batch by batch
-(normalisation's choice of rows), at ~55 bytes a row.
+``count_repeats_in`` and ``buckets_of`` count and spread keys the same way (landing's duplicate
+count, the output check's slices), and ``first_copies`` marks the first usable copy of each key
+of an hour given batch by batch (normalisation's choice of rows), at ~55 bytes a row.
 """
 
 from __future__ import annotations
@@ -93,20 +92,12 @@ def buckets_of(keys: pa.Array | pa.ChunkedArray, buckets: int) -> np.ndarray:
     return (hashed % buckets).astype(np.int64)
 
 
-def count_repeats(keys: pa.Array | pa.ChunkedArray) -> int:
-    """How many keys equal an earlier one: sorted in place as fixed-width bytes (~40 bytes a
-    key), where Arrow's distinct count of a million strings held a hash table of ~130 MB."""
-    return _repeats(_as_fixed_width(keys))
-
-
 def count_repeats_in(batches: Iterable[pa.Array | pa.ChunkedArray], rows: int) -> int:
-    """``count_repeats`` of ``rows`` keys given batch by batch (landing's log_ids, read back from
-    its snapshot), copied straight into one fixed-width array: the hour's key strings are never
-    held as an Arrow column beside it (5M log_ids: ~200 MB)."""
-    return _repeats(_gather(batches, rows).take())
-
-
-def _repeats(fixed: np.ndarray) -> int:
+    """How many of ``rows`` keys, given batch by batch (landing's log_ids read back from its
+    snapshot), equal an earlier one. The keys go straight into one fixed-width array (~40 bytes
+    a key), sorted in place: no Arrow column of the hour's key strings is held beside it (5M
+    log_ids: ~200 MB), and no hash table (Arrow's distinct count of 1M strings: ~130 MB)."""
+    fixed = _gather(batches, rows).take()
     fixed.sort()
     return int(np.count_nonzero(fixed[1:] == fixed[:-1])) if len(fixed) else 0
 

@@ -11,19 +11,25 @@ conservative: a reused pid keeps the leftover until that other process ends, nev
 
 :func:`claim_work_dir` creates a directory with its owner's stamp inside;
 :func:`sweep_stale_work_dirs` removes the ones whose owner is provably gone and never one
-whose owner may still be running (another host, another pid namespace, or simply alive).
+whose owner may still be running (another host, another pid namespace, or simply alive);
+:func:`own_work_dir` does both around a block of work (landing's snapshot, promotion's workspace).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import socket
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+_log = logging.getLogger(__name__)
 
 OWNER_FILE = "owner.json"
 # A directory is created and its owner file written a few microseconds apart; one without an
@@ -216,3 +222,17 @@ def sweep_stale_work_dirs(root: str | os.PathLike[str], prefix: str) -> list[Pat
     for leftover in base.glob(f"{_DELETING}{prefix}-*"):
         shutil.rmtree(leftover, ignore_errors=True)
     return removed
+
+
+@contextmanager
+def own_work_dir(root: str | os.PathLike[str], prefix: str) -> Iterator[Path]:
+    """A work directory of this process's own, ``root/{prefix}-XXXXXXXX``, removed when the block
+    ends. What earlier runs of the same kind killed with -9 left behind (their ``finally`` never
+    ran) is swept first, before this one takes its own share of the disk."""
+    for stale in sweep_stale_work_dirs(root, prefix):
+        _log.info("removed %s: left by a %s whose process is gone", stale, prefix)
+    directory = claim_work_dir(root, prefix)
+    try:
+        yield directory
+    finally:
+        release_work_dir(directory)

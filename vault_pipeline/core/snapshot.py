@@ -8,7 +8,6 @@ be streamed back in batches.
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -42,13 +41,12 @@ class LandedObject:
 
 
 class SnapshotWriter:
-    """Accumulates record spans page by page into Parquet row groups: in memory, or written
-    through to the caller's ``sink`` (an open file: landing's staging file in the vault's work
-    directory, so an hour's snapshot, ~85 bytes a record, is not held while the hour is fetched)."""
+    """Accumulates record spans page by page into Parquet row groups, written through to the
+    caller's ``sink`` (landing's staging file in the vault's work directory), so an hour's
+    snapshot, ~85 bytes a record, is never held while the hour is fetched."""
 
-    def __init__(self, sink: pa.NativeFile | None = None) -> None:
-        self._buffer = io.BytesIO() if sink is None else None
-        self._writer = pq.ParquetWriter(sink if sink is not None else self._buffer, RECORD_SCHEMA, compression="zstd")
+    def __init__(self, sink: pa.NativeFile) -> None:
+        self._writer = pq.ParquetWriter(sink, RECORD_SCHEMA, compression="zstd")
         self.rows = 0
 
     def add_page(self, columns: dict[str, list | pa.Array]) -> pa.RecordBatch:
@@ -59,11 +57,9 @@ class SnapshotWriter:
             self.rows += batch.num_rows
         return batch
 
-    def finish(self) -> memoryview | None:
-        """Complete the Parquet file. Written in memory, the whole file as a view of the writer's
-        buffer (a copy would double it); written to a sink, None (the file is the sink's)."""
+    def finish(self) -> None:
+        """Complete the Parquet file (its footer); the sink stays the caller's to close."""
         self._writer.close()
-        return self._buffer.getbuffer() if self._buffer is not None else None
 
 
 def _readable(source: bytes | memoryview | pa.NativeFile):

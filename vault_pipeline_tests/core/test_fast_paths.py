@@ -162,7 +162,7 @@ def test_input_frames_from_exact_projections_equal_the_value_by_value_frame(kind
         assert got.loc[10, "cost_usd__json_type"] == "integer" and got.loc[10, "cost_usd"] == 1.0
 
 
-def test_records_already_parsed_give_the_frame_their_bytes_give(monkeypatch) -> None:
+def test_records_already_parsed_give_the_frame_their_bytes_give() -> None:
     records = [record for record in ODD_RECORDS if record not in (b"not json",)]
     parsed = [msgspec.json.decode(record) for record in records]
     for kind in sorted(KIND_COLUMNS):

@@ -9,8 +9,13 @@ from vault_pipeline.core.snapshot import SnapshotWriter, read_snapshot_batches, 
 PAGES, PAGE = 400, 2_000
 
 
-def _snapshot() -> bytes:
-    writer = SnapshotWriter()
+def _snapshot(path) -> bytes:
+    with pa.OSFile(str(path), "wb") as sink:
+        _write_pages(SnapshotWriter(sink))
+    return path.read_bytes()
+
+
+def _write_pages(writer: SnapshotWriter) -> None:
     for page in range(PAGES):
         ids = [f"log-{page:04d}-{i:05d}-" + "x" * 40 for i in range(PAGE)]
         writer.add_page({
@@ -18,13 +23,13 @@ def _snapshot() -> bytes:
             "offset": list(range(PAGE)), "length": [1] * PAGE, "checksum": [f"{i:064x}" for i in range(PAGE)],
             "timestamp": ["2026-12-01T10:00:00Z"] * PAGE, "page": [page] * PAGE,
         })
-    return bytes(writer.finish())
+    writer.finish()
 
 
 def test_streaming_the_snapshot_does_not_keep_the_row_groups_already_read(tmp_path):
     # From a file, as the stages read a local landing: the pre-buffer cache copies what it reads.
     path = tmp_path / "records.parquet"
-    path.write_bytes(data := _snapshot())
+    data = _snapshot(path)
     baseline, peak, rows = pa.total_allocated_bytes(), 0, 0
     for batch in read_snapshot_batches(pa.OSFile(str(path)), batch_size=PAGE):
         rows += batch.num_rows
@@ -37,8 +42,8 @@ def test_streaming_the_snapshot_does_not_keep_the_row_groups_already_read(tmp_pa
     assert peak < 4_000_000, f"{peak} bytes held while streaming {rows} rows"
 
 
-def test_a_dictionary_column_reads_back_dictionary_encoded_with_the_same_values():
-    data = _snapshot()
+def test_a_dictionary_column_reads_back_dictionary_encoded_with_the_same_values(tmp_path):
+    data = _snapshot(tmp_path / "records.parquet")
     plain = pa.concat_arrays([b.column("object_key") for b in read_snapshot_batches(data, columns=["object_key"])])
     encoded = [b.column("object_key") for b in read_snapshot_batches(data, columns=["object_key"], dictionary=["object_key"])]
     assert all(pa.types.is_dictionary(chunk.type) for chunk in encoded)

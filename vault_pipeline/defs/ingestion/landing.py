@@ -12,7 +12,6 @@ interrupt into a step retry and start the same slow fetch again instead of stopp
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import threading
 from collections import deque
@@ -31,7 +30,7 @@ from vault_pipeline.core.identity import natural_id_from
 from vault_pipeline.core.key_fields import KeyFieldsDecoder
 from vault_pipeline.core.key_set import count_repeats_in
 from vault_pipeline.core.layout import dlq_body_key, raw_key, snapshot_objects_key, snapshot_records_key
-from vault_pipeline.core.processes import claim_work_dir, release_work_dir, sweep_stale_work_dirs
+from vault_pipeline.core.processes import own_work_dir
 from vault_pipeline.core.snapshot import LandedObject, SnapshotWriter, encode_objects, read_snapshot_batches
 from vault_pipeline.core.windows import HourWindow, fixed_width_timestamps
 from vault_pipeline.providers.base import Provider, ProviderError
@@ -50,8 +49,6 @@ class LandingError(RuntimeError):
 class LandingInterrupted(LandingError):
     """The process was asked to stop (SIGTERM/SIGINT) while landing; not retried."""
 
-
-log = logging.getLogger(__name__)
 
 WORK_PREFIX = "landing"  # $VAULT_HOME/work/landing-XXXXXXXX, one per landing under way
 
@@ -93,10 +90,7 @@ def land_window(
     file in a directory of this landing's own under ``work_root`` (``$VAULT_HOME/work``), and
     handed to the store whole once every page is stored: memory holds a few pages whatever the
     hour's size (an in-memory snapshot was ~85 bytes a record, 420 MB at 5M records)."""
-    for stale in sweep_stale_work_dirs(work_root, WORK_PREFIX):
-        log.info("removed %s: left by a landing whose process is gone", stale)
-    directory = claim_work_dir(work_root, WORK_PREFIX)
-    try:
+    with own_work_dir(work_root, WORK_PREFIX) as directory:
         staged = directory / "landing-records.parquet"
         with pa.OSFile(str(staged), "wb") as sink:
             summary = _fetch(provider, store, catalog, window, partition, SnapshotWriter(sink))
@@ -109,8 +103,6 @@ def land_window(
         store.put_file(snapshot_records_key(name, window), staged, overwrite=True)
         store.put(snapshot_objects_key(name, window), encode_objects(summary.objects), overwrite=True)
         return summary
-    finally:
-        release_work_dir(directory)
 
 
 def _fetch(provider: Provider, store: ObjectStore, catalog: Catalog, window: HourWindow, partition: str,

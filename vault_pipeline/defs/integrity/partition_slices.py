@@ -130,7 +130,7 @@ class _ObjectRecords:
 
 
 def verify_slice(store: ObjectStore, catalog: Catalog, partition: str, start: int, stop: int | None,
-                  owned: frozenset[str], committed: frozenset[str], alignment: int) -> SliceResult:
+                 owned: frozenset[str], committed: frozenset[str], alignment: int) -> SliceResult:
     result = SliceResult()
     index = _SliceIndex()
     digest = PartitionDigest()

@@ -202,7 +202,6 @@ class _Rows:
         digests = np.empty((rows, 32), dtype=np.uint8)
         odd: dict[int, str | None] = {}
         pointers: list[pa.RecordBatch] = []
-        schema = _ROWS_SCHEMA
         position = 0
         for batch in batches:
             checksums = batch.column("checksum").to_pylist()
@@ -210,8 +209,9 @@ class _Rows:
             digests[position : position + batch.num_rows] = np.frombuffer(packed, dtype=np.uint8).reshape(-1, 32)
             odd.update((position + at, checksums[at]) for at in flagged)
             pointers.append(batch.select(cls._POINTERS))
-            schema = batch.select(["checksum", *cls._POINTERS]).schema
             position += batch.num_rows
+        # The pointer columns as read (object keys dictionary-encoded), the checksums as strings.
+        schema = pa.schema([_ROWS_SCHEMA.field("checksum"), *pointers[0].schema]) if pointers else _ROWS_SCHEMA
         return cls(digests[:position], odd, pointers, schema)
 
     def take(self, rows: np.ndarray) -> pa.Table:

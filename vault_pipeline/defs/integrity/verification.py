@@ -12,12 +12,8 @@ partition's log order is cut into slices (at multiples of a power of two, so the
 Merkle subtrees combine into exactly the signed root) verified side by side, one in this
 process and the others in worker processes, when the catalog and the object store can be
 opened from another process (their ``worker_opener``: SQLite file, local directory); otherwise
-(MongoDB, S3), or for a small partition, the whole partition is one slice verified here.
-Within a slice (``partition_slices``) the catalog is read a page of pointers at a time; objects are read and hashed
-whole a few ahead in threads (hashlib releases the GIL on large buffers) while this thread
-hashes the records of the previous one, in offset order, and compares raw digests rather than
-hex strings. Memory holds one slice's pointers in compact columns (about 100 bytes a record)
-and a few objects.
+(MongoDB, S3), or for a small partition, the whole partition is one slice verified here. How
+one slice is read and re-hashed, in bounded memory, is ``partition_slices``.
 """
 
 from __future__ import annotations
@@ -267,7 +263,7 @@ class _PartitionVerifier:
                        for i, (start, stop) in enumerate(slices[1:], 1)]
         start, stop = slices[0]
         results = [verify_slice(self.store, self.catalog, entry.partition, start, stop, owned[0], committed,
-                                 self.alignment)]
+                                self.alignment)]
         for i, future in enumerate(futures, 1):
             try:
                 results.append(future.result())
@@ -281,7 +277,7 @@ class _PartitionVerifier:
                     self._pool.shutdown(wait=False, cancel_futures=True)
                     self._pool, self.shared = None, None
                 results.append(verify_slice(self.store, self.catalog, entry.partition, *slices[i], owned[i],
-                                             committed, self.alignment))
+                                            committed, self.alignment))
         self._report(entry, results, report)
 
     def _report(self, entry: LedgerEntry, results: list[SliceResult], report: VerifyReport) -> None:

@@ -42,7 +42,7 @@ from vault_pipeline.core.ledger import (
 )
 from vault_pipeline.core.merkle import MerkleBuilder
 from vault_pipeline.core.pii import MaskPolicy, PiiScanner
-from vault_pipeline.core.processes import claim_work_dir, release_work_dir, sweep_stale_work_dirs
+from vault_pipeline.core.processes import own_work_dir
 from vault_pipeline.core.windows import HourWindow, split_partition_key
 from vault_pipeline.defs.collector import cyclic_gc_paused
 from vault_pipeline.defs.integrity.artifacts import artifact_id
@@ -170,12 +170,7 @@ def promote_partition(
     watched = set(track) | ({approval["log_id"]} if approval and approval.get("log_id") else set())
     prefix = golden_prefix(kind, provider, window)
     root = Path(work_root) if work_root is not None else default_work_root()
-    # What earlier promotions killed with -9 left behind (their finally never ran), before this
-    # one takes its own share of the disk.
-    for stale in sweep_stale_work_dirs(root, WORK_PREFIX):
-        log.info("removed %s: left by a promotion whose process is gone", stale)
-    directory = claim_work_dir(root, WORK_PREFIX)
-    try:
+    with own_work_dir(root, WORK_PREFIX) as directory:
         work = _Workspace(str(directory))
         try:
             with cyclic_gc_paused():
@@ -185,8 +180,6 @@ def promote_partition(
                                 entry=entry, known=known, approved=approved, watched=watched, prefix=prefix)
         finally:
             work.close()
-    finally:
-        release_work_dir(directory)
 
 
 def _promote(work: _Workspace, *, store, catalog, signer, scanner, policy, provider, kind, partition, requested_by,
