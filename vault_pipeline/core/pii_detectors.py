@@ -101,6 +101,9 @@ _KEY_SSN = re.compile(r"(?i)(?:ssn|social_?security(?:_?number)?)$")
 _KEY_SECRET = re.compile(r"(?i)(?:secret|token|api_?key|access_?key|credentials?|private_?key)$")
 
 
+CLEAN: tuple[Hit, ...] = ()  # what ``PiiScanner.hits`` answers for a string with no finding
+
+
 def _resolve(cands: list) -> tuple[Hit, ...]:
     """Keep the highest-priority, then longest, of overlapping candidates; order by position."""
     if len(cands) > 1:
@@ -214,6 +217,9 @@ class PiiScanner:
         self._memo: dict[str, tuple[Hit, ...]] = {}
         self._memo_max_length = self.MEMO_MAX_LENGTH if memo else -1  # memo=False: the cold-cache benchmark
         self._keys: dict[str, tuple[tuple[Hit, ...], int]] = {}
+        # Keys with no finding that give their value no context: the walks' commonest case,
+        # answered by one set lookup (a subset of ``_keys``, cleared with it).
+        self._plain_keys: set[str] = set()
 
     # -- strings ---------------------------------------------------------------------------
 
@@ -224,6 +230,8 @@ class PiiScanner:
             found = detect(text)
             if not self._all and found:
                 found = tuple(h for h in found if h[0] in self.types)
+            if not found:
+                found = CLEAN  # the one empty result: the walks test memo entries with ``is``
             if len(text) <= self._memo_max_length:
                 if len(self._memo) >= self.MEMO_SIZE:
                     self._memo.clear()  # cheap bound; the working set refills within a page
@@ -248,7 +256,10 @@ class PiiScanner:
             if len(key) <= self.MEMO_MAX_LENGTH:
                 if len(self._keys) >= self.MEMO_SIZE:
                     self._keys.clear()
+                    self._plain_keys.clear()
                 self._keys[key] = info
+                if not info[0] and not ctx and type(key) is str:
+                    self._plain_keys.add(key)
         return info
 
     def value_hits(self, text: str, ctx: int) -> tuple[Hit, ...]:

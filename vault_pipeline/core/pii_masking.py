@@ -22,9 +22,10 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import Any
+from typing import Any, NamedTuple
 
 from vault_pipeline.core.pii_detectors import (
+    CLEAN,
     CREDIT_CARD,
     EMAIL,
     IPV4,
@@ -65,6 +66,7 @@ class MaskPolicy:
         else:
             raise ValueError(f"unknown masking policy {self.mode!r}; use {REDACT!r} or {PSEUDONYM!r}")
         object.__setattr__(self, "_tokens", {})
+        object.__setattr__(self, "_replaced", {})
 
     @classmethod
     def redact(cls) -> "MaskPolicy":
@@ -88,6 +90,21 @@ class MaskPolicy:
                 tokens.clear()
             tokens[(pii_type, value)] = cached
         return cached
+
+    def replaced(self, text: str, hits: tuple) -> str:
+        """``text`` with its ``hits`` replaced. Memoised by text for the scanner's memoised
+        hits (the very tuple object): an audit record's PII values (source addresses, contacts)
+        repeat across the hour."""
+        memo: dict = self._replaced  # type: ignore[attr-defined]
+        cached = memo.get(text)
+        if cached is not None and cached[0] is hits:
+            return cached[1]
+        new = replace_spans(text, hits, self.token)
+        if len(text) <= 512:  # like the scanner's memo: long strings are usually unique
+            if len(memo) >= 1 << 16:
+                memo.clear()
+            memo[text] = (hits, new)
+        return new
 
 
 def normalise(pii_type: str, value: str) -> str:
@@ -114,8 +131,7 @@ def normalise(pii_type: str, value: str) -> str:
     return value
 
 
-@dataclass(frozen=True, slots=True)
-class MaskedItem:
+class MaskedItem(NamedTuple):  # a tuple: one is made per masked span of every record
     path: str  # path in the masked value (masked key names), never a raw value
     type: str
     in_key: bool
@@ -190,8 +206,10 @@ class _Masker:
         if not found:
             return text
         where = format_path(path)
-        self.report.items.extend(MaskedItem(where, t, False) for t, _, _ in found)
-        return replace_spans(text, found, self.policy.token)
+        items = self.report.items
+        for hit in found:
+            items.append(MaskedItem(where, hit[0], False))
+        return self.policy.replaced(text, found) if not ctx else replace_spans(text, found, self.policy.token)
 
     def _new_key(self, key: str) -> str | None:
         key_hits = self.scanner.key_info(key)[0]
@@ -214,8 +232,9 @@ class _Masker:
         return value  # numbers, booleans, None: never touched
 
     # _list and _dict run for every container of every record, so the common cases are inlined:
-    # a string the memo already knows to be clean, a scalar, a plain key (no finding, no
-    # context). Nothing is copied until a member changes.
+    # a string the memo already knows to be clean (its entry is the one ``CLEAN`` tuple), a
+    # scalar, a plain key (in the scanner's set of keys with no finding and no context).
+    # Nothing is copied until a member changes.
     def _list(self, value: list | tuple, path: tuple | None, ctx: int) -> list | tuple:
         memo_get = self.scanner._memo.get
         out = None
@@ -224,9 +243,15 @@ class _Masker:
             index += 1
             kind = type(child)
             if kind is str:
-                new = child if not ctx and memo_get(child) == () else self._string(child, (path, index), ctx)
+                if not ctx and memo_get(child) is CLEAN:
+                    if out is not None:
+                        out.append(child)
+                    continue
+                new = self._string(child, (path, index), ctx)
             elif child is None or kind in _SCALARS:
-                new = child
+                if out is not None:
+                    out.append(child)
+                continue
             else:
                 new = self._value(child, (path, index), ctx)
             if out is None:
@@ -240,18 +265,39 @@ class _Masker:
 
     def _dict(self, value: dict, path: tuple | None) -> dict:
         scanner = self.scanner
-        keys_get, memo_get = scanner._keys.get, scanner._memo.get
+        plain, memo_get = scanner._plain_keys, scanner._memo.get
         names = None
         out = None
         index = -1
         for key, child in value.items():
             index += 1
+            kind = type(child)
+            if key in plain:
+                if kind is str:
+                    if memo_get(child) is CLEAN:
+                        if out is not None:
+                            out[key] = child
+                        continue
+                    new_child = self._string(child, (path, key), 0)
+                elif child is None or kind in _SCALARS:
+                    if out is not None:
+                        out[key] = child
+                    continue
+                elif kind is dict:
+                    new_child = self._dict(child, (path, key))
+                else:
+                    new_child = self._value(child, (path, key), 0)
+                if out is None:
+                    if new_child is child:
+                        continue
+                    out = dict(islice(value.items(), index))
+                out[key] = new_child
+                continue
+            # Any other key: scanned (its findings masked, a colliding masked name suffixed),
+            # and its context flags passed to its value.
             new_key, ctx = key, 0
             if type(key) is str:
-                info = keys_get(key)
-                if info is None:
-                    info = scanner.key_info(key)
-                key_hits, ctx = info
+                key_hits, ctx = scanner.key_info(key)
                 if key_hits:
                     if names is None:
                         names = unique_keys(value, self._new_key)
@@ -260,10 +306,8 @@ class _Masker:
                     self.report.items.extend(MaskedItem(where, t, True) for t, _, _ in key_hits)
                     if new_key != self._new_key(key):
                         self.report.key_collisions.append(where)
-            kind = type(child)
             if kind is str:
-                new_child = (child if not ctx and memo_get(child) == ()
-                             else self._string(child, (path, new_key), ctx))
+                new_child = self._string(child, (path, new_key), ctx)
             elif child is None or kind in _SCALARS:
                 new_child = child
             elif kind is dict:

@@ -354,3 +354,23 @@ def test_masking_reports_exactly_what_the_scanner_finds(value):
         assert masked is value
     assert scanner.scan(masked) == []
     assert list(leaves(masked)) == list(leaves(value))  # same shape, same JSON types
+
+
+# One scanner and one pseudonym policy across every example: their memos (clean strings, plain
+# keys, replaced values) are warm from earlier values, as in a promotion worker, and a warm
+# walk must mask exactly as a cold one.
+_WARM_SCANNER = PiiScanner()
+_WARM_POLICY = MaskPolicy.pseudonym(KEY)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(value=_values)
+@example({"phone": "4155550134", "a": "4155550134", "b": ["4155550134"]})  # context first, then plain
+@example({"x": "bob@example.com", "y": {"x": "bob@example.com"}, "bob@example.com": "bob@example.com"})
+def test_a_warm_walk_masks_as_a_cold_one(value):
+    cold, cold_report = mask(value, MaskPolicy.pseudonym(KEY), PiiScanner())
+    for _ in range(2):  # the second time every key and string is answered from the memos
+        warm, warm_report = mask(value, _WARM_POLICY, _WARM_SCANNER)
+        assert warm == cold
+        assert warm_report.as_dict() == cold_report.as_dict()
+        assert (warm is value) == (cold is value)
