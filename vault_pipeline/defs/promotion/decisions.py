@@ -30,8 +30,8 @@ from vault_pipeline.core.merkle import as_leaf
 from vault_pipeline.core.pii import MaskPolicy, PiiScanner, mask
 from vault_pipeline.core.pushed_records import stored_case_value
 from vault_pipeline.core.test_runs import JUnitError
-from vault_pipeline.defs.promotion.workspace import checksums_in_log_order, open_sealed, records_of
-from vault_pipeline.storage.catalog import DEAD_LETTER, RecordEntry
+from vault_pipeline.defs.promotion.workspace import DecisionRecord, checksums_in_log_order, open_sealed, records_of
+from vault_pipeline.storage.catalog import DEAD_LETTER
 from vault_pipeline.storage.object_store import ObjectMissingError, ObjectStore
 
 CLEAN, MASKED, QUARANTINED = "clean", "masked", "quarantined"
@@ -57,7 +57,7 @@ _encode_json = msgspec.json.Encoder().encode
 
 @dataclass
 class _Decision:
-    record: RecordEntry
+    record: DecisionRecord
     decision: str
     actual_checksum: str | None = None
     golden: bytes | None = None
@@ -134,7 +134,7 @@ def staged_part(stage: str, part: int, what: str) -> str:
     return os.path.join(stage, f"part-{part}.{what}")
 
 
-def decide_part(task: PartTask, records: list[RecordEntry], promotion: Promotion, store: ObjectStore,
+def decide_part(task: PartTask, records: list[DecisionRecord], promotion: Promotion, store: ObjectStore,
                 scanner: PiiScanner, policy: MaskPolicy) -> PartOutcome:
     """Every record of one raw object, decided (the object is read once), its golden records and
     manifest rows staged in the work directory."""
@@ -192,7 +192,7 @@ def decide_part(task: PartTask, records: list[RecordEntry], promotion: Promotion
                        len(manifest), pairs, counts, decisions, quarantined, pending)
 
 
-def _decide_record(record: RecordEntry, piece: bytes | None, object_ok: bool, ledger_ok: bool,
+def _decide_record(record: DecisionRecord, piece: bytes | None, object_ok: bool, ledger_ok: bool,
                    approval: dict | None, scanner: PiiScanner, policy: MaskPolicy) -> _Decision:
     actual = checksum(piece) if piece is not None and len(piece) == record.length else None
     if piece is None:

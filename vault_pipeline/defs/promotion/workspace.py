@@ -15,9 +15,25 @@ from collections.abc import Iterator
 from itertools import groupby
 from operator import attrgetter
 from pathlib import Path
+from typing import NamedTuple
 
 from vault_pipeline.storage.catalog import RECORD_FIELDS as _RECORD_FIELDS
-from vault_pipeline.storage.catalog import Catalog, RecordEntry
+from vault_pipeline.storage.catalog import Catalog
+
+
+class DecisionRecord(NamedTuple):
+    """What a decision reads of a catalog record (a ``RecordEntry`` has every one of these):
+    where its bytes are, what they must hash to, its status, and its partition's names."""
+
+    log_id: str
+    object_key: str
+    offset: int
+    length: int
+    checksum: str
+    status: str
+    provider: str
+    partition: str
+
 
 WORK_PREFIX = "promotion"  # $VAULT_HOME/work/promotion-XXXXXXXX, one per promotion under way
 
@@ -52,16 +68,21 @@ class _Workspace:
         """The partition's catalog records, in log order, as the workspace's record index; how many."""
         return catalog.copy_partition_records(partition, self.db, "records")
 
-    def objects(self) -> Iterator[tuple[str, list[RecordEntry]]]:
+    def objects(self) -> Iterator[tuple[str, list[DecisionRecord]]]:
         """(object_key, its records by offset), one raw object at a time, in object_key order."""
-        rows = self.db.execute(f"SELECT * FROM records ORDER BY {_ORDER}")
-        for key, group in groupby((RecordEntry(*row) for row in rows), key=attrgetter("object_key")):
+        rows = self.db.execute(f"SELECT {_DECISION_COLUMNS} FROM records ORDER BY {_ORDER}")
+        for key, group in groupby(map(DecisionRecord._make, rows), key=attrgetter("object_key")):
             yield key, list(group)
 
     def seal(self) -> str:
-        """Commit the record index and index it by object, for readers in other processes; its path."""
+        """Commit the record index and index it by object, for readers in other processes; its path.
+
+        The index covers what a decision reads, so a worker reads an object's records as one
+        range of it: through a narrower index, each record was a random visit to the table (the
+        table is in log order, an object's records all over it), 10.7 -> 2.1 s for 1M records
+        read object by object, for 0.65 s more to build it."""
         self.db.commit()
-        self.db.execute(f"CREATE INDEX records_by_object ON records ({_ORDER})")
+        self.db.execute(f"CREATE INDEX records_by_object ON records ({_COVERING})")
         self.db.commit()
         return os.path.join(self.directory, "work.sqlite")
 
@@ -89,9 +110,18 @@ class _Workspace:
         self.digest_db.close()
 
 
-_KEY = f"c{_RECORD_FIELDS.index('object_key')}"
-_CHECKSUM = f"c{_RECORD_FIELDS.index('checksum')}"
-_ORDER = ", ".join(f"c{_RECORD_FIELDS.index(name)}" for name in ("object_key", "offset", "log_id"))
+def _columns(names) -> str:
+    return ", ".join(f"c{_RECORD_FIELDS.index(name)}" for name in names)
+
+
+_KEY = _columns(["object_key"])
+_CHECKSUM = _columns(["checksum"])
+_ORDER = _columns(["object_key", "offset", "log_id"])
+_DECISION_COLUMNS = _columns(DecisionRecord._fields)
+_COVERING = _columns(["object_key", "offset", "log_id", *(n for n in DecisionRecord._fields
+                                                         if n not in ("object_key", "offset", "log_id"))])
+
+RECORDS_OF_OBJECT = f"SELECT {_DECISION_COLUMNS} FROM records WHERE {_KEY} = ? ORDER BY {_ORDER}"
 
 
 def open_sealed(path: str) -> sqlite3.Connection:
@@ -105,6 +135,6 @@ def checksums_in_log_order(db: sqlite3.Connection) -> Iterator[str]:
         yield value
 
 
-def records_of(db: sqlite3.Connection, key: str) -> list[RecordEntry]:
-    """One raw object's records by offset, from a sealed record index."""
-    return [RecordEntry(*row) for row in db.execute(f"SELECT * FROM records WHERE {_KEY} = ? ORDER BY {_ORDER}", (key,))]
+def records_of(db: sqlite3.Connection, key: str) -> list[DecisionRecord]:
+    """One raw object's records by offset, from a sealed record index (one range of its covering index)."""
+    return list(map(DecisionRecord._make, db.execute(RECORDS_OF_OBJECT, (key,))))
