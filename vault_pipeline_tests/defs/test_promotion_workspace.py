@@ -7,6 +7,12 @@ worker never visits the table for them.
 
 from __future__ import annotations
 
+import hashlib
+from array import array
+
+import pytest
+
+from vault_pipeline.core.merkle import MerkleBuilder
 from vault_pipeline.defs.promotion.workspace import (
     RECORDS_OF_OBJECT,
     DecisionRecord,
@@ -42,5 +48,72 @@ def test_a_sealed_index_gives_each_object_its_records_by_offset_from_the_coverin
     assert [r.log_id for r in by_object["raw/1.json"]] == ["d", "b"]
     assert [r.log_id for r in by_object["raw/2.json"]] == ["c", "e", "a"]
     assert by_object == in_process  # a worker and the run's own process read the same records
-    expected = {e.log_id: DecisionRecord(*(getattr(e, f) for f in DecisionRecord._fields)) for e in entries}
+    expected = {e.log_id: DecisionRecord(*(getattr(e, f) for f in DecisionRecord._fields[:-1]), position)
+                for position, e in enumerate(entries, start=1)}  # inserted in this order: their log order here
     assert all(r == expected[r.log_id] for group in by_object.values() for r in group)
+
+
+class _Catalog:
+    """Just the one port method a workspace calls, over a list of entries in log order."""
+
+    def __init__(self, entries: list[RecordEntry]) -> None:
+        self.entries = entries
+
+    def copy_partition_records(self, partition, into, table):
+        into.executemany(f"INSERT INTO {table} VALUES ({', '.join('?' * len(RECORD_FIELDS))})",
+                         [tuple(getattr(e, f) for f in RECORD_FIELDS) for e in self.entries])
+        return len(self.entries)
+
+
+def _digest(n: int) -> bytes:
+    return hashlib.sha256(b"decision %d" % n).digest()
+
+
+def _part(positions: list[int]) -> tuple[bytes, bytes]:
+    return array("q", positions).tobytes(), b"".join(_digest(p) for p in positions)
+
+
+@pytest.fixture
+def workspace(tmp_path):
+    work = _Workspace(str(tmp_path))
+    work.copy_records(_Catalog([_entry(f"{n:04d}", f"raw/{n % 3}.json", n) for n in range(1000)]), "p")
+    yield work
+    work.close()
+
+
+def test_digests_sent_part_by_part_in_any_order_come_back_in_log_order(workspace):
+    order = list(range(1, 1001))
+    parts = [order[start::3] for start in (2, 0, 1)]  # each part's records spread over the whole log
+    for positions in parts:
+        workspace.add_digests(*_part(positions))
+    got = list(workspace.digests())
+    assert got == [_digest(p) for p in range(1, 1001)]
+    tree, reference = MerkleBuilder(), MerkleBuilder()
+    tree.add_many(iter(got))
+    reference.add_many(_digest(p) for p in range(1, 1001))
+    assert tree.root_hex() == reference.root_hex()
+
+
+def test_a_record_decided_twice_or_never_stops_the_root(workspace):
+    workspace.add_digests(*_part(list(range(1, 600))))
+    with pytest.raises(RuntimeError, match="already has a decision"):
+        workspace.add_digests(*_part([599, 600]))
+    with pytest.raises(RuntimeError, match="already has a decision"):
+        workspace.add_digests(*_part([700, 700]))
+    with pytest.raises(RuntimeError, match="outside the workspace"):
+        workspace.add_digests(*_part([1001]))
+    with pytest.raises(RuntimeError, match="401 of the partition's 1000 records have no decision"):
+        list(workspace.digests())
+    workspace.clear_digests()  # decided again from the start (a ledger mismatch)
+    workspace.add_digests(*_part(list(range(1, 1001))))
+    assert len(list(workspace.digests())) == 1000
+
+
+def test_an_empty_partition_has_an_empty_digest_file(tmp_path):
+    work = _Workspace(str(tmp_path))
+    try:
+        assert work.copy_records(_Catalog([]), "p") == 0
+        work.add_digests(b"", b"")
+        assert list(work.digests()) == []
+    finally:
+        work.close()

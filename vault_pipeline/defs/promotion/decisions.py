@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import sqlite3
+from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -122,7 +123,8 @@ class PartOutcome:
     golden_size: int
     manifest_checksum: str  # of the staged manifest part (``part-<n>.manifest``)
     manifest_size: int
-    pairs: list[tuple[str, bytes]]  # (log_id, decision digest)
+    positions: bytes  # the records' places in log order (native int64), in the part's order
+    digests: bytes  # their decision digests, 32 bytes each, in the same order
     counts: dict[str, int]
     decisions: dict[str, str]  # log_id -> decision, of the watched records only (not a million strings back)
     quarantined: dict[str, str]  # log_id -> reason
@@ -144,7 +146,8 @@ def decide_part(task: PartTask, records: list[DecisionRecord], promotion: Promot
         data = None
     object_ok = data is not None and promotion.committed.get(task.key) == checksum(data)
     view = memoryview(data) if data is not None else None
-    golden, rows, pairs, pending = bytearray(), [], [], []
+    golden, rows, pending = bytearray(), [], []
+    positions, digests = array("q"), bytearray()
     counts = {name: 0 for name in DECISIONS}
     decisions: dict[str, str] = {}
     quarantined: dict[str, str] = {}
@@ -159,7 +162,8 @@ def decide_part(task: PartTask, records: list[DecisionRecord], promotion: Promot
             golden_checksum = d.actual_checksum
         else:
             golden_checksum = checksum(d.golden)
-        pairs.append((record.log_id, hashlib.sha256(d.line(tier, policy.mode, golden_checksum)).digest()))
+        positions.append(record.position)
+        digests += hashlib.sha256(d.line(tier, policy.mode, golden_checksum)).digest()
         counts[d.decision] += 1
         if watched and record.log_id in watched:
             decisions[record.log_id] = d.decision
@@ -189,7 +193,7 @@ def decide_part(task: PartTask, records: list[DecisionRecord], promotion: Promot
     with open(staged_part(promotion.stage, task.part, "manifest"), "wb") as out:
         out.write(manifest)
     return PartOutcome(object_ok, len(records), checksum(bytes(golden)), len(golden), checksum(manifest),
-                       len(manifest), pairs, counts, decisions, quarantined, pending)
+                       len(manifest), positions.tobytes(), bytes(digests), counts, decisions, quarantined, pending)
 
 
 def _decide_record(record: DecisionRecord, piece: bytes | None, object_ok: bool, ledger_ok: bool,

@@ -267,7 +267,7 @@ def _collect(work: _Workspace, decided: Iterable[tuple[PartTask, PartOutcome]], 
     parts: list[dict[str, Any]] = []
     with open(work.path("quarantine.ndjson"), "w", encoding="utf-8") as pending:
         for task, outcome in decided:
-            work.add_digests(outcome.pairs)
+            work.add_digests(outcome.positions, outcome.digests)
             pending.writelines(outcome.pending)
             for name, value in outcome.counts.items():
                 counts[name] += value
