@@ -171,10 +171,11 @@ def open_sealed(path: str) -> sqlite3.Connection:
     return sqlite3.connect(f"file:{path}?mode=ro", uri=True)
 
 
-def checksums_in_log_order(db: sqlite3.Connection) -> Iterator[str]:
-    """The records' catalog checksums in the order they were added: the catalog's log order."""
-    for (value,) in db.execute(f"SELECT {_CHECKSUM} FROM records ORDER BY rowid"):
-        yield value
+def checksum_pages_in_log_order(db: sqlite3.Connection, size: int = 16_384) -> Iterator[list]:
+    """The records' catalog checksums in the order they were added (the catalog's log order), a page at a time."""
+    rows = db.execute(f"SELECT {_CHECKSUM} FROM records ORDER BY rowid")
+    while page := rows.fetchmany(size):
+        yield [value for (value,) in page]
 
 
 def records_of(db: sqlite3.Connection, key: str) -> list[DecisionRecord]:
