@@ -22,6 +22,15 @@ from great_expectations.data_context.types.base import ProgressBarsConfig  # noq
 from great_expectations.expectations.expectation_configuration import ExpectationConfiguration  # noqa: E402
 
 import great_expectations as gx  # noqa: E402
+from great_expectations.execution_engine import pandas_execution_engine as _pandas_engine  # noqa: E402
+
+# GX fingerprints every pandas batch it is handed (an MD5 of ``hash_pandas_object`` of the whole
+# frame) unless the frame's shallow ``memory_usage()`` reaches HASH_THRESHOLD, which frames of
+# string columns never do. The fingerprint only goes into the result's batch markers, which the
+# vault never reads, and it was ~36 % of a suite's run over audit records (300k rows in 100k
+# frames: 0.89 -> 0.57 s). Every frame skips it, as GX's own largest ones do.
+if hasattr(_pandas_engine, "HASH_THRESHOLD"):
+    _pandas_engine.HASH_THRESHOLD = 0
 
 ID_COLUMN = "log_id"
 _COLUMN_ARGUMENTS = ("column", "column_A", "column_B")

@@ -75,6 +75,21 @@ def test_clean_frame_passes_every_expectation(runner):
     assert outcome.pass_rate == 1.0 and outcome.passed_records == 8
 
 
+def test_a_frame_is_validated_without_hashing_it_for_a_batch_fingerprint(runner, monkeypatch):
+    """The fingerprint only goes into GX's batch markers, which the vault never reads; the
+    runner turns it off (GX's own threshold for large frames), and GX must still validate."""
+    from great_expectations.execution_engine import pandas_execution_engine
+
+    def hashed(_frame):
+        raise AssertionError("GX fingerprinted the frame")
+
+    monkeypatch.setattr(pandas_execution_engine, "hash_pandas_dataframe", hashed)
+    records = [dict(CLEAN["generation_event"], latency_ms=40 + i) for i in range(5)] + [
+        dict(CLEAN["generation_event"], latency_ms="fast")]
+    outcome = runner.run("generation_event.input", input_frame("generation_event", WINDOW, _rows("generation_event", records)))
+    assert outcome.evaluated == 6 and list(outcome.failing) == ["log_" + f"{5:032x}"]
+
+
 def test_failing_records_are_named_with_reasons(runner):
     good = CLEAN["generation_event"]
     rows = _rows("generation_event", [good] * 6)
