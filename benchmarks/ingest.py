@@ -20,6 +20,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -105,11 +106,10 @@ def private_bytes(pid: int) -> int:
     return total
 
 
-def run_one(records: int, kind: str, page_size: int) -> dict:
+def run_one(records: int, kind: str, page_size: int, home: Path) -> dict:
     import dagster as dg
     import yaml
 
-    home = Path(tempfile.mkdtemp(prefix="vault-bench-"))
     os.environ["VAULT_HOME"] = str(home)
     os.environ["VAULT_OTEL_EXPORTER"] = "none"
     config = home / "vault.yaml"
@@ -175,17 +175,24 @@ def main() -> int:
     parser.add_argument("--kind", default="audit_event", choices=["audit_event", "generation_event", "test_result"])
     parser.add_argument("--page-size", type=int, default=5000)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--home", help=argparse.SUPPRESS)
     args = parser.parse_args()
     sizes = args.records or [100_000, 1_000_000, 5_000_000]
     if args.child:
-        print(json.dumps(run_one(sizes[0], args.kind, args.page_size)))
+        print(json.dumps(run_one(sizes[0], args.kind, args.page_size, Path(args.home))))
         return 0
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, kind {args.kind}")
     for size in sizes:
-        child = subprocess.run(
-            [sys.executable, __file__, "--child", "--records", str(size), "--kind", args.kind, "--page-size", str(args.page_size)],
-            capture_output=True, text=True, check=False,
-        )
+        # A fresh VAULT_HOME per size, removed after (a 5M hour leaves 16 GB behind).
+        home = Path(tempfile.mkdtemp(prefix="vault-bench-"))
+        try:
+            child = subprocess.run(
+                [sys.executable, __file__, "--child", "--records", str(size), "--kind", args.kind,
+                 "--page-size", str(args.page_size), "--home", str(home)],
+                capture_output=True, text=True, check=False,
+            )
+        finally:
+            shutil.rmtree(home, ignore_errors=True)
         if child.returncode != 0:
             print(child.stderr[-3000:])
             return 1

@@ -25,6 +25,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -174,8 +175,11 @@ def main() -> int:
     try:
         for side in ("dlt", "vault"):
             root = Path(tempfile.mkdtemp(prefix=f"versus-{side}-"))
-            child = subprocess.run([sys.executable, __file__, "--side", side, "--url", url, "--root", str(root)],
-                                   capture_output=True, text=True, check=False)
+            try:
+                child = subprocess.run([sys.executable, __file__, "--side", side, "--url", url, "--root", str(root)],
+                                       capture_output=True, text=True, check=False)
+            finally:
+                shutil.rmtree(root, ignore_errors=True)
             if child.returncode != 0:
                 print(child.stdout[-2000:], child.stderr[-3000:])
                 return 1

@@ -102,8 +102,11 @@ class _Workspace:
         The index covers what a decision reads, so a worker reads an object's records as one
         range of it: through a narrower index, each record was a random visit to the table (the
         table is in log order, an object's records all over it), 10.7 -> 2.1 s for 1M records
-        read object by object, for 0.65 s more to build it."""
+        read object by object, for 0.65 s more to build it. SQLite sorts the index's entries
+        with a helper thread per core: at 5M records 26.7 -> 17.0 s (the narrower index without
+        them took 18.6 s)."""
         self.db.commit()
+        self.db.execute(f"PRAGMA threads = {min(os.cpu_count() or 1, 4)}")
         self.db.execute(f"CREATE INDEX records_by_object ON records ({_COVERING})")
         self.db.commit()
         return os.path.join(self.directory, "work.sqlite")
