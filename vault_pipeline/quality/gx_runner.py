@@ -19,10 +19,10 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")  # no phoning home from a
 
 import pandas as pd  # noqa: E402
 from great_expectations.data_context.types.base import ProgressBarsConfig  # noqa: E402
+from great_expectations.execution_engine import pandas_execution_engine as _pandas_engine  # noqa: E402
 from great_expectations.expectations.expectation_configuration import ExpectationConfiguration  # noqa: E402
 
 import great_expectations as gx  # noqa: E402
-from great_expectations.execution_engine import pandas_execution_engine as _pandas_engine  # noqa: E402
 
 # GX fingerprints every pandas batch it is handed (an MD5 of ``hash_pandas_object`` of the whole
 # frame) unless the frame's shallow ``memory_usage()`` reaches HASH_THRESHOLD, which frames of
