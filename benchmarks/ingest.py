@@ -28,6 +28,8 @@ import threading
 import time
 from pathlib import Path
 
+from calibration import cpu_loop_seconds
+
 INGEST_STEPS = ("raw_landing", "record_index", "normalised_records")
 
 
@@ -181,7 +183,8 @@ def main() -> int:
     if args.child:
         print(json.dumps(run_one(sizes[0], args.kind, args.page_size, Path(args.home))))
         return 0
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, kind {args.kind}")
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, kind {args.kind}; "
+          f"CPU loop {cpu_loop_seconds():.2f} s (see calibration.py)")
     for size in sizes:
         # A fresh VAULT_HOME per size, removed after (a 5M hour leaves 16 GB behind).
         home = Path(tempfile.mkdtemp(prefix="vault-bench-"))
@@ -206,6 +209,7 @@ def main() -> int:
         print("    step CPU s: " + ", ".join(f"{k}={v}" for k, v in figures["step_cpu_s"].items()))
         print("    step peak RSS MB: " + ", ".join(f"{k}={v}" for k, v in figures["step_peak_rss_mb"].items()))
         print("    RSS MB as each step began: " + ", ".join(f"{k}={v}" for k, v in figures["step_start_rss_mb"].items()))
+        print(f"    CPU loop after: {cpu_loop_seconds():.2f} s")
     return 0
 
 
