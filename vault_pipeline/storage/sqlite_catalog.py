@@ -232,6 +232,10 @@ class SqliteCatalog(SqliteRecords, SqliteProvenance, SqliteOperations, SqliteAle
             return super()._copy_partition_records(partition, into, table)
         into.commit()  # ATTACH is refused inside a transaction
         into.execute("ATTACH DATABASE ? AS vault_catalog", (str(self.path.resolve()),))
+        # The partition index visits the records table in log_id order, at random: with the
+        # default 2 MB page cache even the tables' interior pages were read again and again
+        # (5M records 13.6-14.2 s; with 32 MiB, given back at DETACH, 6.5-8.2 s; 1M unchanged).
+        into.execute("PRAGMA vault_catalog.cache_size = -32768")
         try:
             copied = into.execute(
                 f'INSERT INTO {table} SELECT {_columns(RECORD_FIELDS)} FROM vault_catalog.records '
