@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import multiprocessing
 import os
 from collections import deque
@@ -76,7 +75,6 @@ from vault_pipeline.defs.promotion.workspace import WORK_PREFIX, _Workspace, def
 from vault_pipeline.storage.catalog import Artifact, Catalog
 from vault_pipeline.storage.object_store import ObjectStore
 
-log = logging.getLogger(__name__)
 
 class PromotionError(RuntimeError):
     """The partition cannot be promoted at all (e.g. it has no ledger entry); ``code`` says why."""
