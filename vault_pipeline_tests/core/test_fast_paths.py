@@ -4,8 +4,9 @@ Landing formats a page's event times in Arrow (``fixed_width_timestamps``) inste
 ``parse_timestamp`` per record, normalisation decodes a record's analysed fields straight
 into their declared types (``Projector.project_typed``) instead of coercing each value, and
 input validation builds its frame's columns whole from exact projections
-(``Projector.project_exact``) instead of typing each value. Every
-odd input must come out the same way as through the slow path, or fall back to it.
+(``Projector.project_exact``) instead of typing each value, and converts them in Arrow instead
+of handing pandas lists to infer from. Every odd input must come out the same way as through
+the slow path, or fall back to it.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from vault_pipeline.core.kinds import KIND_COLUMNS
 from vault_pipeline.core.normalise import _coerce
 from vault_pipeline.core.projection import NOT_AN_OBJECT, Projector
 from vault_pipeline.core.windows import HourWindow, fixed_width_timestamps, parse_timestamp
-from vault_pipeline.quality.frames import input_frame
+from vault_pipeline.quality.frames import TYPE_SUFFIX, _record_row, input_frame
 from vault_pipeline.storage.catalog import fixed_width_timestamp
 
 ODD_TIMES = [
@@ -146,6 +147,29 @@ def _value_by_value_frame(kind: str, rows: list, monkeypatch: pytest.MonkeyPatch
         return input_frame(kind, _WINDOW, rows, fields)
 
 
+def _inferred_frame(kind: str, rows: list, fields=None) -> pd.DataFrame:
+    """The frame as pandas infers it from plain lists, every record value by value: the
+    reference that owes nothing to the column-wise code (its Arrow conversions included)."""
+    projector = Projector(kind, fields)
+    columns = projector.columns
+    start, end = "2026-01-01T00:00:00.000000Z", "2026-01-01T01:00:00.000000Z"
+    data: dict[str, list] = {"log_id": [r[0] for r in rows], "event_time": [r[1] for r in rows],
+                             "in_window": [r[1] is not None and start <= r[1] < end for r in rows], "record_type": []}
+    for column in columns:
+        data[column.name], data[column.name + TYPE_SUFFIX] = [], []
+    for _, _, record in rows:
+        record_type, values, types = _record_row(record, columns, projector)
+        data["record_type"].append(record_type)
+        for column, value, kind_of_value in zip(columns, values, types, strict=True):
+            data[column.name].append(value)
+            data[column.name + TYPE_SUFFIX].append(kind_of_value)
+    frame = pd.DataFrame(data)
+    for column in columns:
+        if column.type in ("int", "float"):
+            frame[column.name] = frame[column.name].astype("float64")
+    return frame
+
+
 def _rows(records: list) -> list:
     return [(f"log-{i}", "2026-01-01T00:10:00.000000Z" if i % 3 else None, record) for i, record in enumerate(records)]
 
@@ -155,6 +179,7 @@ def test_input_frames_from_exact_projections_equal_the_value_by_value_frame(kind
     rows = _rows(ODD_RECORDS)
     got = input_frame(kind, _WINDOW, rows)
     pd.testing.assert_frame_equal(got, _value_by_value_frame(kind, rows, monkeypatch))
+    pd.testing.assert_frame_equal(got, _inferred_frame(kind, rows))
     exact = sum(Projector(kind).project_exact(record) is not None for record in ODD_RECORDS)
     assert 0 < exact < len(ODD_RECORDS)  # both ways are taken in one frame
     # A float column keeps telling integers from numbers (cost_usd 1 against 5.0 elsewhere).
@@ -177,6 +202,8 @@ def test_a_provider_mapping_that_defeats_the_exact_projection_still_gives_the_sa
     rows = _rows(records)
     pd.testing.assert_frame_equal(input_frame("audit_event", _WINDOW, rows, fields),
                                   _value_by_value_frame("audit_event", rows, monkeypatch, fields))
+    pd.testing.assert_frame_equal(input_frame("audit_event", _WINDOW, rows, fields),
+                                  _inferred_frame("audit_event", rows, fields))
 
 
 _JSON_LEAVES = st.one_of(
@@ -225,4 +252,24 @@ def _records_of(draw, kind: str) -> bytes:
 def test_any_record_gives_the_value_by_value_frame(kind: str, data, monkeypatch) -> None:
     records = data.draw(st.lists(_records_of(kind), min_size=1, max_size=8))
     rows = _rows(records)
-    pd.testing.assert_frame_equal(input_frame(kind, _WINDOW, rows), _value_by_value_frame(kind, rows, monkeypatch))
+    got = input_frame(kind, _WINDOW, rows)
+    pd.testing.assert_frame_equal(got, _value_by_value_frame(kind, rows, monkeypatch))
+    pd.testing.assert_frame_equal(got, _inferred_frame(kind, rows))
+
+
+@pytest.mark.parametrize("kind", sorted(KIND_COLUMNS))
+def test_a_simulated_hour_with_flaws_gives_the_frame_pandas_infers(kind: str) -> None:
+    # Thousands of rows, a few of them value by value: the Arrow columns and the rows patched into them.
+    from vault_pipeline.providers.config import parse_config
+    from vault_pipeline.providers.simulator import SimulatorProvider
+
+    entry = {"type": "simulator", "kind": kind, "records_per_hour": 3000, "seed": 3, "invalid_fraction": 0.05}
+    pages = SimulatorProvider(parse_config({"providers": {"sim": entry}}).provider("sim")).fetch_pages(_WINDOW)
+    records = [record for page in pages for record in page.framed.slices(page.body)]
+    for i, odd in enumerate(ODD_RECORDS):  # spread through the hour, so many columns get patched rows
+        records.insert(i * len(records) // len(ODD_RECORDS), odd)
+    rows = _rows(records)
+    projector = Projector(kind)
+    assert 0 < sum(projector.project_exact(record) is None for record in records) < len(records) // 10
+    got = input_frame(kind, _WINDOW, rows)
+    pd.testing.assert_frame_equal(got, _inferred_frame(kind, rows))
