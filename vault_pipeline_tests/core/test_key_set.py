@@ -107,6 +107,27 @@ def test_sorted_keys_agree_with_a_python_dict_of_first_positions(seed):
     assert keys.positions[slot[found]].tolist() == [first[key] for key in probe if key in first]
 
 
+@pytest.mark.parametrize("seed", [5, 6, 7])
+def test_lookups_by_first_bytes_agree_with_a_python_dict_for_short_long_and_nul_keys(seed):
+    # Keys shorter than the eight-byte prefix, keys sharing it, keys with NUL bytes in and at the end.
+    rng = random.Random(seed)
+    alphabet = ["a", "b", "\x00", "é"]
+
+    def key() -> str:
+        return "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 13)))
+
+    landed = [key() for _ in range(2000)]
+    first = {}
+    for position, value in enumerate(landed):
+        first.setdefault(value, position)
+    keys = SortedKeys(pa.array(landed, pa.string()))
+    probe = [key() for _ in range(3000)]
+    found, slot = keys.locate(pa.array(probe, pa.string()))
+    assert found.tolist() == [value in first for value in probe]
+    assert keys.positions[slot[found]].tolist() == [first[value] for value in probe if value in first]
+    assert 0 < sum(found) < len(probe)
+
+
 def test_chunked_keys_of_any_string_type_and_width_are_read_chunk_by_chunk():
     chunked = pa.chunked_array([pa.array(["aa", "b"]).slice(1), pa.array(["ccc", "aa"], pa.large_string()).cast(pa.string()),
                                 pa.array(["dd"]).dictionary_encode().cast(pa.string())])
