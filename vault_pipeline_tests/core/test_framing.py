@@ -6,6 +6,8 @@ import json
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from vault_pipeline.core.framing import (
     AmbiguousBodyError,
@@ -13,6 +15,8 @@ from vault_pipeline.core.framing import (
     FramingError,
     NestingTooDeepError,
     RecordDecodeError,
+    _arrow_says_utf8,
+    _require_utf8,
     decode_record,
     frame_records,
     nesting_depth,
@@ -238,6 +242,32 @@ def test_wrong_shape(body, records_at, expected):
 def test_invalid_utf8_is_a_framing_error(body, records_at):
     with pytest.raises(FramingError, match="UTF-8"):
         frame_records(body, records_at)
+
+
+_UTF8_PIECES = [b"a", b"\x00", b"\xc3\xa9", b"\xe2\x82\xac", b"\xf0\x9f\xa6\x84", b"\xef\xbf\xbf", b"\xf4\x8f\xbf\xbf",
+                b"\xed\x9f\xbf", b"\xee\x80\x80"]
+_NOT_UTF8_PIECES = [b"\x80", b"\xbf", b"\xc0\xaf", b"\xc1\xbf", b"\xe0\x80\xaf", b"\xf0\x80\x80\xaf", b"\xed\xa0\x80",
+                    b"\xed\xbf\xbf", b"\xf4\x90\x80\x80", b"\xf5\x80\x80\x80", b"\xfe", b"\xff", b"\xc3", b"\xe2\x82",
+                    b"\xf0\x9f\xa6"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.sampled_from(_UTF8_PIECES), st.sampled_from(_NOT_UTF8_PIECES), st.binary(max_size=4)),
+                max_size=12))
+def test_the_utf8_check_accepts_exactly_what_pythons_decoder_accepts(pieces):
+    # Arrow validates in place; it must never accept a body Python's decoder refuses, nor the reverse.
+    body = b"".join(pieces)
+    try:
+        body.decode("utf-8")
+        valid = True
+    except UnicodeDecodeError:
+        valid = False
+    assert _arrow_says_utf8(body) == valid
+    if valid:
+        _require_utf8(body)
+    else:
+        with pytest.raises(FramingError, match="not valid UTF-8"):
+            _require_utf8(body)
 
 
 def test_invalid_utf8_ndjson_names_the_line():
