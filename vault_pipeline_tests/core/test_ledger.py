@@ -397,6 +397,26 @@ def test_streaming_records_into_an_entry():
     assert verify_partition_records(entry, iter(checksums)) == []
 
 
+def test_a_digest_of_checksums_in_chunks_equals_the_digest_of_their_leaves_one_by_one():
+    # Chunks of checksums convert in one pass; upper-case hex and raw digests mixed in convert leaf by leaf.
+    checksums = checksums_of(record_bytes(0, 20_000))
+    checksums[5] = checksums[5].upper().replace("SHA256:", "sha256:")
+    mixed = [*checksums[:9000], L.as_leaf(checksums[9000]), *checksums[9001:]]
+    chunked, one_by_one = L.PartitionDigest(), L.PartitionDigest()
+    chunked.add_many(iter(mixed))
+    for value in mixed:
+        one_by_one.add_leaves([L.as_leaf(value)])
+    assert (chunked.count, chunked.root_hex(), chunked.leaf_sum_hex()) == (
+        one_by_one.count, one_by_one.root_hex(), one_by_one.leaf_sum_hex()) == (20_000, merkle_root(checksums).hex(),
+                                                                                one_by_one.leaf_sum_hex())
+    for invalid in ("sha256:" + "g" * 64, "md5:" + "0" * 32, "sha256:" + "0" * 62 + " 0"):
+        with pytest.raises(ValueError) as as_leaf_error:
+            L.as_leaf(invalid)
+        with pytest.raises(ValueError) as raised:
+            L.PartitionDigest().add_many([*checksums[:10], invalid])
+        assert str(raised.value) == str(as_leaf_error.value)  # refused as a leaf on its own is
+
+
 def test_a_partition_digest_combined_from_aligned_parts_equals_the_streamed_one():
     checksums = checksums_of(record_bytes(0, 1000))
     streamed = L.PartitionDigest()
