@@ -74,10 +74,12 @@ class RssSampler(threading.Thread):
 def tree_rss(pid: int) -> int:
     """Bytes resident in ``pid`` and every process below it (0 for one that has just gone).
 
-    A child that still runs its parent's command line is a fork that has not exec'd yet (how a
-    spawned worker starts): it shares every page of its parent, so only its private pages are
-    its own. Counting its RSS whole once doubled the run's 720 MB at the moment promotion's
-    workers started (a 1.47 GB "peak" in one run of three)."""
+    A child that still runs its parent's command line has not exec'd yet (how a spawned worker
+    starts), and owns no memory of its own: a fork shares its parent's pages, and a vfork (what
+    Python's spawn uses where it can) shares its parent's very address space, so even its
+    "private" pages are the parent's. Counted whole, or by private pages, such a child doubled
+    the run's ~720 MB at the moment promotion's workers started (1.47 and 1.52 GB "peaks" in
+    1M runs). The vault never forks a worker that runs without exec, so it is counted as 0."""
     page = os.sysconf("SC_PAGE_SIZE")
     total, pending = 0, [(pid, None)]
     while pending:
@@ -85,9 +87,7 @@ def tree_rss(pid: int) -> int:
         try:
             with open(f"/proc/{current}/cmdline", "rb") as handle:
                 command = handle.read()
-            if command == parent_command:
-                total += private_bytes(current)
-            else:
+            if command != parent_command:
                 with open(f"/proc/{current}/statm") as statm:
                     total += int(statm.read().split()[1]) * page
             for task in os.listdir(f"/proc/{current}/task"):
@@ -95,16 +95,6 @@ def tree_rss(pid: int) -> int:
                     pending += [(int(child), command) for child in children.read().split()]
         except (FileNotFoundError, ProcessLookupError):
             continue
-    return total
-
-
-def private_bytes(pid: int) -> int:
-    """Private_Clean + Private_Dirty of ``pid`` (its pages no other process maps)."""
-    total = 0
-    with open(f"/proc/{pid}/smaps_rollup") as rollup:
-        for line in rollup:
-            if line.startswith(("Private_Clean:", "Private_Dirty:")):
-                total += int(line.split()[1]) * 1024
     return total
 
 
