@@ -35,6 +35,11 @@ class IntegrityReport:
     counts: dict[str, int] = field(default_factory=dict)  # what was compared
     findings: list[dict[str, Any]] = field(default_factory=list)
     finding_counts: Counter = field(default_factory=Counter)
+    # The Merkle digest of the partition's catalog checksums in log order, as this diff read
+    # and compared them (``PartitionDigest.part`` as JSON): the ledger entry of the same run
+    # commits to exactly what was verified, without reading the catalog a second time. None
+    # when a checksum was not even a digest (the diff fails then anyway).
+    catalog_digest: dict[str, Any] | None = None
 
     def add(self, kind: str, **detail: Any) -> None:
         self.finding_counts[kind] += 1
@@ -56,6 +61,7 @@ class IntegrityReport:
             "counts": self.counts,
             "finding_counts": dict(sorted(self.finding_counts.items())),
             "findings": self.findings,
+            **({"catalog_digest": self.catalog_digest} if self.catalog_digest is not None else {}),
         }
 
     def markdown(self, limit: int = 15) -> str:

@@ -25,6 +25,8 @@ from __future__ import annotations
 from vault_pipeline.core.ledger_append import (  # noqa: F401 - re-exported: building the next entry
     PartitionDigest,
     decision_entry,
+    digest_document,
+    digest_from_document,
     next_position,
     partition_entry,
 )

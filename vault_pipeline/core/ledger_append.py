@@ -135,21 +135,46 @@ def next_position(
     return head.sequence + 1, entry_hash(head)
 
 
+def digest_document(digest: PartitionDigest) -> dict[str, Any]:
+    """A digest as JSON (its root and record count for people, its subtrees to carry on from)."""
+    count, subtrees, _leaf_sum = digest.part()
+    return {"records": count, "merkle_root": digest.root_hex(), "leaf_sum": digest.leaf_sum_hex(),
+            "subtrees": [[size, root.hex()] for size, root in subtrees]}
+
+
+def digest_from_document(document: Mapping[str, Any]) -> PartitionDigest:
+    """The digest ``digest_document`` wrote, checked against the root and count written beside it."""
+    try:
+        subtrees = [(int(size), bytes.fromhex(root)) for size, root in document["subtrees"]]
+        digest = PartitionDigest.combine([(int(document["records"]), subtrees, int(document["leaf_sum"], 16))])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"not a partition digest: {exc}") from exc
+    if (digest.count, digest.root_hex(), digest.leaf_sum_hex()) != (
+            document["records"], document["merkle_root"], document["leaf_sum"]):
+        raise ValueError("a partition digest whose subtrees do not give the root and count written beside them")
+    return digest
+
+
 def partition_entry(
     *,
     provider: str,
     partition: str,
     sequence: int,
     previous_hash: str,
-    record_checksums: Iterable[str | bytes],
+    record_checksums: Iterable[str | bytes] | None = None,
     objects: Iterable[tuple[str, str]],
     run_id: str,
     created_at: str | None = None,
     body: Mapping[str, Any] | None = None,
+    digest: PartitionDigest | None = None,
 ) -> LedgerEntry:
-    """An unsigned partition entry; ``record_checksums`` may be a stream (O(log n) memory)."""
-    digest = PartitionDigest()
-    digest.add_many(record_checksums)
+    """An unsigned partition entry; ``record_checksums`` may be a stream (O(log n) memory), or
+    ``digest`` the same records' digest already taken."""
+    if (record_checksums is None) == (digest is None):
+        raise ValueError("a partition entry is made of record checksums or of their digest, exactly one")
+    if digest is None:
+        digest = PartitionDigest()
+        digest.add_many(record_checksums)
     return _unsigned_entry(
         KIND_PARTITION, digest.root_hex(), digest.count, provider=provider, partition=partition,
         sequence=sequence, previous_hash=previous_hash, objects=objects, run_id=run_id, created_at=created_at,

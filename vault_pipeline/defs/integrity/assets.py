@@ -16,7 +16,7 @@ from vault_pipeline.core.kinds import fact_table_name
 from vault_pipeline.core.layout import report_key
 from vault_pipeline.defs.ingestion.assets import fetch_window_of
 from vault_pipeline.defs.integrity.artifacts import index_artifacts
-from vault_pipeline.defs.integrity.ledger_stage import record_partition
+from vault_pipeline.defs.integrity.ledger_stage import record_partition, verified_digest
 from vault_pipeline.defs.integrity.snapshot_diff import diff_partition
 from vault_pipeline.defs.partitions import partition_of
 from vault_pipeline.defs.resources import VaultResource
@@ -105,9 +105,10 @@ def build_integrity_assets(partitions: dg.PartitionsDefinition, normalised_recor
     )
     def ledger_entry(context: dg.AssetExecutionContext, vault: VaultResource) -> dg.MaterializeResult:
         partition, name, window = partition_of(context)
+        verified = verified_digest(vault.object_store(), name, window, partition, context.run.run_id)
         entry, created = record_partition(
             store=vault.object_store(), catalog=vault.catalog(), signer=vault.ledger_signer(), provider=name,
-            window=window, partition=partition, run_id=context.run.run_id,
+            window=window, partition=partition, run_id=context.run.run_id, verified=verified,
         )
         return dg.MaterializeResult(
             metadata={

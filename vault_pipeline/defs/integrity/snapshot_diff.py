@@ -22,6 +22,7 @@ from vault_pipeline.core.integrity import IntegrityReport
 from vault_pipeline.core.key_set import SortedKeys
 from vault_pipeline.core.kinds import fact_table_name
 from vault_pipeline.core.layout import raw_prefix
+from vault_pipeline.core.ledger import PartitionDigest, digest_document
 from vault_pipeline.core.merkle import checksums_from_digests, digests_from_checksums
 from vault_pipeline.core.windows import HourWindow
 from vault_pipeline.defs.analytics.normalisation import partitions_of
@@ -141,9 +142,15 @@ def _check_catalog(catalog: Catalog, by_row: _Rows, landed_keys: SortedKeys, pro
     the hour's sorted keys a whole page at a time and compared column by column, so Python
     touches only the findings, and memory holds one page besides the hour's keys."""
     matched = np.zeros(len(landed_keys), dtype=bool)
+    digest: PartitionDigest | None = PartitionDigest()  # the partition's own checksums, for its ledger entry
     for overlapping in _overlapping_partitions(provider, fetch_window):
         own = overlapping == partition
         for page in catalog.iter_partition_pointer_pages(overlapping, page_size=_CATALOG_PAGE):
+            if own and digest is not None:
+                try:
+                    digest.add_many(page.checksums)
+                except ValueError:  # not a digest: found below as a mismatch; the ledger reads for itself
+                    digest = None
             log_ids = pa.array(page.log_ids, pa.string())
             found, slot = landed_keys.locate(log_ids)
             if own:
@@ -157,6 +164,8 @@ def _check_catalog(catalog: Catalog, by_row: _Rows, landed_keys: SortedKeys, pro
             held = pa.table({"log_id": log_ids, "checksum": page.checksums, "object_key": page.object_keys,
                              "offset": page.offsets, "length": page.lengths}).take(pa.array(hits))
             _report_differences(landed, held, own, overlapping, report)
+    if digest is not None:
+        report.catalog_digest = digest_document(digest)
     _check_indexed_elsewhere(catalog, by_row, landed_keys, matched, report)
     indexed_here = catalog.count_records(partition=partition)
     report.counts["catalog_partition_records"] = indexed_here
