@@ -128,6 +128,39 @@ def test_lookups_by_first_bytes_agree_with_a_python_dict_for_short_long_and_nul_
     assert 0 < sum(found) < len(probe)
 
 
+def _log_ids(rng: random.Random, count: int) -> list[str]:
+    # The vault's own form; a few ending in zero bytes once packed (numpy drops trailing NULs).
+    ids = [f"log_{rng.getrandbits(128):032x}" for _ in range(count)]
+    return ids + ["log_" + "ab" * 15 + "00", "log_" + "ab" * 14 + "0000", "log_" + "0" * 32]
+
+
+@pytest.mark.parametrize("seed", [8, 9])
+def test_log_ids_are_held_as_their_16_bytes_and_found_exactly_as_strings_would_be(seed):
+    rng = random.Random(seed)
+    distinct = _log_ids(rng, 1500)
+    landed = [rng.choice(distinct) for _ in range(3000)] + distinct[-3:]
+    first = {}
+    for position, value in enumerate(landed):
+        first.setdefault(value, position)
+    keys = SortedKeys(pa.chunked_array([landed[:1000], landed[1000:]]))
+    assert keys._packed and keys._keys.dtype.itemsize == 16
+    # Probes of other forms are never found: upper-case hex, a non-hex digit, short or long, no prefix.
+    held = rng.choice(sorted(first))
+    others = [held.upper().replace("LOG_", "log_"), held[:-1] + "g", held[:-1], held + "0", "LOG_" + held[4:],
+              held[4:] + "log_", "", "log_", "x" * 37]
+    probe = [rng.choice(distinct) for _ in range(500)] + _log_ids(rng, 300) + others + ["log_" + "ab" * 15 + "00"]
+    found, slot = keys.locate(pa.array(probe, pa.string()))
+    assert found.tolist() == [value in first for value in probe]
+    assert keys.positions[slot[found]].tolist() == [first[value] for value in probe if value in first]
+    # Given back as the strings they were, in string order.
+    given_back = [key for part in keys.key_slices(400) for key in part]
+    assert given_back == sorted(first)
+    # One key of another form: the whole set stays in its fixed-width bytes, with the same answers.
+    mixed = SortedKeys(pa.array(landed + ["log_not_hex"], pa.string()))
+    assert not mixed._packed
+    assert mixed.locate(pa.array(probe, pa.string()))[0].tolist() == found.tolist()
+
+
 def test_chunked_keys_of_any_string_type_and_width_are_read_chunk_by_chunk():
     chunked = pa.chunked_array([pa.array(["aa", "b"]).slice(1), pa.array(["ccc", "aa"], pa.large_string()).cast(pa.string()),
                                 pa.array(["dd"]).dictionary_encode().cast(pa.string())])
