@@ -71,6 +71,24 @@ def test_one_edited_byte_names_the_page_and_the_record(ingested) -> None:
     assert {"type": "changed_record", "log_id": record.log_id, "key": record.object_key} in report.findings
 
 
+def test_pages_altered_and_deleted_are_each_named_in_landing_order(ingested) -> None:
+    # The pages are re-hashed on several threads; the findings still come in landing's order.
+    objects = LandedPartition(ingested.store, PROVIDER, HourWindow.for_hour_key(HOUR)).objects
+    assert len(objects) >= 3
+    altered, deleted = objects[-1], objects[0]
+    path = ingested.home / "objects" / altered.key
+    os.chmod(path, 0o644)
+    path.write_bytes(path.read_bytes() + b" ")
+    os.chmod(ingested.home / "objects" / deleted.key, 0o644)
+    os.remove(ingested.home / "objects" / deleted.key)
+    report = _diff(ingested)
+    pages = [f for f in report.findings if f["type"] in ("changed_object", "missing_object")]
+    assert pages == [{"type": "missing_object", "key": deleted.key},
+                     {"type": "changed_object", "key": altered.key, "expected": altered.checksum,
+                      "found": pages[1]["found"]}]
+    assert pages[1]["found"] != altered.checksum and not report.clean
+
+
 def test_a_deleted_catalog_entry_is_missing_in_catalog(ingested) -> None:
     record = _second_record(ingested)
     _catalog_sql(ingested, "DELETE FROM records WHERE log_id = ?", record.log_id)
