@@ -51,8 +51,8 @@ class PartitionDigest:
 
     def add_many(self, record_checksums: Iterable[str | bytes]) -> None:
         # Converted a chunk at a time: a chunk of checksums (the usual stream) goes through
-        # ``digests_from_checksums`` in one pass (1M: ~1.5 -> ~0.6 s), anything else leaf by
-        # leaf; the builder hashes either in chunks.
+        # ``digests_from_checksums`` in one pass, anything else leaf by leaf; the builder hashes
+        # either in chunks (a 1M-record root 1.25 -> 1.06 s, most of it now the hashing).
         values = iter(record_checksums)
         while chunk := list(islice(values, 8192)):
             if all(type(value) is str for value in chunk):

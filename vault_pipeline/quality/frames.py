@@ -124,8 +124,8 @@ def input_frame(kind: str, window: HourWindow, rows: Iterable[tuple[str, str | N
                             "in_window": [t is not None and start <= t < end for t in times],
                             "record_type": _column(record_types)}
     by_column = zip(*exact) if exact else [()] * len(columns)
+    overrides = [by_value[position] for position in patched]
     for i, (column, found) in enumerate(zip(columns, by_column, strict=True)):
-        overrides = [by_value[position] for position in patched]
         data[column.name], data[column.name + TYPE_SUFFIX] = _value_and_type_columns(
             column.type, list(found), patched, [values[i] for values, _ in overrides],
             [types[i] for _, types in overrides])
