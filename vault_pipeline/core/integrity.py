@@ -36,7 +36,7 @@ class IntegrityReport:
     findings: list[dict[str, Any]] = field(default_factory=list)
     finding_counts: Counter = field(default_factory=Counter)
     # The Merkle digest of the partition's catalog checksums in log order, as this diff read
-    # and compared them (``PartitionDigest.part`` as JSON): the ledger entry of the same run
+    # and compared them (``core.ledger.digest_document``): the ledger entry of the same run
     # commits to exactly what was verified, without reading the catalog a second time. None
     # when a checksum was not even a digest (the diff fails then anyway).
     catalog_digest: dict[str, Any] | None = None

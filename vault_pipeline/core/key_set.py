@@ -17,6 +17,7 @@ of an hour given batch by batch (normalisation's choice of rows), at ~55 bytes a
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator
 
 import numpy as np
@@ -96,16 +97,6 @@ def _prefixes(fixed: np.ndarray, skip: int) -> np.ndarray:
     head = np.zeros((len(fixed), 8), dtype=np.uint8)
     head[:, : table.shape[1]] = table
     return head.view(">u8").reshape(len(fixed))
-
-
-def _common_prefix_length(first: bytes, last: bytes) -> int:
-    """How many leading bytes the first and last of sorted keys (so all of them) share."""
-    shared = 0
-    for a, b in zip(first, last):
-        if a != b:
-            break
-        shared += 1
-    return shared
 
 
 def _plain(chunk: pa.Array) -> pa.Array:
@@ -325,7 +316,7 @@ class SortedKeys:
         self._keys = fixed[self.positions]  # in sorted order: the positions are taken in it
         del fixed
         # The eight bytes after the prefix every key shares ("log_"), as integers: sorted too.
-        self._skip = _common_prefix_length(self._keys[0], self._keys[-1]) if len(self._keys) else 0
+        self._skip = len(os.path.commonprefix([self._keys[0], self._keys[-1]])) if len(self._keys) else 0
         self._prefixes = _prefixes(self._keys, self._skip)
         self.slots = np.empty(len(order), dtype=np.int32 if len(order) < 2**31 else np.int64)
         self.slots[order] = np.cumsum(first) - 1  # each row's key, as its index in sorted order

@@ -134,7 +134,7 @@ def input_frame(kind: str, window: HourWindow, rows: Iterable[tuple[str, str | N
 
 # pandas' own column for a list of strings and Nones (its default string dtype on pandas 3),
 # or None when that is not an Arrow-backed dtype and the lists are handed to pandas as they are.
-_STRINGS = pd.DataFrame({"s": ["x", None]})["s"].dtype
+_STRINGS = pd.Series(["x", None]).dtype
 _ARROW_STRINGS = _STRINGS if getattr(_STRINGS, "storage", None) == "pyarrow" else None
 # The JSON type of an exact value, by its column's type, when present: a float column's values
 # are integers or numbers, and are told apart value by value.

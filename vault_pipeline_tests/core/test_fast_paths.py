@@ -152,7 +152,7 @@ def _inferred_frame(kind: str, rows: list, fields=None) -> pd.DataFrame:
     reference that owes nothing to the column-wise code (its Arrow conversions included)."""
     projector = Projector(kind, fields)
     columns = projector.columns
-    start, end = "2026-01-01T00:00:00.000000Z", "2026-01-01T01:00:00.000000Z"
+    start, end = fixed_width_timestamp(_WINDOW.start), fixed_width_timestamp(_WINDOW.end)
     data: dict[str, list] = {"log_id": [r[0] for r in rows], "event_time": [r[1] for r in rows],
                              "in_window": [r[1] is not None and start <= r[1] < end for r in rows], "record_type": []}
     for column in columns:

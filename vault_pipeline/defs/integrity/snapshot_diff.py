@@ -152,7 +152,9 @@ def _check_catalog(catalog: Catalog, by_row: _Rows, landed_keys: SortedKeys, pro
     """Each landed log_id (its first copy in the fetch: the one indexed) against its catalog
     entry. The catalog's pages of every overlapping partition, in log order, are looked up in
     the hour's sorted keys a whole page at a time and compared column by column, so Python
-    touches only the findings, and memory holds one page besides the hour's keys."""
+    touches only the findings, and memory holds one page besides the hour's keys. The
+    partition's own checksums, read in one transaction in log order, are also taken into the
+    Merkle digest its ledger entry signs (``report.catalog_digest``)."""
     matched = np.zeros(len(landed_keys), dtype=bool)
     digest: PartitionDigest | None = PartitionDigest()  # the partition's own checksums, for its ledger entry
     for overlapping in _overlapping_partitions(provider, fetch_window):
