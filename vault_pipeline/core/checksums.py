@@ -18,7 +18,7 @@ def sha256_hex(data: bytes | memoryview) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def checksum(data: bytes | memoryview) -> str:
+def checksum(data: bytes | bytearray | memoryview) -> str:
     """The vault checksum of ``data``: ``sha256:`` followed by the lowercase hex digest."""
     return PREFIX + hashlib.sha256(data).hexdigest()
 

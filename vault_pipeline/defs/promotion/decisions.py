@@ -53,7 +53,8 @@ QUARANTINED_STATUS, APPROVED_STATUS, RELEASED_STATUS = "quarantined", "approved"
 
 # Masked golden records, manifest rows and decision lines: msgspec writes compact UTF-8 JSON (key
 # order kept, integers of any size exact) several times faster than json.dumps.
-_encode_json = msgspec.json.Encoder().encode
+_ENCODER = msgspec.json.Encoder()
+_encode_json, _encode_json_into = _ENCODER.encode, _ENCODER.encode_into
 
 
 @dataclass
@@ -146,7 +147,7 @@ def decide_part(task: PartTask, records: list[DecisionRecord], promotion: Promot
         data = None
     object_ok = data is not None and promotion.committed.get(task.key) == checksum(data)
     view = memoryview(data) if data is not None else None
-    golden, rows, pending = bytearray(), [], []
+    golden, manifest, pending = bytearray(), bytearray(), []
     positions, digests = array("q"), bytearray()
     counts = {name: 0 for name in DECISIONS}
     decisions: dict[str, str] = {}
@@ -181,18 +182,19 @@ def decide_part(task: PartTask, records: list[DecisionRecord], promotion: Promot
             # manifest's offsets, not line splitting, are the authoritative way to read it back.
             golden += d.golden
             golden += b"\n"
-        rows.append(_encode_json(row))
+        # Encoded straight onto the part (one line each): no million row strings joined after.
+        _encode_json_into(row, manifest, -1)
+        manifest += b"\n"
         line = _pending_quarantine(d, promotion.known.get(record.log_id), entry_ref, now)
         if line is not None:
             pending.append(line)
         if d.decision == QUARANTINED:
             quarantined[record.log_id] = d.reason
-    manifest = b"\n".join(rows) + b"\n"
     with open(staged_part(promotion.stage, task.part, "records"), "wb") as out:
         out.write(golden)
     with open(staged_part(promotion.stage, task.part, "manifest"), "wb") as out:
         out.write(manifest)
-    return PartOutcome(object_ok, len(records), checksum(bytes(golden)), len(golden), checksum(manifest),
+    return PartOutcome(object_ok, len(records), checksum(golden), len(golden), checksum(manifest),
                        len(manifest), positions.tobytes(), bytes(digests), counts, decisions, quarantined, pending)
 
 
