@@ -494,7 +494,9 @@ class Catalog(ABC):
     def bulk_writes(self) -> Iterator[None]:
         """Around indexing an hour: an adapter may hold more in memory while it lasts (SQLite: a
         page cache big enough for random inserts into its indexes) and gives it back after, so
-        the stages that follow in the same process do not carry it."""
+        the stages that follow in the same process do not carry it. It may also group the
+        thread's upserts into bigger transactions (SQLite does); everything upserted inside is
+        committed by the time it ends."""
         yield
 
     # copying out ----------------------------------------------------------------------------

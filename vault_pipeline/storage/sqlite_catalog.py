@@ -147,6 +147,11 @@ CREATE INDEX IF NOT EXISTS quarantine_by_partition ON quarantine ("partition", "
 
 _READ_CACHE_KIB = -16384  # negative: KiB, so 16 MiB
 _BULK_CACHE_KIB = -262144  # 256 MiB while an hour is indexed
+# Records upserted per transaction while an hour is indexed (``bulk_writes``): a batch's random
+# inserts dirty most leaf pages of the log_id and partition indexes, and each commit writes
+# every dirty page to the WAL (and a checkpoint again to the file), so four batches a commit
+# write each page a quarter as often (a 1M-record hour indexed ~1 s faster of ~10.5).
+BULK_TRANSACTION_ROWS = 200_000
 
 
 class SqliteCatalog(SqliteRecords, SqliteProvenance, SqliteOperations, SqliteAlerts, Catalog):
@@ -157,6 +162,8 @@ class SqliteCatalog(SqliteRecords, SqliteProvenance, SqliteOperations, SqliteAle
         # reader never sees another thread's half-finished write transaction. Other
         # processes (Dagster step subprocesses) coordinate through WAL and busy_timeout.
         self._lock = threading.RLock()
+        self._bulk_thread: int | None = None  # the thread indexing an hour in ``bulk_writes``
+        self._grouped: int | None = None  # rows upserted in its open transaction; None: none open
         try:
             self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
             # 16 KiB pages (effective only when the file is created): four index b-trees take
@@ -186,14 +193,66 @@ class SqliteCatalog(SqliteRecords, SqliteProvenance, SqliteOperations, SqliteAle
         # records. 256 MiB (an upper bound, filled only as pages are touched) keeps a
         # million-record hour's index pages in memory; after, the cache is cut back and its
         # memory freed (``shrink_memory``), or every later stage of the run would carry it.
+        # This thread's upserts meanwhile share transactions of BULK_TRANSACTION_ROWS; the
+        # last is committed here, whatever happens (as each batch was before: what was
+        # indexed stays, and re-running the hour is idempotent).
         with self._lock:
+            if self._bulk_thread is not None:
+                raise CatalogError(f"SQLite catalog {self.path}: an hour is already being indexed in bulk")
             self._db.execute(f"PRAGMA cache_size = {_BULK_CACHE_KIB}")
+            self._bulk_thread = threading.get_ident()
         try:
             yield
         finally:
             with self._lock:
-                self._db.execute(f"PRAGMA cache_size = {_READ_CACHE_KIB}")
-                self._db.execute("PRAGMA shrink_memory")
+                self._bulk_thread = None
+                try:
+                    self._end_group(commit=True)
+                finally:
+                    self._db.execute(f"PRAGMA cache_size = {_READ_CACHE_KIB}")
+                    self._db.execute("PRAGMA shrink_memory")
+
+    @contextmanager
+    def _upsert_transaction(self, rows: int) -> Iterator[sqlite3.Connection]:
+        """The transaction an upsert of ``rows`` runs in: its own, or (in the thread indexing in
+        ``bulk_writes``) the group's, committed once BULK_TRANSACTION_ROWS are in it. The group
+        holds the connection's lock from its BEGIN to its COMMIT, so no other thread writes into
+        it or reads it half-done; a failure rolls the whole group back."""
+        if self._bulk_thread != threading.get_ident():
+            with self._write() as db:
+                yield db
+            return
+        if self._grouped is None:
+            self._lock.acquire()  # released by _end_group
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+            except BaseException:
+                self._lock.release()
+                raise
+            self._grouped = 0
+        try:
+            yield self._db
+        except BaseException:
+            self._end_group(commit=False)
+            raise
+        self._grouped += rows
+        if self._grouped >= BULK_TRANSACTION_ROWS:
+            self._end_group(commit=True)
+
+    def _end_group(self, *, commit: bool) -> None:
+        """Commit (or roll back) the bulk upserts' open transaction, if one is open, and let go of its lock."""
+        if self._grouped is None:
+            return
+        self._grouped = None
+        try:
+            if commit:
+                self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise CatalogError(f"SQLite catalog {self.path}: committing indexed records: {exc}") from exc
+        finally:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            self._lock.release()
 
     def _create_schema(self) -> None:
         for statement in _SCHEMA.split(";"):
@@ -206,6 +265,8 @@ class SqliteCatalog(SqliteRecords, SqliteProvenance, SqliteOperations, SqliteAle
         """One write transaction; IMMEDIATE takes the file's write lock up front, so two
         processes never deadlock trying to upgrade read locks."""
         with self._lock:
+            if self._bulk_thread == threading.get_ident():
+                self._end_group(commit=True)  # another write by the indexing thread: the group first
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db

@@ -69,7 +69,7 @@ class SqliteRecords:
         inserted = 0
         conflicts: list[str] = []
         try:
-            with self._write() as db:
+            with self._upsert_transaction(len(rows)) as db:
                 for start in range(0, len(rows), UPSERT_CHUNK):
                     chunk = rows[start : start + UPSERT_CHUNK]
                     added = db.executemany(insert, chunk).rowcount
