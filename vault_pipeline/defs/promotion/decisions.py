@@ -182,7 +182,7 @@ def decide_part(task: PartTask, records: list[DecisionRecord], promotion: Promot
             # manifest's offsets, not line splitting, are the authoritative way to read it back.
             golden += d.golden
             golden += b"\n"
-        # Encoded straight onto the part (one line each): no million row strings joined after.
+        # Encoded straight onto the part, a line each: no list of row strings joined and copied after.
         _encode_json_into(row, manifest, -1)
         manifest += b"\n"
         line = _pending_quarantine(d, promotion.known.get(record.log_id), entry_ref, now)
